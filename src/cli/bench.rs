@@ -1,0 +1,60 @@
+//! `daftari bench ledger`: prints durable append and verify throughput.
+
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Which {
+    /// Durable appends per second (1 and N appenders) and verify entries per second.
+    Ledger(Args),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Scratch directory for the benchmark ledgers (removed afterwards).
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    dir: PathBuf,
+    /// Entries per append run.
+    #[arg(long, default_value_t = 2_000_000)]
+    entries: u64,
+    /// Entries per append.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Bytes per line.
+    #[arg(long, default_value_t = 250)]
+    line_bytes: usize,
+    /// Concurrent appenders, one run setting per value.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    appenders: Vec<usize>,
+    /// Entries of the ledger verify is timed on (0 skips it).
+    #[arg(long, default_value_t = 5_000_000)]
+    verify_entries: u64,
+    /// Runs per setting (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Segment rotation size for the benchmark ledgers.
+    #[arg(long, default_value_t = daftari::store::DEFAULT_SEGMENT_MAX_BYTES)]
+    segment_max_bytes: u64,
+}
+
+pub fn run(which: Which) -> anyhow::Result<u8> {
+    let Which::Ledger(a) = which;
+    anyhow::ensure!(
+        a.batch > 0 && a.runs > 0,
+        "--batch and --runs must be positive"
+    );
+    anyhow::ensure!(
+        !a.appenders.is_empty() && !a.appenders.contains(&0),
+        "--appenders must be positive"
+    );
+    daftari::bench::run(&daftari::bench::Options {
+        dir: a.dir,
+        entries: a.entries,
+        batch: a.batch,
+        line_bytes: a.line_bytes,
+        appenders: a.appenders,
+        verify_entries: a.verify_entries,
+        runs: a.runs,
+        segment_max_bytes: a.segment_max_bytes,
+    })?;
+    Ok(0)
+}

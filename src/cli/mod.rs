@@ -1,0 +1,45 @@
+//! Command-line parsing: one file per subcommand, each turning its flags into validated
+//! options for a library call and an exit code.
+//!
+//! Must not: hold logic a test cannot reach without a process.
+
+mod bench;
+mod verify;
+
+use clap::{Parser, Subcommand};
+
+/// daftari: an append-only, tamper-evident log sink for Loki clients.
+#[derive(Debug, Parser)]
+#[command(name = "daftari", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Audit the ledger offline: re-hash every record, check every link, report the first break.
+    Verify(verify::Args),
+    /// Measure the ledger: durable appends per second and verify speed.
+    #[command(subcommand)]
+    Bench(bench::Which),
+}
+
+/// Parses the command line and runs the subcommand; returns the exit code.
+pub fn run() -> anyhow::Result<u8> {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return Ok(if e.use_stderr() {
+                daftari::verify::EXIT_CANNOT_RUN
+            } else {
+                0
+            });
+        }
+    };
+    match cli.command {
+        Command::Verify(args) => verify::run(args),
+        Command::Bench(which) => bench::run(which),
+    }
+}

@@ -1,0 +1,108 @@
+//! `daftari verify [--data-dir DIR] [--json] [--jobs N]`.
+//!
+//! Exit codes: 0 intact, 1 integrity failure, 2 could not run.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use daftari::verify::{self, Progress, Report};
+
+/// Findings printed in text mode; `--json` carries them all.
+const MAX_PRINTED_FINDINGS: usize = 20;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The data directory (or a copy of it).
+    #[arg(long, default_value = "./data")]
+    data_dir: PathBuf,
+    /// Print the report as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Threads to verify with (default: all cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let jobs = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let opts = verify::Options {
+        data_dir: args.data_dir.clone(),
+        jobs,
+    };
+    let progress = Progress::default();
+    let show_bar = !args.json && std::io::stderr().is_terminal();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let result = std::thread::scope(|s| {
+        if show_bar {
+            s.spawn(|| draw_progress(&progress, &done));
+        }
+        let r = verify::run(&opts, &progress);
+        done.store(true, Ordering::Release);
+        r
+    });
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("daftari verify: cannot conclude: {e}");
+            eprintln!("Try: daftari verify --data-dir <the directory that holds segments/>");
+            return Ok(verify::EXIT_CANNOT_RUN);
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_text(&report);
+    }
+    Ok(verify::exit_code(&report))
+}
+
+fn print_text(report: &Report) {
+    if let Some(first) = &report.first_break {
+        println!("FIRST BREAK: {first}");
+        for f in report
+            .findings
+            .iter()
+            .skip(1)
+            .take(MAX_PRINTED_FINDINGS - 1)
+        {
+            println!("  also: {f}");
+        }
+        if report.findings.len() > MAX_PRINTED_FINDINGS {
+            println!(
+                "  ... {} findings in all (--json lists them)",
+                report.findings.len()
+            );
+        }
+    }
+    for note in &report.notes {
+        println!("note: {note}");
+    }
+    println!(
+        "head after seq {}: {}",
+        report.next_seq.saturating_sub(1),
+        report.head
+    );
+    println!("{}", report.summary());
+}
+
+fn draw_progress(progress: &Progress, done: &std::sync::atomic::AtomicBool) {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} entries ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    while !done.load(Ordering::Acquire) {
+        bar.set_length(progress.total.load(Ordering::Relaxed));
+        bar.set_position(progress.done.load(Ordering::Relaxed));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bar.finish_and_clear();
+}

@@ -1,0 +1,480 @@
+//! The canonical record encoding (`ENTRY_V1`) and the blake3 hash chain.
+//!
+//! Owns: the byte layout of a record, its decoder, the leaf, chain and genesis hashes and
+//! their context strings. This is the one definition of the format; `VERIFY.md` documents it
+//! byte for byte and `tests/golden_chain.rs` pins it with vectors.
+//!
+//! Must not: do I/O, know about SQLite, or change a byte without a new version number.
+
+use std::ops::Range;
+
+/// A blake3 digest.
+pub type Hash = [u8; 32];
+
+/// Version byte of the only record encoding so far.
+pub const ENTRY_VERSION: u8 = 1;
+
+/// Length of the random log id that, with the origin, makes every log's genesis unique.
+pub const LOG_ID_LEN: usize = 16;
+
+/// Largest length of one length-prefixed string (`bstr`). Bounds what a decoder allocates
+/// and what one field may hold; far above any line the push plane accepts.
+pub const MAX_BSTR: usize = 16 << 20;
+
+/// Context strings for blake3's derive-key mode; globally unique, never reused.
+pub const CTX_LEAF: &str = "daftari v1 entry leaf";
+pub const CTX_CHAIN: &str = "daftari v1 chain";
+pub const CTX_GENESIS: &str = "daftari v1 genesis";
+pub const CTX_SEGMENT_FILE: &str = "daftari v1 segment file";
+
+/// Offset of the `seq` field inside an encoded record (right after the version byte).
+const SEQ_OFFSET: usize = 1;
+
+/// Errors of building or decoding a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("duplicate name {0:?}")]
+    DuplicateName(String),
+    #[error("{field} is {len} bytes, over the {max}-byte limit")]
+    TooLong {
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("record ends early while reading {0}")]
+    Truncated(&'static str),
+    #[error("unknown record version {0}")]
+    Version(u8),
+    #[error("{0} bytes follow the end of the record")]
+    Trailing(usize),
+    #[error("{0} is not valid UTF-8")]
+    Utf8(&'static str),
+    #[error("{0} are not sorted by name")]
+    Unsorted(&'static str),
+}
+
+/// A sorted list of name/value pairs with unique names: stream labels or structured metadata.
+///
+/// Sorting is bytewise by name. Because names are unique this is also the (name, value) order
+/// that the format asks of metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Pairs(Vec<(String, String)>);
+
+impl Pairs {
+    /// Sorts `pairs` by name and refuses duplicate names.
+    pub fn new(mut pairs: Vec<(String, String)>) -> Result<Self, FormatError> {
+        pairs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(FormatError::DuplicateName(w[0].0.clone()));
+        }
+        Ok(Self(pairs))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn into_vec(self) -> Vec<(String, String)> {
+        self.0
+    }
+}
+
+/// The fields of one record, as the ledger stores and hashes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Global sequence number: contiguous from 0 across segments, assigned by the writer.
+    pub seq: u64,
+    /// The sink's wall clock (Unix ns) when the batch was accepted.
+    pub recv_ns: i64,
+    /// The client's timestamp (Unix ns).
+    pub ts_ns: i64,
+    /// Identity of the authenticated token that pushed the entry; never client-supplied.
+    pub source: String,
+    /// `X-Scope-OrgID` as sent, or empty. Recorded, never trusted.
+    pub tenant: String,
+    pub labels: Pairs,
+    pub metadata: Pairs,
+    /// The exact line bytes as decoded from the request.
+    pub line: Vec<u8>,
+}
+
+/// The fields of a record, borrowed: what [`encode`] reads.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    pub seq: u64,
+    pub recv_ns: i64,
+    pub ts_ns: i64,
+    pub source: &'a str,
+    pub tenant: &'a str,
+    pub labels: &'a Pairs,
+    pub metadata: &'a Pairs,
+    pub line: &'a [u8],
+}
+
+impl Record {
+    pub fn as_ref(&self) -> RecordRef<'_> {
+        RecordRef {
+            seq: self.seq,
+            recv_ns: self.recv_ns,
+            ts_ns: self.ts_ns,
+            source: &self.source,
+            tenant: &self.tenant,
+            labels: &self.labels,
+            metadata: &self.metadata,
+            line: &self.line,
+        }
+    }
+}
+
+/// An encoded record plus where its parts lie, so the writer can patch the sequence number
+/// and index the stream without decoding again.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub bytes: Vec<u8>,
+    /// The labels section (`u32 n` and the pairs): the stream's identity inside a segment.
+    pub labels: Range<usize>,
+}
+
+impl Encoded {
+    /// Writes `seq` into the record. The writer assigns sequence numbers at commit time.
+    pub fn set_seq(&mut self, seq: u64) {
+        self.bytes[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&seq.to_be_bytes());
+    }
+
+    pub fn labels_bytes(&self) -> &[u8] {
+        &self.bytes[self.labels.clone()]
+    }
+}
+
+/// Encodes `record` as `ENTRY_V1`, checking every length against [`MAX_BSTR`].
+pub fn encode(record: RecordRef<'_>) -> Result<Encoded, FormatError> {
+    let pairs_len = |p: &Pairs| 4 + p.iter().map(|(n, v)| 8 + n.len() + v.len()).sum::<usize>();
+    let capacity = 1 + 8 * 3 + 12 + record.source.len() + record.tenant.len() + record.line.len();
+    let mut out =
+        Vec::with_capacity(capacity + pairs_len(record.labels) + pairs_len(record.metadata));
+    out.push(ENTRY_VERSION);
+    out.extend_from_slice(&record.seq.to_be_bytes());
+    out.extend_from_slice(&record.recv_ns.to_be_bytes());
+    out.extend_from_slice(&record.ts_ns.to_be_bytes());
+    put_bstr(&mut out, "source", record.source.as_bytes())?;
+    put_bstr(&mut out, "tenant", record.tenant.as_bytes())?;
+    let start = out.len();
+    put_pairs(&mut out, "label", record.labels)?;
+    let labels = start..out.len();
+    put_pairs(&mut out, "metadata", record.metadata)?;
+    put_bstr(&mut out, "line", record.line)?;
+    Ok(Encoded { bytes: out, labels })
+}
+
+fn put_bstr(out: &mut Vec<u8>, field: &'static str, bytes: &[u8]) -> Result<(), FormatError> {
+    if bytes.len() > MAX_BSTR {
+        return Err(FormatError::TooLong {
+            field,
+            len: bytes.len(),
+            max: MAX_BSTR,
+        });
+    }
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
+fn put_pairs(out: &mut Vec<u8>, field: &'static str, pairs: &Pairs) -> Result<(), FormatError> {
+    out.extend_from_slice(&(pairs.len() as u32).to_be_bytes());
+    for (name, value) in pairs.iter() {
+        put_bstr(out, field, name.as_bytes())?;
+        put_bstr(out, field, value.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// A decoded record that borrows from the encoded bytes: what `verify` checks per row
+/// without allocating.
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    pub seq: u64,
+    pub recv_ns: i64,
+    pub ts_ns: i64,
+    pub source: &'a [u8],
+    pub tenant: &'a [u8],
+    /// The whole labels section, as [`Encoded::labels_bytes`] gives it.
+    pub labels: &'a [u8],
+    pub metadata: &'a [u8],
+    pub line: &'a [u8],
+}
+
+impl View<'_> {
+    /// Converts to an owned record (for readers), checking UTF-8 where the format has strings.
+    pub fn to_record(&self) -> Result<Record, FormatError> {
+        Ok(Record {
+            seq: self.seq,
+            recv_ns: self.recv_ns,
+            ts_ns: self.ts_ns,
+            source: utf8(self.source, "source")?,
+            tenant: utf8(self.tenant, "tenant")?,
+            labels: Pairs(decode_pairs(self.labels, "labels")?),
+            metadata: Pairs(decode_pairs(self.metadata, "metadata")?),
+            line: self.line.to_vec(),
+        })
+    }
+}
+
+fn utf8(bytes: &[u8], what: &'static str) -> Result<String, FormatError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| FormatError::Utf8(what))
+}
+
+/// Decodes an `ENTRY_V1` record. Checks structure, sortedness and uniqueness of names, and
+/// that nothing trails the record; string contents are checked by [`View::to_record`].
+pub fn decode(bytes: &[u8]) -> Result<View<'_>, FormatError> {
+    let mut cur = Cursor { bytes, pos: 0 };
+    let version = cur.take(1, "version")?[0];
+    if version != ENTRY_VERSION {
+        return Err(FormatError::Version(version));
+    }
+    let seq = cur.u64("seq")?;
+    let recv_ns = cur.u64("recv_ns")? as i64;
+    let ts_ns = cur.u64("ts_ns")? as i64;
+    let source = cur.bstr("source")?;
+    let tenant = cur.bstr("tenant")?;
+    let labels = cur.pairs("labels")?;
+    let metadata = cur.pairs("metadata")?;
+    let line = cur.bstr("line")?;
+    if cur.pos != bytes.len() {
+        return Err(FormatError::Trailing(bytes.len() - cur.pos));
+    }
+    Ok(View {
+        seq,
+        recv_ns,
+        ts_ns,
+        source,
+        tenant,
+        labels,
+        metadata,
+        line,
+    })
+}
+
+/// Decodes a pairs section (as found in [`View::labels`] or [`View::metadata`]).
+pub fn decode_pairs(
+    section: &[u8],
+    what: &'static str,
+) -> Result<Vec<(String, String)>, FormatError> {
+    let mut cur = Cursor {
+        bytes: section,
+        pos: 0,
+    };
+    let n = cur.u32(what)? as usize;
+    let mut out = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        let name = utf8(cur.bstr(what)?, what)?;
+        let value = utf8(cur.bstr(what)?, what)?;
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], FormatError> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len());
+        let end = end.ok_or(FormatError::Truncated(what))?;
+        let out = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
+
+    fn u32(&mut self, what: &'static str) -> Result<u32, FormatError> {
+        let b = self.take(4, what)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self, what: &'static str) -> Result<u64, FormatError> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8, what)?);
+        Ok(u64::from_be_bytes(a))
+    }
+
+    fn bstr(&mut self, what: &'static str) -> Result<&'a [u8], FormatError> {
+        let len = self.u32(what)? as usize;
+        if len > MAX_BSTR {
+            return Err(FormatError::TooLong {
+                field: what,
+                len,
+                max: MAX_BSTR,
+            });
+        }
+        self.take(len, what)
+    }
+
+    /// Reads a pairs section, checking strictly increasing names; returns the section's bytes.
+    fn pairs(&mut self, what: &'static str) -> Result<&'a [u8], FormatError> {
+        let start = self.pos;
+        let n = self.u32(what)?;
+        let mut prev: Option<&[u8]> = None;
+        for _ in 0..n {
+            let name = self.bstr(what)?;
+            self.bstr(what)?;
+            if let Some(p) = prev {
+                if p == name {
+                    return Err(FormatError::DuplicateName(
+                        String::from_utf8_lossy(name).into(),
+                    ));
+                }
+                if p > name {
+                    return Err(FormatError::Unsorted(what));
+                }
+            }
+            prev = Some(name);
+        }
+        Ok(&self.bytes[start..self.pos])
+    }
+}
+
+/// Prepared blake3 hashers for the leaf and chain contexts. Cloning a keyed hasher is much
+/// cheaper than deriving the context key for every entry.
+#[derive(Debug, Clone)]
+pub struct Hasher {
+    leaf: blake3::Hasher,
+    chain: blake3::Hasher,
+}
+
+impl Default for Hasher {
+    fn default() -> Self {
+        Self {
+            leaf: blake3::Hasher::new_derive_key(CTX_LEAF),
+            chain: blake3::Hasher::new_derive_key(CTX_CHAIN),
+        }
+    }
+}
+
+impl Hasher {
+    /// `leaf_n = blake3_derive("daftari v1 entry leaf", ENTRY_V1_n)`.
+    pub fn leaf(&self, canon: &[u8]) -> Hash {
+        let mut h = self.leaf.clone();
+        h.update(canon);
+        *h.finalize().as_bytes()
+    }
+
+    /// `head_n = blake3_derive("daftari v1 chain", head_{n-1} ‖ leaf_n)`.
+    pub fn link(&self, prev_head: &Hash, leaf: &Hash) -> Hash {
+        let mut h = self.chain.clone();
+        h.update(prev_head);
+        h.update(leaf);
+        *h.finalize().as_bytes()
+    }
+
+    /// The head after appending `canon` to a chain whose head is `prev_head`.
+    pub fn next_head(&self, prev_head: &Hash, canon: &[u8]) -> Hash {
+        self.link(prev_head, &self.leaf(canon))
+    }
+}
+
+/// `head_-1 = blake3_derive("daftari v1 genesis", bstr(origin) ‖ log_id)`: the chain's start,
+/// bound to this log so that no two logs share a chain.
+pub fn genesis(origin: &str, log_id: &[u8; LOG_ID_LEN]) -> Hash {
+    let mut h = blake3::Hasher::new_derive_key(CTX_GENESIS);
+    h.update(&(origin.len() as u32).to_be_bytes());
+    h.update(origin.as_bytes());
+    h.update(log_id);
+    *h.finalize().as_bytes()
+}
+
+/// A hasher for the bytes of a closed segment file (`file_blake3`).
+pub fn segment_file_hasher() -> blake3::Hasher {
+    blake3::Hasher::new_derive_key(CTX_SEGMENT_FILE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Record {
+        Record {
+            seq: 7,
+            recv_ns: 1,
+            ts_ns: -2,
+            source: "host-a".into(),
+            tenant: String::new(),
+            labels: Pairs::new(vec![
+                ("job".into(), "sshd".into()),
+                ("host".into(), "a".into()),
+            ])
+            .unwrap(),
+            metadata: Pairs::default(),
+            line: b"Failed password".to_vec(),
+        }
+    }
+
+    #[test]
+    fn decode_inverts_encode() {
+        let r = record();
+        let enc = encode(r.as_ref()).unwrap();
+        let view = decode(&enc.bytes).unwrap();
+        assert_eq!(view.labels, enc.labels_bytes());
+        assert_eq!(view.to_record().unwrap(), r);
+    }
+
+    #[test]
+    fn set_seq_patches_only_the_sequence_number() {
+        let mut r = record();
+        let mut enc = encode(r.as_ref()).unwrap();
+        enc.set_seq(99);
+        r.seq = 99;
+        assert_eq!(enc.bytes, encode(r.as_ref()).unwrap().bytes);
+    }
+
+    #[test]
+    fn pairs_refuse_duplicate_names() {
+        let dup = Pairs::new(vec![("a".into(), "1".into()), ("a".into(), "2".into())]);
+        assert_eq!(dup, Err(FormatError::DuplicateName("a".into())));
+    }
+
+    #[test]
+    fn decode_rejects_trailing_and_truncated_bytes() {
+        let mut bytes = encode(record().as_ref()).unwrap().bytes;
+        bytes.push(0);
+        assert_eq!(decode(&bytes).unwrap_err(), FormatError::Trailing(1));
+        bytes.truncate(bytes.len() - 3);
+        assert!(matches!(decode(&bytes), Err(FormatError::Truncated(_))));
+    }
+
+    #[test]
+    fn decode_rejects_unsorted_labels() {
+        let r = record();
+        let mut enc = encode(r.as_ref()).unwrap();
+        // Swap the two label pairs in place: "host"="a" and "job"="sshd" have different sizes,
+        // so rebuild the section by hand in the wrong order.
+        let mut section = Vec::new();
+        section.extend_from_slice(&2u32.to_be_bytes());
+        for (n, v) in [("job", "sshd"), ("host", "a")] {
+            for s in [n, v] {
+                section.extend_from_slice(&(s.len() as u32).to_be_bytes());
+                section.extend_from_slice(s.as_bytes());
+            }
+        }
+        enc.bytes.splice(enc.labels.clone(), section);
+        assert_eq!(
+            decode(&enc.bytes).unwrap_err(),
+            FormatError::Unsorted("labels")
+        );
+    }
+}

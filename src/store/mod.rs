@@ -1,0 +1,217 @@
+//! The ledger: hash-chained SQLite segment files under `<data-dir>/segments/`.
+//!
+//! Owns: opening the ledger ([`open`]), which hands out the only three ways to touch it: an
+//! [`Appender`] (append only), [`Reader`]s (read-only connections), and the [`Ledger`] handle
+//! that closes it. The single writer thread, the segment files, the record format and its
+//! chain live in the submodules.
+//!
+//! Must not: export `rusqlite` types or SQL, hand out a writable connection, or offer any way
+//! to change or delete a record.
+//!
+//! Layout:
+//! - `chain`: the canonical record encoding and the blake3 chain (no I/O);
+//! - `block`: how consecutive records are packed into one row (no I/O);
+//! - `schema`: the segment schema, its version, and the writer's pragmas;
+//! - `segment`: segment files (create, close, naming, meta);
+//! - `active`: the writable segment, recovery at open, rotation;
+//! - `append`: the append handle and its bounded queue;
+//! - `writer`: the writer thread and group commit;
+//! - `checkpointer`: copies the active segment's WAL into its file beside the writer;
+//! - `reader`: read-only access for queries and tests.
+
+pub mod block;
+pub mod chain;
+pub mod schema;
+pub mod segment;
+
+mod active;
+mod append;
+mod checkpointer;
+mod error;
+mod reader;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub use append::{Appender, Batch, NewEntry, Receipt};
+pub use chain::{Hash, Pairs, Record};
+pub use error::{AppendError, StoreError};
+pub use reader::{Reader, SegmentInfo};
+pub use writer::FATAL_EXIT_CODE;
+
+use append::{Msg, Queue};
+
+/// Rotate a segment once its file reaches this size: large enough that a year is a few
+/// hundred files, small enough that a segment verifies in seconds. Key `segment_max_bytes`.
+pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 1 << 30;
+
+/// Rotate a segment once its first record is this old, so retention can drop whole days.
+/// Key `segment_max_age`.
+pub const DEFAULT_SEGMENT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// Appends that may wait for the writer at once; beyond it callers get pushback.
+/// Key `queue_max_batches`.
+pub const DEFAULT_QUEUE_MAX_BATCHES: usize = 4096;
+
+/// Encoded bytes that may wait for the writer at once: bounds the queue's memory.
+/// Key `queue_max_bytes`.
+pub const DEFAULT_QUEUE_MAX_BYTES: usize = 64 << 20;
+
+/// Entries one group commit takes at most: bounds a transaction's time and the WAL it adds.
+/// Key `group_max_entries`.
+pub const DEFAULT_GROUP_MAX_ENTRIES: usize = 64 * 1024;
+
+/// Encoded bytes one group commit takes at most. Key `group_max_bytes`.
+pub const DEFAULT_GROUP_MAX_BYTES: usize = 32 << 20;
+
+/// How long a group waits for more appends once the queue is empty. Zero: appends that
+/// arrive while a commit is syncing form the next group anyway, so waiting only adds latency.
+/// Key `group_linger`.
+pub const DEFAULT_GROUP_LINGER: Duration = Duration::ZERO;
+
+/// Origin name of a new log when none is configured. Key `origin`.
+pub const DEFAULT_ORIGIN: &str = "daftari";
+
+/// Everything the ledger needs to open.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub data_dir: PathBuf,
+    /// The log's name, bound into its genesis; used only when the log is created.
+    pub origin: String,
+    pub segment_max_bytes: u64,
+    pub segment_max_age: Duration,
+    pub queue_max_batches: usize,
+    pub queue_max_bytes: usize,
+    pub group_max_entries: usize,
+    pub group_max_bytes: usize,
+    pub group_linger: Duration,
+}
+
+impl StoreConfig {
+    /// The defaults, with the ledger under `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            origin: DEFAULT_ORIGIN.into(),
+            segment_max_bytes: DEFAULT_SEGMENT_MAX_BYTES,
+            segment_max_age: DEFAULT_SEGMENT_MAX_AGE,
+            queue_max_batches: DEFAULT_QUEUE_MAX_BATCHES,
+            queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
+            group_max_entries: DEFAULT_GROUP_MAX_ENTRIES,
+            group_max_bytes: DEFAULT_GROUP_MAX_BYTES,
+            group_linger: DEFAULT_GROUP_LINGER,
+        }
+    }
+
+    pub fn segments_dir(&self) -> PathBuf {
+        segments_dir(&self.data_dir)
+    }
+
+    fn validate(&self) -> Result<(), StoreError> {
+        let bad = |key: &str, why: &str| Err(StoreError::Config(format!("{key}: {why}")));
+        if self.origin.is_empty()
+            || self.origin.len() > 255
+            || self.origin.chars().any(char::is_whitespace)
+        {
+            return bad("origin", "must be 1 to 255 bytes without white space");
+        }
+        if self.segment_max_bytes < 64 * 1024 {
+            return bad("segment_max_bytes", "must be at least 64 KiB");
+        }
+        if self.segment_max_age < Duration::from_secs(1) {
+            return bad("segment_max_age", "must be at least 1s");
+        }
+        if self.queue_max_batches == 0 || self.queue_max_bytes == 0 {
+            return bad("queue_max_batches/queue_max_bytes", "must be positive");
+        }
+        if self.group_max_entries == 0 || self.group_max_bytes == 0 {
+            return bad("group_max_entries/group_max_bytes", "must be positive");
+        }
+        if self.group_linger > Duration::from_millis(100) {
+            return bad("group_linger", "must be at most 100ms");
+        }
+        Ok(())
+    }
+}
+
+/// `<data_dir>/segments`.
+pub fn segments_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join(segment::SEGMENTS_DIR)
+}
+
+/// The open ledger's lifecycle handle.
+#[derive(Debug)]
+pub struct Ledger {
+    queue: Arc<Queue>,
+    writer: Option<JoinHandle<Result<(), StoreError>>>,
+}
+
+impl Ledger {
+    /// Refuses new appends, lets the writer commit everything already queued (each waiter
+    /// gets its outcome), then closes the writable connection. Returns the first error.
+    pub fn close(mut self) -> Result<(), StoreError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), StoreError> {
+        let Some(writer) = self.writer.take() else {
+            return Ok(());
+        };
+        self.queue.closed.store(true, Ordering::Release);
+        // Blocking send: waits for room behind the queued appends, which the writer drains.
+        let _ = self.queue.tx.send(Msg::Shutdown);
+        writer.join().unwrap_or_else(|_| {
+            Err(StoreError::Config(
+                "the ledger writer thread panicked".into(),
+            ))
+        })
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            eprintln!("daftari: ledger: close: {e}");
+        }
+    }
+}
+
+/// Opens (or creates) the ledger under `cfg.data_dir`, recovering from any interrupted
+/// rotation, and starts the writer thread.
+pub fn open(cfg: StoreConfig) -> Result<(Ledger, Appender, Reader), StoreError> {
+    cfg.validate()?;
+    let dir = cfg.segments_dir();
+    std::fs::create_dir_all(&dir).map_err(StoreError::io("create segments directory", &dir))?;
+    let new_log = active::NewLog {
+        origin: cfg.origin.clone(),
+    };
+    let active = active::advance(&dir, &new_log)?;
+    let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue_max_batches);
+    let queue = Arc::new(Queue {
+        tx,
+        queued_bytes: AtomicUsize::new(0),
+        max_bytes: cfg.queue_max_bytes,
+        closed: AtomicBool::new(false),
+    });
+    let reader = Reader::new(&cfg.data_dir);
+    let w = writer::Writer::new(cfg, new_log, active, rx, Arc::clone(&queue));
+    let handle = std::thread::Builder::new()
+        .name("ledger-writer".into())
+        .spawn(move || w.run())
+        .map_err(StoreError::io("start writer thread", &dir))?;
+    let appender = Appender {
+        queue: Arc::clone(&queue),
+    };
+    Ok((
+        Ledger {
+            queue,
+            writer: Some(handle),
+        },
+        appender,
+        reader,
+    ))
+}

@@ -1,0 +1,127 @@
+//! Read-only access to the ledger, for queries, exports and tests.
+//!
+//! Owns: [`Reader`], which opens segment files with `SQLITE_OPEN_READ_ONLY` (closed ones also
+//! `immutable`) and returns decoded records.
+//!
+//! Must not: open anything writable, or trust a stored column over the record it derives from.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::params;
+
+use super::block;
+use super::chain::{self, Record};
+use super::error::StoreError;
+use super::segment::{self, Meta};
+
+/// One segment as a reader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    pub path: PathBuf,
+    pub meta: Meta,
+    /// Records stored (a snapshot for the open segment).
+    pub count: u64,
+    pub closed: bool,
+}
+
+/// A read-only view of the ledger. Cheap to clone; every call opens its own connections.
+#[derive(Debug, Clone)]
+pub struct Reader {
+    data_dir: PathBuf,
+}
+
+impl Reader {
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            data_dir: data_dir.to_owned(),
+        }
+    }
+
+    /// Every segment, oldest first.
+    pub fn segments(&self) -> Result<Vec<SegmentInfo>, StoreError> {
+        let dir = super::segments_dir(&self.data_dir);
+        let mut out = Vec::new();
+        for (_, path) in segment::list(&dir)? {
+            let conn = segment::open_read_only(&path)
+                .map_err(StoreError::sqlite("open segment", &path))?;
+            let meta = segment::read_meta(&conn)
+                .map_err(StoreError::sqlite("read meta", &path))?
+                .ok_or_else(|| StoreError::Corrupt {
+                    path: path.clone(),
+                    detail: "no meta row".into(),
+                })?;
+            let count: i64 = conn
+                .query_row("SELECT coalesce(sum(count), 0) FROM blocks", [], |r| {
+                    r.get(0)
+                })
+                .map_err(StoreError::sqlite("count records", &path))?;
+            let closed =
+                segment::is_closed(&conn).map_err(StoreError::sqlite("read close row", &path))?;
+            out.push(SegmentInfo {
+                path,
+                meta,
+                count: count as u64,
+                closed,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Up to `max` records from sequence number `from` on, in order.
+    pub fn read(&self, from: u64, max: usize) -> Result<Vec<Record>, StoreError> {
+        let segments = self.segments()?;
+        let mut out = Vec::new();
+        for (i, seg) in segments.iter().enumerate() {
+            let next_first = segments.get(i + 1).map(|s| s.meta.first_seq);
+            if next_first.is_some_and(|n| n <= from) || out.len() >= max {
+                continue;
+            }
+            let start = from.max(seg.meta.first_seq);
+            read_segment(&seg.path, start, max, &mut out)?;
+        }
+        Ok(out)
+    }
+}
+
+/// Appends the records of `path` from `from` on to `out` until `out` holds `max`.
+fn read_segment(
+    path: &Path,
+    from: u64,
+    max: usize,
+    out: &mut Vec<Record>,
+) -> Result<(), StoreError> {
+    let conn = segment::open_read_only(path).map_err(StoreError::sqlite("open segment", path))?;
+    let mut stmt = conn
+        .prepare("SELECT records FROM blocks WHERE first_seq + count > ?1 ORDER BY first_seq")
+        .map_err(StoreError::sqlite("read records", path))?;
+    let mut rows = stmt
+        .query(params![from as i64])
+        .map_err(StoreError::sqlite("read records", path))?;
+    let corrupt = |detail: String| StoreError::Corrupt {
+        path: path.into(),
+        detail,
+    };
+    while let Some(row) = rows
+        .next()
+        .map_err(StoreError::sqlite("read records", path))?
+    {
+        let blob = row
+            .get_ref(0)
+            .and_then(|v| v.as_blob().map_err(Into::into))
+            .map_err(StoreError::sqlite("read records", path))?;
+        for canon in block::records(blob) {
+            let canon =
+                canon.map_err(|at| corrupt(format!("block framing breaks at byte {at}")))?;
+            let record = chain::decode(canon)
+                .and_then(|v| v.to_record())
+                .map_err(|e| corrupt(format!("undecodable record: {e}")))?;
+            if record.seq >= from {
+                out.push(record);
+            }
+            if out.len() >= max {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}

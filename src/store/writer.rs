@@ -1,0 +1,363 @@
+//! The writer thread: the one owner of the writable connection, and group commit.
+//!
+//! Owns: taking appends off the queue, grouping them (bounded by entries, bytes and a linger
+//! time), numbering and chaining their records, committing the group in one transaction, and
+//! only then resolving every waiter of the group with the same outcome; rotating segments by
+//! size and age; stopping the process on an fsync failure.
+//!
+//! Must not: resolve an append before its transaction committed, or be reachable from
+//! anything but the queue.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::{Duration, Instant};
+
+use rusqlite::{ErrorCode, params};
+
+use super::active::{self, Active, NewLog};
+use super::append::{Job, Msg, Queue, Receipt, now_ns};
+use super::error::{AppendError, StoreError};
+use super::{StoreConfig, segment};
+use super::{block, chain};
+
+/// How often an idle writer wakes to check the segment's age.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
+/// Exit status when the ledger cannot continue safely (an fsync or I/O failure on commit):
+/// `EX_IOERR`. The service manager restarts the process and recovery runs from disk.
+pub const FATAL_EXIT_CODE: i32 = 74;
+
+/// The writer thread's state.
+pub(crate) struct Writer {
+    cfg: StoreConfig,
+    new_log: NewLog,
+    /// The writable segment; `None` while a rotation could not be finished (retried per group).
+    active: Option<Active>,
+    hasher: chain::Hasher,
+    rx: Receiver<Msg>,
+    queue: Arc<Queue>,
+}
+
+impl Writer {
+    pub fn new(
+        cfg: StoreConfig,
+        new_log: NewLog,
+        active: Active,
+        rx: Receiver<Msg>,
+        queue: Arc<Queue>,
+    ) -> Self {
+        Self {
+            cfg,
+            new_log,
+            active: Some(active),
+            hasher: chain::Hasher::default(),
+            rx,
+            queue,
+        }
+    }
+
+    /// Runs until close, then checkpoints and closes the connection (the segment stays open
+    /// for the next start). Returns the first error of the final steps.
+    pub fn run(mut self) -> Result<(), StoreError> {
+        loop {
+            match self.rx.recv_timeout(IDLE_TICK) {
+                Ok(Msg::Append(job)) => {
+                    let (group, stop) = self.collect(job);
+                    self.commit_group(group);
+                    self.rotate_if_due();
+                    if stop {
+                        break;
+                    }
+                }
+                Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => self.rotate_if_due(),
+            }
+        }
+        // Anything that slipped in after the shutdown message is refused, not lost silently.
+        while let Ok(Msg::Append(job)) = self.rx.try_recv() {
+            self.release(&job);
+            let _ = job.done.send(Err(AppendError::Closed));
+        }
+        match self.active.take() {
+            Some(a) => a
+                .conn
+                .close()
+                .map_err(|(_, e)| StoreError::sqlite("close writer", &a.path)(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Gathers queued appends behind `first` into one group. Returns the group and whether a
+    /// shutdown was seen behind it.
+    fn collect(&mut self, first: Job) -> (Vec<Job>, bool) {
+        let deadline = Instant::now() + self.cfg.group_linger;
+        let (mut entries, mut bytes) = (first.entries.len(), first.bytes);
+        self.release(&first);
+        let mut group = vec![first];
+        while entries < self.cfg.group_max_entries && bytes < self.cfg.group_max_bytes {
+            let next = match self.rx.try_recv() {
+                Ok(m) => m,
+                Err(TryRecvError::Disconnected) => return (group, true),
+                Err(TryRecvError::Empty) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match self.rx.recv_timeout(left) {
+                        Ok(m) => m,
+                        Err(RecvTimeoutError::Timeout) => break,
+                        Err(RecvTimeoutError::Disconnected) => return (group, true),
+                    }
+                }
+            };
+            match next {
+                Msg::Append(job) => {
+                    entries += job.entries.len();
+                    bytes += job.bytes;
+                    self.release(&job);
+                    group.push(job);
+                }
+                Msg::Shutdown => return (group, true),
+            }
+        }
+        (group, false)
+    }
+
+    fn release(&self, job: &Job) {
+        self.queue
+            .queued_bytes
+            .fetch_sub(job.bytes, Ordering::AcqRel);
+    }
+
+    /// Commits `group` in one transaction and resolves every job with the same outcome.
+    fn commit_group(&mut self, mut group: Vec<Job>) {
+        let outcome = match self.ensure_active() {
+            Ok(()) => match self.active.as_mut() {
+                Some(active) => commit(active, &self.hasher, &mut group),
+                None => Err(AppendError::Storage("no writable segment".into())),
+            },
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(receipts) => {
+                for (job, receipt) in group.into_iter().zip(receipts) {
+                    let _ = job.done.send(Ok(receipt));
+                }
+            }
+            Err(err) => {
+                for job in group {
+                    let _ = job.done.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+
+    /// The writable segment, opening the next one first if a rotation was left unfinished.
+    fn ensure_active(&mut self) -> Result<(), AppendError> {
+        if self.active.is_none() {
+            let dir = self.cfg.segments_dir();
+            match active::advance(&dir, &self.new_log) {
+                Ok(a) => self.active = Some(a),
+                Err(e) => {
+                    eprintln!("daftari: ledger: cannot open the next segment: {e}");
+                    return Err(AppendError::Storage(
+                        "the next segment could not be opened".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the active segment and opens the next when it is over its size or age.
+    fn rotate_if_due(&mut self) {
+        let Some(active) = self.active.as_ref() else {
+            return;
+        };
+        let by_age = active.first_recv_ns.is_some_and(|first| {
+            now_ns().saturating_sub(first)
+                >= self.cfg.segment_max_age.as_nanos().min(i64::MAX as u128) as i64
+        });
+        let by_size = active.count > 0
+            && active
+                .file_bytes()
+                .is_ok_and(|b| b >= self.cfg.segment_max_bytes);
+        if !(by_age || by_size) {
+            return;
+        }
+        let Some(active) = self.active.take() else {
+            return;
+        };
+        let dir = self.cfg.segments_dir();
+        let result = active
+            .close()
+            .and_then(|next| segment::create(&dir, &next))
+            .and_then(|_| active::advance(&dir, &self.new_log));
+        match result {
+            Ok(next) => self.active = Some(next),
+            // The next group retries through `ensure_active`; until then appends fail with a
+            // retryable error and nothing is acknowledged.
+            Err(e) => eprintln!("daftari: ledger: rotation failed, will retry: {e}"),
+        }
+    }
+}
+
+/// Numbers, chains and inserts every entry of `group` in one transaction. On success the tip
+/// advances and one receipt per job is returned; on failure the tip is unchanged.
+fn commit(
+    active: &mut Active,
+    hasher: &chain::Hasher,
+    group: &mut [Job],
+) -> Result<Vec<Receipt>, AppendError> {
+    let (start_seq, start_head) = (active.next_seq, active.head);
+    let mut new_streams: Vec<Vec<u8>> = Vec::new();
+    let result = insert_group(active, hasher, group, &mut new_streams);
+    match result {
+        Ok(receipts) => {
+            if active.first_recv_ns.is_none() {
+                active.first_recv_ns = group
+                    .iter()
+                    .find(|j| !j.entries.is_empty())
+                    .map(|j| j.recv_ns);
+            }
+            active.count += active.next_seq - start_seq;
+            Ok(receipts)
+        }
+        Err(e) => {
+            active.next_seq = start_seq;
+            active.head = start_head;
+            for labels in new_streams {
+                active.streams.remove(&labels);
+            }
+            Err(classify(&active.path, e))
+        }
+    }
+}
+
+fn insert_group(
+    active: &mut Active,
+    hasher: &chain::Hasher,
+    group: &mut [Job],
+    new_streams: &mut Vec<Vec<u8>>,
+) -> rusqlite::Result<Vec<Receipt>> {
+    let Active {
+        conn,
+        next_seq,
+        head,
+        streams,
+        ..
+    } = active;
+    let tx = conn.unchecked_transaction()?;
+    let mut receipts = Vec::with_capacity(group.len());
+    {
+        let mut sql = Statements {
+            block: tx.prepare_cached(INSERT_BLOCK)?,
+            span: tx.prepare_cached(INSERT_SPAN)?,
+            stream: tx.prepare_cached(INSERT_STREAM)?,
+        };
+        let mut block = block::Builder::new(*next_seq);
+        for job in group.iter_mut() {
+            let first_seq = *next_seq;
+            for p in &mut job.entries {
+                if block.is_full_for(p.canon.bytes.len()) {
+                    sql.insert_block(&block)?;
+                    block = block::Builder::new(*next_seq);
+                }
+                p.canon.set_seq(*next_seq);
+                *head = hasher.next_head(head, &p.canon.bytes);
+                let labels = p.canon.labels_bytes();
+                let stream_id = match streams.get(labels) {
+                    Some(id) => *id,
+                    None => {
+                        let id = sql.insert_stream(&tx, labels)?;
+                        streams.insert(labels.to_vec(), id);
+                        new_streams.push(labels.to_vec());
+                        id
+                    }
+                };
+                block.push(&p.canon.bytes, head, job.recv_ns, p.ts_ns, stream_id);
+                *next_seq += 1;
+            }
+            receipts.push(Receipt {
+                first_seq,
+                count: *next_seq - first_seq,
+                head: *head,
+            });
+        }
+        if block.count > 0 {
+            sql.insert_block(&block)?;
+        }
+    }
+    tx.commit()?;
+    Ok(receipts)
+}
+
+const INSERT_BLOCK: &str = "INSERT INTO blocks (first_seq, count, recv_ns, min_ts_ns, max_ts_ns, records, heads) \
+                            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const INSERT_SPAN: &str = "INSERT INTO block_streams (first_seq, stream_id, count, min_ts_ns, max_ts_ns) \
+                           VALUES (?1, ?2, ?3, ?4, ?5)";
+const INSERT_STREAM: &str = "INSERT INTO streams (labels) VALUES (?1)";
+
+/// The prepared statements of one group commit.
+struct Statements<'c> {
+    block: rusqlite::CachedStatement<'c>,
+    span: rusqlite::CachedStatement<'c>,
+    stream: rusqlite::CachedStatement<'c>,
+}
+
+impl Statements<'_> {
+    fn insert_block(&mut self, b: &block::Builder) -> rusqlite::Result<()> {
+        let first = b.first_seq as i64;
+        self.block.execute(params![
+            first,
+            b.count as i64,
+            b.recv_ns,
+            b.min_ts_ns,
+            b.max_ts_ns,
+            b.records,
+            b.heads
+        ])?;
+        for s in &b.streams {
+            self.span.execute(params![
+                first,
+                s.stream_id,
+                s.count as i64,
+                s.min_ts_ns,
+                s.max_ts_ns
+            ])?;
+        }
+        Ok(())
+    }
+
+    fn insert_stream(
+        &mut self,
+        conn: &rusqlite::Connection,
+        labels: &[u8],
+    ) -> rusqlite::Result<i64> {
+        self.stream.execute(params![labels])?;
+        Ok(conn.last_insert_rowid())
+    }
+}
+
+/// Maps a failed commit to what the waiters are told. A full disk is reported and survived;
+/// an I/O failure (fsync among them) or corruption stops the process: after a failed fsync
+/// the kernel may have dropped dirty pages, so retrying could acknowledge lost data.
+fn classify(path: &std::path::Path, e: rusqlite::Error) -> AppendError {
+    let code = e.sqlite_error_code();
+    match code {
+        Some(ErrorCode::DiskFull) => AppendError::DiskFull,
+        Some(ErrorCode::SystemIoFailure | ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+            eprintln!(
+                "daftari: ledger: fatal storage failure on commit to {}: {e}; stopping so that \
+                 recovery runs from what is on disk",
+                path.display()
+            );
+            std::process::exit(FATAL_EXIT_CODE);
+        }
+        _ => {
+            eprintln!("daftari: ledger: commit to {} failed: {e}", path.display());
+            AppendError::Storage("commit failed".into())
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The links between segments: the files form an unbroken run of indices from 0, all from
+//! one log, and each segment's meta continues the one before (first_seq, prev_head, and the
+//! hash of the closed predecessor's file). The first segment starts at the genesis.
+//!
+//! Must not: open files (it works on the scans).
+
+use super::report::{At, Finding, Kind};
+use super::structure::Scan;
+use crate::store::chain;
+use crate::store::segment::{self, Meta};
+
+/// Checks every link; returns findings and notes.
+pub(crate) fn check(scans: &[Scan]) -> (Vec<Finding>, Vec<String>) {
+    let mut findings = Vec::new();
+    let mut notes = Vec::new();
+    check_indices(scans, &mut findings);
+    let first_meta = scans.iter().find_map(|s| s.meta.as_ref());
+    for (i, scan) in scans.iter().enumerate() {
+        let Some(meta) = &scan.meta else { continue };
+        if let Some(first) = first_meta
+            && (meta.origin != first.origin || meta.log_id != first.log_id)
+        {
+            let what = "meta.origin/log_id (the segment belongs to another log)";
+            let expected = format!("{} {}", first.origin, hex::encode(first.log_id));
+            let found = format!("{} {}", meta.origin, hex::encode(meta.log_id));
+            findings.push(
+                scan.at
+                    .finding(Kind::SegmentReplaced, None, what, expected, found),
+            );
+        }
+        let prev = if i == 0 { None } else { Some(&scans[i - 1]) };
+        match prev {
+            None => check_start(scan, meta, &mut findings),
+            Some(p) if p.at.segment_index + 1 == scan.at.segment_index => {
+                check_link(p, scan, meta, &mut findings)
+            }
+            Some(_) => {}
+        }
+        if i + 1 < scans.len() && scan.close.is_none() && scan.meta.is_some() {
+            let what = "close row (only the newest segment may be open)";
+            findings.push(
+                scan.at
+                    .finding(Kind::Deleted, None, what, "a close row", "none"),
+            );
+        }
+    }
+    if let Some(last) = scans.last()
+        && last.close.is_some()
+    {
+        notes.push(format!(
+            "the newest segment, {}, is closed and has no successor: either a rotation was \
+             interrupted (the next start creates it) or newer segments were removed; only an \
+             exported checkpoint can tell the two apart",
+            last.at.segment
+        ));
+    }
+    (findings, notes)
+}
+
+/// File indices run 0, 1, 2, ... without a gap.
+fn check_indices(scans: &[Scan], findings: &mut Vec<Finding>) {
+    let mut expected = 0u64;
+    for scan in scans {
+        let found = scan.at.segment_index;
+        if found != expected {
+            let at = At {
+                segment: segment::file_name(expected),
+                segment_index: expected,
+            };
+            let what = "segment file";
+            findings.push(at.finding(
+                Kind::SegmentMissing,
+                None,
+                what,
+                segment::file_name(expected),
+                segment::file_name(found),
+            ));
+        }
+        expected = found + 1;
+    }
+}
+
+/// The first segment starts the log: seq 0, the genesis head, no predecessor.
+fn check_start(scan: &Scan, meta: &Meta, findings: &mut Vec<Finding>) {
+    if scan.at.segment_index != 0 {
+        return; // reported as missing segments
+    }
+    if meta.first_seq != 0 {
+        findings.push(
+            scan.at
+                .finding(Kind::Modified, None, "meta.first_seq", 0, meta.first_seq),
+        );
+    }
+    let genesis = chain::genesis(&meta.origin, &meta.log_id);
+    if meta.prev_head != genesis {
+        let what = "meta.prev_head (the genesis of origin and log_id)";
+        findings.push(scan.at.finding(
+            Kind::Modified,
+            None,
+            what,
+            hex::encode(genesis),
+            hex::encode(meta.prev_head),
+        ));
+    }
+    if meta.prev_file_hash != [0; 32] {
+        let f = scan.at.finding(
+            Kind::Modified,
+            None,
+            "meta.prev_file_hash",
+            hex::encode([0; 32]),
+            hex::encode(meta.prev_file_hash),
+        );
+        findings.push(f);
+    }
+}
+
+/// Segment `scan` continues `prev`.
+fn check_link(prev: &Scan, scan: &Scan, meta: &Meta, findings: &mut Vec<Finding>) {
+    let (Some(pmeta), Some((count, end_head))) = (&prev.meta, prev.close) else {
+        return; // an unreadable or open predecessor is reported on its own
+    };
+    let at = &scan.at;
+    let first = pmeta.first_seq + count;
+    if meta.first_seq != first {
+        let kind = if meta.segment_index == scan.at.segment_index {
+            Kind::Modified
+        } else {
+            Kind::SegmentReplaced
+        };
+        findings.push(at.finding(
+            kind,
+            None,
+            "meta.first_seq (continues the previous segment)",
+            first,
+            meta.first_seq,
+        ));
+    }
+    if meta.prev_head != end_head {
+        let what = "meta.prev_head (the previous segment's end head)";
+        findings.push(at.finding(
+            Kind::Modified,
+            None,
+            what,
+            hex::encode(end_head),
+            hex::encode(meta.prev_head),
+        ));
+    }
+    match prev.file_hash {
+        Some(h) if h == meta.prev_file_hash => {}
+        Some(h) => {
+            let what = "file bytes (differ from the hash recorded when the segment closed)";
+            findings.push(prev.at.finding(
+                Kind::Modified,
+                None,
+                what,
+                hex::encode(meta.prev_file_hash),
+                hex::encode(h),
+            ));
+        }
+        None => {
+            let what = "file mode (a closed segment is read-only)";
+            findings.push(
+                prev.at
+                    .finding(Kind::Modified, None, what, "read-only", "writable"),
+            );
+        }
+    }
+}

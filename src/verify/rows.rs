@@ -1,0 +1,367 @@
+//! The walk over the records of one chunk (the blocks of one segment whose first seq lies in
+//! a range).
+//!
+//! For every block: it starts where the previous one ended, its records decode and carry
+//! consecutive sequence numbers, each stored head equals `link(previous stored head,
+//! leaf(record))`, and every derived column (count, recv_ns, time span, the block_streams rows)
+//! matches the records. Because each record is checked against its predecessor's stored head,
+//! chunks are independent and run in parallel, and one changed record shows up at exactly its
+//! sequence number.
+//!
+//! Must not: write, or stop at the first finding (it caps them instead).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rusqlite::{Connection, OptionalExtension};
+
+use super::report::{At, Finding, Kind};
+use crate::store::block::{self, StreamSpan};
+use crate::store::chain::{self, Hash};
+use crate::store::segment;
+
+/// Findings one chunk reports at most; past the first few, more add nothing to the report.
+const MAX_FINDINGS_PER_CHUNK: usize = 32;
+
+/// One unit of parallel work.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    pub at: At,
+    pub path: PathBuf,
+    /// Blocks whose first_seq lies in `lo..hi`.
+    pub lo: u64,
+    pub hi: u64,
+    /// Where the segment starts: its first_seq and prev_head (used when no block precedes `lo`).
+    pub seg_first: u64,
+    pub seg_prev_head: Hash,
+    /// Stream id of each labels section in the segment's streams table.
+    pub streams: Arc<HashMap<Vec<u8>, i64>>,
+}
+
+/// What a chunk found.
+#[derive(Debug, Default)]
+pub(crate) struct Walked {
+    pub rows: u64,
+    pub findings: Vec<Finding>,
+}
+
+pub(crate) fn walk(chunk: &Chunk, hasher: &chain::Hasher, progress: &AtomicU64) -> Walked {
+    let mut out = Walked::default();
+    if let Err(e) = walk_blocks(chunk, hasher, progress, &mut out) {
+        let f = chunk.at.finding(
+            Kind::Corrupt,
+            Some(chunk.lo),
+            "blocks",
+            "readable records",
+            e,
+        );
+        out.findings.push(f);
+    }
+    out
+}
+
+/// One `blocks` row as stored.
+struct Block<'a> {
+    first_seq: u64,
+    count: i64,
+    recv_ns: i64,
+    min_ts_ns: i64,
+    max_ts_ns: i64,
+    records: &'a [u8],
+    heads: &'a [u8],
+}
+
+/// Where the walk stands: the next expected seq and the stored head before it.
+struct Cursor {
+    expected: u64,
+    prev: Option<Hash>,
+}
+
+fn walk_blocks(
+    chunk: &Chunk,
+    hasher: &chain::Hasher,
+    progress: &AtomicU64,
+    out: &mut Walked,
+) -> Result<(), String> {
+    let conn = segment::open_read_only(&chunk.path).map_err(|e| e.to_string())?;
+    let mut cur = start(chunk, &conn)?;
+    let spans = load_spans(&conn, chunk)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT first_seq, count, recv_ns, min_ts_ns, max_ts_ns, records, heads FROM blocks \
+             WHERE first_seq >= ?1 AND first_seq < ?2 ORDER BY first_seq",
+        )
+        .map_err(|e| e.to_string())?;
+    let mut rows = stmt
+        .query([chunk.lo as i64, chunk.hi as i64])
+        .map_err(|e| e.to_string())?;
+    while let Some(r) = rows.next().map_err(|e| e.to_string())? {
+        let blob = |i| {
+            r.get_ref(i)
+                .and_then(|v| v.as_blob().map_err(Into::into))
+                .map_err(|e| e.to_string())
+        };
+        let b = Block {
+            first_seq: r.get::<_, i64>(0).map_err(|e| e.to_string())? as u64,
+            count: r.get(1).map_err(|e| e.to_string())?,
+            recv_ns: r.get(2).map_err(|e| e.to_string())?,
+            min_ts_ns: r.get(3).map_err(|e| e.to_string())?,
+            max_ts_ns: r.get(4).map_err(|e| e.to_string())?,
+            records: blob(5)?,
+            heads: blob(6)?,
+        };
+        let stored = spans
+            .get(&b.first_seq)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let n = check_block(
+            chunk,
+            &conn,
+            hasher,
+            &b,
+            stored,
+            &mut cur,
+            &mut out.findings,
+        );
+        out.rows += n;
+        progress.fetch_add(n, Ordering::Relaxed);
+        if out.findings.len() >= MAX_FINDINGS_PER_CHUNK {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The cursor before the chunk's first block: the end of the block before `lo`, or the
+/// segment's start.
+fn start(chunk: &Chunk, conn: &Connection) -> Result<Cursor, String> {
+    let before: Option<(i64, i64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT first_seq, count, heads FROM blocks WHERE first_seq < ?1 ORDER BY first_seq DESC LIMIT 1",
+            [chunk.lo as i64],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(|e| e.to_string())?;
+    Ok(match before {
+        Some((first, count, heads)) if chunk.lo > chunk.seg_first => Cursor {
+            expected: (first + count) as u64,
+            prev: usize::try_from(count - 1)
+                .ok()
+                .and_then(|last| block::head(&heads, last)),
+        },
+        _ => Cursor {
+            expected: chunk.seg_first,
+            prev: Some(chunk.seg_prev_head),
+        },
+    })
+}
+
+/// `block_streams` rows of the chunk's blocks, by block, sorted by stream id.
+fn load_spans(conn: &Connection, chunk: &Chunk) -> Result<HashMap<u64, Vec<StreamSpan>>, String> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT first_seq, stream_id, count, min_ts_ns, max_ts_ns FROM block_streams \
+             WHERE first_seq >= ?1 AND first_seq < ?2 ORDER BY first_seq, stream_id",
+        )
+        .map_err(|e| e.to_string())?;
+    let rows = stmt
+        .query_map([chunk.lo as i64, chunk.hi as i64], |r| {
+            let span = StreamSpan {
+                stream_id: r.get(1)?,
+                count: r.get::<_, i64>(2)? as u64,
+                min_ts_ns: r.get(3)?,
+                max_ts_ns: r.get(4)?,
+            };
+            Ok((r.get::<_, i64>(0)? as u64, span))
+        })
+        .map_err(|e| e.to_string())?;
+    let mut out: HashMap<u64, Vec<StreamSpan>> = HashMap::new();
+    for row in rows {
+        let (first, span) = row.map_err(|e| e.to_string())?;
+        out.entry(first).or_default().push(span);
+    }
+    Ok(out)
+}
+
+/// Checks one block; returns the number of records walked.
+fn check_block(
+    chunk: &Chunk,
+    conn: &Connection,
+    hasher: &chain::Hasher,
+    b: &Block<'_>,
+    stored_spans: &[StreamSpan],
+    cur: &mut Cursor,
+    out: &mut Vec<Finding>,
+) -> u64 {
+    let at = &chunk.at;
+    if b.first_seq > cur.expected {
+        out.push(at.finding(
+            Kind::Deleted,
+            Some(cur.expected),
+            "blocks (records missing)",
+            cur.expected,
+            b.first_seq,
+        ));
+        cur.prev = None;
+    } else if b.first_seq < cur.expected {
+        let what = "blocks (a block overlaps the records before it)";
+        out.push(at.finding(
+            Kind::Inserted,
+            Some(b.first_seq),
+            what,
+            cur.expected,
+            b.first_seq,
+        ));
+        cur.prev = None;
+    }
+    let mut derived = block::Builder::new(b.first_seq);
+    let mut walked = 0u64;
+    for (i, canon) in block::records(b.records).enumerate() {
+        let seq = b.first_seq + i as u64;
+        let Ok(canon) = canon else {
+            out.push(at.finding(
+                Kind::Modified,
+                Some(seq),
+                "blocks.records (framing)",
+                "a length-prefixed record",
+                "a broken frame",
+            ));
+            break;
+        };
+        let view = match chain::decode(canon) {
+            Ok(v) => v,
+            Err(e) => {
+                out.push(at.finding(
+                    Kind::Modified,
+                    Some(seq),
+                    "blocks.records",
+                    "a well-formed record",
+                    e,
+                ));
+                break;
+            }
+        };
+        if view.seq != seq {
+            out.push(misplaced(at, conn, b, i, view.seq));
+            break;
+        }
+        let stored_head = block::head(b.heads, i);
+        let stream_id = chunk.streams.get(view.labels).copied().unwrap_or(-1);
+        derived.push(
+            canon,
+            &stored_head.unwrap_or_default(),
+            view.recv_ns,
+            view.ts_ns,
+            stream_id,
+        );
+        walked += 1;
+        if stream_id < 0 {
+            let what = "streams (no stream holds the record's labels)";
+            out.push(at.finding(Kind::Modified, Some(seq), what, "a streams row", "none"));
+        }
+        let Some(stored_head) = stored_head else {
+            out.push(at.finding(
+                Kind::Modified,
+                Some(seq),
+                "blocks.heads (too short)",
+                "a head",
+                "none",
+            ));
+            break;
+        };
+        if let Some(prev) = &cur.prev {
+            let computed = hasher.next_head(prev, canon);
+            if computed != stored_head {
+                let what = "record or head (the record does not chain from its predecessor)";
+                out.push(at.finding(
+                    Kind::Modified,
+                    Some(seq),
+                    what,
+                    hex::encode(stored_head),
+                    hex::encode(computed),
+                ));
+            }
+        }
+        cur.prev = Some(stored_head);
+    }
+    cur.expected = b.first_seq + walked;
+    check_derived(at, b, &derived, stored_spans, out);
+    walked
+}
+
+/// The block's own columns and its block_streams rows against what its records say.
+fn check_derived(
+    at: &At,
+    b: &Block<'_>,
+    derived: &block::Builder,
+    stored: &[StreamSpan],
+    out: &mut Vec<Finding>,
+) {
+    let seq = Some(b.first_seq);
+    let mut mismatch = |what: &str, expected: String, found: String| {
+        out.push(at.finding(Kind::Modified, seq, what, expected, found));
+    };
+    if b.count != derived.count as i64 || b.heads.len() != b.count.max(0) as usize * 32 {
+        let found = format!("count {}, {} head bytes", b.count, b.heads.len());
+        mismatch(
+            "blocks.count/heads",
+            format!("{} records", derived.count),
+            found,
+        );
+        return;
+    }
+    if derived.count == 0 {
+        mismatch("blocks.count", "at least 1 record".into(), "0".into());
+        return;
+    }
+    if b.recv_ns != derived.recv_ns {
+        mismatch(
+            "blocks.recv_ns",
+            derived.recv_ns.to_string(),
+            b.recv_ns.to_string(),
+        );
+    }
+    if (b.min_ts_ns, b.max_ts_ns) != (derived.min_ts_ns, derived.max_ts_ns) {
+        let expected = format!("{}..{}", derived.min_ts_ns, derived.max_ts_ns);
+        mismatch(
+            "blocks.min_ts_ns/max_ts_ns",
+            expected,
+            format!("{}..{}", b.min_ts_ns, b.max_ts_ns),
+        );
+    }
+    let mut spans = derived.streams.clone();
+    spans.sort_by_key(|s| s.stream_id);
+    if spans != stored {
+        mismatch("block_streams", format!("{spans:?}"), format!("{stored:?}"));
+    }
+}
+
+/// A block whose records belong elsewhere: a copy of the block that still sits at its own
+/// place is a duplicate; otherwise blocks were moved.
+fn misplaced(at: &At, conn: &Connection, b: &Block<'_>, i: usize, own_seq: u64) -> Finding {
+    let seq = b.first_seq + i as u64;
+    let original: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT records FROM blocks WHERE first_seq = ?1",
+            [own_seq as i64],
+            |r| r.get(0),
+        )
+        .optional()
+        .ok()
+        .flatten();
+    let kind = if i == 0 && original.as_deref() == Some(b.records) {
+        Kind::Duplicated
+    } else {
+        Kind::Reordered
+    };
+    at.finding(
+        kind,
+        Some(seq),
+        "blocks (a record's own seq differs from its place)",
+        seq,
+        own_seq,
+    )
+}

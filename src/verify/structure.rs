@@ -1,0 +1,396 @@
+//! Per-segment checks that need no walk over the records: the file opens, SQLite's own check,
+//! the schema exactly, the meta and close rows, the streams table, the range of stored
+//! sequence numbers, and the hash of a closed file.
+//!
+//! Owns: [`Scan`], what the later steps need to know about one segment.
+//!
+//! Must not: write, or open a file other than read-only.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension};
+
+use super::report::{At, Finding, Kind};
+use crate::store::block;
+use crate::store::chain::Hash;
+use crate::store::schema::{self, APPLICATION_ID};
+use crate::store::segment::{self, Meta};
+
+/// What is known about one segment after its structural checks.
+#[derive(Debug)]
+pub(crate) struct Scan {
+    pub at: At,
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// Present when the meta row could be read.
+    pub meta: Option<Meta>,
+    /// `(count, end_head)` of the close row, when the segment is closed.
+    pub close: Option<(u64, Hash)>,
+    /// `file_blake3` of a closed segment's file.
+    pub file_hash: Option<Hash>,
+    /// Stream id of each labels section in the streams table.
+    pub streams: Arc<HashMap<Vec<u8>, i64>>,
+    /// Smallest and largest stored seq, and the number of records, if any.
+    pub seqs: Option<(u64, u64, u64)>,
+    /// Stored head of the largest seq.
+    pub last_head: Option<Hash>,
+    pub findings: Vec<Finding>,
+}
+
+impl Scan {
+    /// Whether the records can be walked: the file reads and has a meta row.
+    pub fn walkable(&self) -> bool {
+        self.meta.is_some()
+            && !self
+                .findings
+                .iter()
+                .any(|f| matches!(f.kind, Kind::Corrupt | Kind::SchemaChanged))
+    }
+}
+
+pub(crate) fn scan(index: u64, path: &std::path::Path) -> Scan {
+    let at = At {
+        segment: segment::file_name(index),
+        segment_index: index,
+    };
+    let mut scan = Scan {
+        at,
+        path: path.to_owned(),
+        bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+        meta: None,
+        close: None,
+        file_hash: None,
+        streams: Arc::default(),
+        seqs: None,
+        last_head: None,
+        findings: Vec::new(),
+    };
+    if let Err(detail) = check(&mut scan) {
+        let f = scan
+            .at
+            .finding(Kind::Corrupt, None, "file", "a readable segment", detail);
+        scan.findings.push(f);
+    }
+    scan
+}
+
+/// Runs the checks in order; an `Err` is a SQLite failure that makes the file unreadable.
+fn check(scan: &mut Scan) -> Result<(), String> {
+    let conn = segment::open_read_only(&scan.path).map_err(|e| format!("open: {e}"))?;
+    let verdict: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| format!("quick_check: {e}"))?;
+    if verdict != "ok" {
+        return Err(format!("quick_check: {verdict}"));
+    }
+    if !check_schema(scan, &conn)? {
+        return Ok(());
+    }
+    scan.meta = check_meta(scan, &conn)?;
+    check_close(scan, &conn)?;
+    check_streams(scan, &conn)?;
+    let seqs: (Option<i64>, Option<i64>, i64) = conn
+        .query_row(
+            "SELECT min(first_seq), max(first_seq + count) - 1, total(count) FROM blocks",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, f64>(2)? as i64)),
+        )
+        .map_err(|e| format!("read blocks: {e}"))?;
+    if let (Some(min), Some(max), n) = seqs {
+        scan.seqs = Some((min.max(0) as u64, max.max(0) as u64, n.max(0) as u64));
+        scan.last_head = conn
+            .query_row(
+                "SELECT count, heads FROM blocks ORDER BY first_seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+            )
+            .ok()
+            .and_then(|(count, heads)| block::head(&heads, usize::try_from(count - 1).ok()?));
+    }
+    check_range(scan);
+    if scan.close.is_some() && segment::is_read_only(&scan.path).unwrap_or(false) {
+        scan.file_hash = segment::file_hash(&scan.path).ok();
+    }
+    Ok(())
+}
+
+/// Application id, version and every schema object, exactly. Returns whether the rest of the
+/// checks can run (the schema is the expected one).
+fn check_schema(scan: &mut Scan, conn: &Connection) -> Result<bool, String> {
+    let app: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(|e| format!("application_id: {e}"))?;
+    let version: u32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| format!("user_version: {e}"))?;
+    if app != APPLICATION_ID {
+        let f = scan.at.finding(
+            Kind::SchemaChanged,
+            None,
+            "application_id",
+            APPLICATION_ID,
+            app,
+        );
+        scan.findings.push(f);
+        return Ok(false);
+    }
+    let Some(expected) = schema::expected_objects(version) else {
+        let f = scan.at.finding(
+            Kind::SchemaChanged,
+            None,
+            "user_version",
+            schema::SCHEMA_VERSION,
+            version,
+        );
+        scan.findings.push(f);
+        return Ok(false);
+    };
+    let found = schema::objects(conn).map_err(|e| format!("read schema: {e}"))?;
+    if found == expected {
+        return Ok(true);
+    }
+    let extra = found.iter().find(|o| !expected.contains(o));
+    let missing = expected.iter().find(|o| !found.contains(o));
+    let describe = |o: Option<&schema::SchemaObject>| {
+        o.map(|o| {
+            format!(
+                "{} {} ({})",
+                o.kind,
+                o.name,
+                o.sql.as_deref().unwrap_or("-")
+            )
+        })
+        .unwrap_or_else(|| "nothing".into())
+    };
+    let f = scan.at.finding(
+        Kind::SchemaChanged,
+        None,
+        "sqlite_master",
+        describe(missing),
+        describe(extra),
+    );
+    scan.findings.push(f);
+    Ok(false)
+}
+
+fn check_meta(scan: &mut Scan, conn: &Connection) -> Result<Option<Meta>, String> {
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM meta", [], |r| r.get(0))
+        .map_err(|e| format!("read meta: {e}"))?;
+    let meta = match segment::read_meta(conn) {
+        Ok(m) => m,
+        Err(e) => {
+            let f = scan
+                .at
+                .finding(Kind::Modified, None, "meta", "a well-formed meta row", e);
+            scan.findings.push(f);
+            return Ok(None);
+        }
+    };
+    if rows != 1 {
+        let kind = if rows > 1 {
+            Kind::Inserted
+        } else {
+            Kind::Deleted
+        };
+        let f = scan.at.finding(kind, None, "meta rows", 1, rows);
+        scan.findings.push(f);
+    }
+    let Some(meta) = meta else { return Ok(None) };
+    let version: u32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| format!("user_version: {e}"))?;
+    if meta.schema_version != version {
+        let f = scan.at.finding(
+            Kind::Modified,
+            None,
+            "meta.schema_version",
+            version,
+            meta.schema_version,
+        );
+        scan.findings.push(f);
+    }
+    if meta.segment_index != scan.at.segment_index {
+        let what = "meta.segment_index (the file holds another segment)";
+        let f = scan.at.finding(
+            Kind::SegmentReplaced,
+            None,
+            what,
+            scan.at.segment_index,
+            meta.segment_index,
+        );
+        scan.findings.push(f);
+    }
+    if meta.prev_seal != [0; 32] {
+        let f = scan.at.finding(
+            Kind::Modified,
+            None,
+            "meta.prev_seal",
+            hex::encode([0; 32]),
+            hex::encode(meta.prev_seal),
+        );
+        scan.findings.push(f);
+    }
+    Ok(Some(meta))
+}
+
+fn check_close(scan: &mut Scan, conn: &Connection) -> Result<(), String> {
+    let rows: Vec<(i64, i64, Result<Hash, String>)> = {
+        let mut stmt = conn
+            .prepare("SELECT id, count, end_head FROM close")
+            .map_err(|e| format!("read close: {e}"))?;
+        let mapped = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    segment::blob_array(r, 2).map_err(|e| e.to_string()),
+                ))
+            })
+            .map_err(|e| format!("read close: {e}"))?;
+        mapped
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("read close: {e}"))?
+    };
+    match rows.as_slice() {
+        [] => {}
+        [(_, count, Ok(head))] if *count >= 0 => scan.close = Some((*count as u64, *head)),
+        [(_, count, head)] => {
+            let found = format!("count {count}, end_head {head:?}");
+            let f = scan.at.finding(
+                Kind::Modified,
+                None,
+                "close",
+                "a well-formed close row",
+                found,
+            );
+            scan.findings.push(f);
+        }
+        more => {
+            let f = scan
+                .at
+                .finding(Kind::Inserted, None, "close rows", "at most 1", more.len());
+            scan.findings.push(f);
+        }
+    }
+    Ok(())
+}
+
+/// Loads the streams table; reports streams no block refers to, and block_streams rows for
+/// blocks that do not exist. (Each block's own rows are checked during the walk.)
+fn check_streams(scan: &mut Scan, conn: &Connection) -> Result<(), String> {
+    let mut stmt = conn
+        .prepare("SELECT labels, id FROM streams")
+        .map_err(|e| format!("read streams: {e}"))?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(|e| format!("read streams: {e}"))?;
+    let streams: HashMap<Vec<u8>, i64> = rows
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("read streams: {e}"))?;
+    let unused: Option<i64> = conn
+        .query_row(
+            "SELECT id FROM streams s WHERE NOT EXISTS \
+             (SELECT 1 FROM block_streams bs WHERE bs.stream_id = s.id) LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| format!("read streams: {e}"))?;
+    if let Some(id) = unused {
+        let what = "streams (a stream no block holds)";
+        let f = scan.at.finding(
+            Kind::Inserted,
+            None,
+            what,
+            "no such row",
+            format!("stream id {id}"),
+        );
+        scan.findings.push(f);
+    }
+    let orphan: Option<i64> = conn
+        .query_row(
+            "SELECT first_seq FROM block_streams bs WHERE NOT EXISTS \
+             (SELECT 1 FROM blocks b WHERE b.first_seq = bs.first_seq) LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| format!("read block_streams: {e}"))?;
+    if let Some(first) = orphan {
+        let what = "block_streams (a row for a block that does not exist)";
+        let f = scan.at.finding(
+            Kind::Inserted,
+            Some(first.max(0) as u64),
+            what,
+            "no such row",
+            format!("first_seq {first}"),
+        );
+        scan.findings.push(f);
+    }
+    scan.streams = Arc::new(streams);
+    Ok(())
+}
+
+/// Rows outside the segment's range: before its first_seq, or past its close row's count.
+fn check_range(scan: &mut Scan) {
+    let (Some(meta), Some((min, max, _))) = (&scan.meta, scan.seqs) else {
+        if let (Some(meta), Some((count, _))) = (&scan.meta, scan.close)
+            && count > 0
+        {
+            let f = scan.at.finding(
+                Kind::Deleted,
+                Some(meta.first_seq),
+                "blocks",
+                format!("{count} records"),
+                0,
+            );
+            scan.findings.push(f);
+        }
+        return;
+    };
+    if min < meta.first_seq {
+        let f = scan.at.finding(
+            Kind::Inserted,
+            Some(min),
+            "blocks (before the segment's first_seq)",
+            meta.first_seq,
+            min,
+        );
+        scan.findings.push(f);
+    }
+    if let Some((count, end_head)) = scan.close {
+        let end = meta.first_seq + count;
+        if max >= end {
+            let f = scan.at.finding(
+                Kind::Inserted,
+                Some(end),
+                "blocks (after the close row's count)",
+                count,
+                max + 1 - meta.first_seq,
+            );
+            scan.findings.push(f);
+        } else if max + 1 < end {
+            let f = scan.at.finding(
+                Kind::Deleted,
+                Some(max + 1),
+                "blocks (the segment's tail)",
+                count,
+                max + 1 - meta.first_seq,
+            );
+            scan.findings.push(f);
+        } else if scan.last_head != Some(end_head) {
+            let found = scan.last_head.map(hex::encode).unwrap_or_default();
+            let f = scan.at.finding(
+                Kind::Modified,
+                Some(max),
+                "close.end_head",
+                hex::encode(end_head),
+                found,
+            );
+            scan.findings.push(f);
+        }
+    }
+}
