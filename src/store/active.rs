@@ -56,6 +56,17 @@ impl Active {
         Ok(pages as u64 * self.page_size)
     }
 
+    /// Stops the checkpointer, then closes the writer connection (the last one, so SQLite
+    /// checkpoints the WAL into the file and removes it). The segment stays open for the next
+    /// start.
+    pub fn shutdown(mut self) -> Result<(), StoreError> {
+        drop(self.checkpointer.take());
+        let path = self.path;
+        self.conn
+            .close()
+            .map_err(|(_, e)| StoreError::sqlite("close writer", &path)(e))
+    }
+
     /// Closes this segment: close row (durable), then [`segment::finish_close`].
     /// Returns the meta the next segment must carry.
     pub fn close(mut self) -> Result<Meta, StoreError> {

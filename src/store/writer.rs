@@ -79,13 +79,7 @@ impl Writer {
             self.release(&job);
             let _ = job.done.send(Err(AppendError::Closed));
         }
-        match self.active.take() {
-            Some(a) => a
-                .conn
-                .close()
-                .map_err(|(_, e)| StoreError::sqlite("close writer", &a.path)(e)),
-            None => Ok(()),
-        }
+        self.active.take().map_or(Ok(()), Active::shutdown)
     }
 
     /// Gathers queued appends behind `first` into one group. Returns the group and whether a

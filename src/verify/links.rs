@@ -119,6 +119,9 @@ fn check_link(prev: &Scan, scan: &Scan, meta: &Meta, findings: &mut Vec<Finding>
     let (Some(pmeta), Some((count, end_head))) = (&prev.meta, prev.close) else {
         return; // an unreadable or open predecessor is reported on its own
     };
+    if pmeta.segment_index != prev.at.segment_index || meta.segment_index != scan.at.segment_index {
+        return; // a file holding another segment is reported as replaced; its links follow
+    }
     let at = &scan.at;
     let first = pmeta.first_seq + count;
     if meta.first_seq != first {
@@ -148,21 +151,18 @@ fn check_link(prev: &Scan, scan: &Scan, meta: &Meta, findings: &mut Vec<Finding>
     match prev.file_hash {
         Some(h) if h == meta.prev_file_hash => {}
         Some(h) => {
-            let what = "file bytes (differ from the hash recorded when the segment closed)";
-            findings.push(prev.at.finding(
-                Kind::Modified,
-                None,
-                what,
-                hex::encode(meta.prev_file_hash),
-                hex::encode(h),
-            ));
-        }
-        None => {
-            let what = "file mode (a closed segment is read-only)";
+            // Either the file's bytes or the hash recorded at its close (in this segment's
+            // meta) changed; the record walk says whether its content changed too.
+            let what = format!(
+                "file bytes (against the hash recorded at close, in {}'s meta)",
+                at.segment
+            );
+            let (expected, found) = (hex::encode(meta.prev_file_hash), hex::encode(h));
             findings.push(
                 prev.at
-                    .finding(Kind::Modified, None, what, "read-only", "writable"),
+                    .finding(Kind::Modified, None, &what, expected, found),
             );
         }
+        None => {} // unreadable: reported as corrupt
     }
 }

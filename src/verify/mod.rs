@@ -80,7 +80,8 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
         .iter()
         .flat_map(|s| s.findings.iter().cloned())
         .collect();
-    let (link_findings, notes) = links::check(&scans);
+    let (link_findings, mut notes) = links::check(&scans);
+    notes.extend(scans.iter().flat_map(|s| s.notes.iter().cloned()));
     findings.extend(link_findings);
 
     let chunks = chunks(&scans);

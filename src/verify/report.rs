@@ -11,7 +11,7 @@ use std::fmt;
 use serde::Serialize;
 
 /// The kinds of break verify reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// A stored value differs from what the record, the chain or a neighbour says it must be.
@@ -35,6 +35,22 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Order among findings at one place: the most specific kind first, so that a moved or
+    /// inserted block is reported as such rather than by the mismatches it causes.
+    fn rank(self) -> u8 {
+        match self {
+            Kind::SegmentMissing => 0,
+            Kind::SegmentReplaced => 1,
+            Kind::SchemaChanged => 2,
+            Kind::Corrupt => 3,
+            Kind::Deleted => 4,
+            Kind::Inserted => 5,
+            Kind::Duplicated => 6,
+            Kind::Reordered => 7,
+            Kind::Modified => 8,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Modified => "modified",
@@ -152,14 +168,7 @@ impl Report {
 /// Orders findings by segment, then sequence number (findings without one last), and drops
 /// repeats of the same kind at the same place.
 pub(crate) fn sort_findings(findings: &mut Vec<Finding>) {
-    findings.sort_by(|a, b| {
-        (a.segment_index, a.seq.is_none(), a.seq, a.kind).cmp(&(
-            b.segment_index,
-            b.seq.is_none(),
-            b.seq,
-            b.kind,
-        ))
-    });
+    findings.sort_by_key(|f| (f.segment_index, f.seq.is_none(), f.seq, f.kind.rank()));
     findings.dedup_by(|a, b| {
         a.segment_index == b.segment_index && a.seq == b.seq && a.seq.is_some() && a.kind == b.kind
     });

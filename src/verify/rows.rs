@@ -219,6 +219,7 @@ fn check_block(
     }
     let mut derived = block::Builder::new(b.first_seq);
     let mut walked = 0u64;
+    let mut broke = false;
     for (i, canon) in block::records(b.records).enumerate() {
         let seq = b.first_seq + i as u64;
         let Ok(canon) = canon else {
@@ -229,6 +230,7 @@ fn check_block(
                 "a length-prefixed record",
                 "a broken frame",
             ));
+            broke = true;
             break;
         };
         let view = match chain::decode(canon) {
@@ -241,11 +243,13 @@ fn check_block(
                     "a well-formed record",
                     e,
                 ));
+                broke = true;
                 break;
             }
         };
         if view.seq != seq {
             out.push(misplaced(at, conn, b, i, view.seq));
+            broke = true;
             break;
         }
         let stored_head = block::head(b.heads, i);
@@ -270,6 +274,7 @@ fn check_block(
                 "a head",
                 "none",
             ));
+            broke = true;
             break;
         };
         if let Some(prev) = &cur.prev {
@@ -287,8 +292,15 @@ fn check_block(
         }
         cur.prev = Some(stored_head);
     }
-    cur.expected = b.first_seq + walked;
-    check_derived(at, b, &derived, stored_spans, out);
+    // Once the walk broke, the derived columns can only disagree with a partial block, and
+    // the walk goes on after the records the block claims to hold, with no trusted head.
+    if broke {
+        cur.expected = b.first_seq + walked.max(b.count.max(0) as u64);
+        cur.prev = None;
+    } else {
+        cur.expected = b.first_seq + walked;
+        check_derived(at, b, &derived, stored_spans, out);
+    }
     walked
 }
 

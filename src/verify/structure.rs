@@ -37,6 +37,8 @@ pub(crate) struct Scan {
     /// Stored head of the largest seq.
     pub last_head: Option<Hash>,
     pub findings: Vec<Finding>,
+    /// Facts worth reporting that are not breaks.
+    pub notes: Vec<String>,
 }
 
 impl Scan {
@@ -66,6 +68,7 @@ pub(crate) fn scan(index: u64, path: &std::path::Path) -> Scan {
         seqs: None,
         last_head: None,
         findings: Vec::new(),
+        notes: Vec::new(),
     };
     if let Err(detail) = check(&mut scan) {
         let f = scan
@@ -110,8 +113,16 @@ fn check(scan: &mut Scan) -> Result<(), String> {
             .and_then(|(count, heads)| block::head(&heads, usize::try_from(count - 1).ok()?));
     }
     check_range(scan);
-    if scan.close.is_some() && segment::is_read_only(&scan.path).unwrap_or(false) {
-        scan.file_hash = segment::file_hash(&scan.path).ok();
+    if scan.close.is_some() {
+        let hash = segment::file_hash(&scan.path).map_err(|e| format!("hash file: {e}"))?;
+        scan.file_hash = Some(hash);
+        if !segment::is_read_only(&scan.path).unwrap_or(false) {
+            let note = format!(
+                "{} is closed but writable (closing makes it read-only)",
+                scan.at.segment
+            );
+            scan.notes.push(note);
+        }
     }
     Ok(())
 }

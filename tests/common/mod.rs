@@ -1,0 +1,139 @@
+//! Helpers shared by the integration tests: building real ledgers through the library,
+//! copying them, and running the real `daftari` binary.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use daftari::store::{self, Batch, NewEntry, Pairs, StoreConfig};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_daftari");
+
+/// An entry with the given labels and line.
+pub fn entry(labels: &[(&str, &str)], line: &str, ts_ns: i64) -> NewEntry {
+    NewEntry {
+        ts_ns,
+        labels: Pairs::new(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+        .unwrap(),
+        metadata: Pairs::default(),
+        line: line.as_bytes().to_vec(),
+    }
+}
+
+/// A batch of `n` entries from `source`, spread over three streams, lines tagged with `tag`.
+pub fn batch(source: &str, tag: &str, n: usize) -> Batch {
+    let entries = (0..n)
+        .map(|i| {
+            let job = ["sshd", "sudo", "auditd"][i % 3];
+            let line = format!(
+                "{tag} entry {i}: Failed password for root from 203.0.113.{} port 22",
+                i % 250
+            );
+            entry(
+                &[("host", source), ("job", job)],
+                &line,
+                1_754_400_000_000_000_000 + i as i64,
+            )
+        })
+        .collect();
+    Batch {
+        source: source.into(),
+        tenant: String::new(),
+        entries,
+    }
+}
+
+/// Opens a ledger under `dir` with small segments so that tests see rotation.
+pub fn small_config(dir: &Path, segment_max_bytes: u64) -> StoreConfig {
+    let mut cfg = StoreConfig::new(dir);
+    cfg.origin = "test.daftari.example/log".into();
+    cfg.segment_max_bytes = segment_max_bytes;
+    cfg
+}
+
+/// Appends `batches` batches of `n` entries one after another, then closes the ledger.
+pub fn build_ledger(dir: &Path, segment_max_bytes: u64, batches: usize, n: usize) {
+    let (ledger, appender, _reader) = store::open(small_config(dir, segment_max_bytes)).unwrap();
+    for b in 0..batches {
+        appender
+            .append_blocking(batch("host-a", &format!("b{b}"), n))
+            .unwrap();
+    }
+    ledger.close().unwrap();
+}
+
+/// Copies a data directory (files only, two levels), keeping read-only modes.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for item in std::fs::read_dir(from).unwrap() {
+        let item = item.unwrap();
+        let dest = to.join(item.file_name());
+        if item.file_type().unwrap().is_dir() {
+            copy_dir(&item.path(), &dest);
+        } else {
+            std::fs::copy(item.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// The segment files of a data dir, sorted.
+pub fn segment_files(data: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(data.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sqlite"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Opens a segment file for writing as an attacker would (making it writable first).
+pub fn open_rw(path: &Path) -> rusqlite::Connection {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    rusqlite::Connection::open(path).unwrap()
+}
+
+/// Result of running `daftari verify --json`.
+#[derive(Debug)]
+pub struct Verdict {
+    pub code: i32,
+    pub json: serde_json::Value,
+    pub stderr: String,
+}
+
+impl Verdict {
+    pub fn first_break(&self) -> &serde_json::Value {
+        &self.json["first_break"]
+    }
+
+    pub fn kinds(&self) -> Vec<String> {
+        self.json["findings"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|f| f["kind"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+pub fn verify(data: &Path) -> Verdict {
+    let out = Command::new(BIN)
+        .args(["verify", "--json", "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    Verdict {
+        code: out.status.code().unwrap_or(-1),
+        json: serde_json::from_str(stdout.trim()).unwrap_or(serde_json::Value::Null),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
