@@ -120,6 +120,9 @@ pub fn create(dir: &Path, meta: &Meta) -> Result<PathBuf, StoreError> {
             .map_err(StoreError::sqlite("create segment: synchronous", &tmp))?;
         conn.pragma_update(None, "page_size", schema::PAGE_SIZE)
             .map_err(StoreError::sqlite("create segment: page_size", &tmp))?;
+        // WAL from birth: switching modes later is itself a journaled write a crash can cut.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(StoreError::sqlite("create segment: journal_mode=WAL", &tmp))?;
         let tx = conn
             .unchecked_transaction()
             .map_err(StoreError::sqlite("create segment: begin", &tmp))?;
@@ -157,7 +160,7 @@ pub fn remove_leftovers(dir: &Path) -> Result<(), StoreError> {
         let item = item.map_err(StoreError::io("list segments", dir))?;
         let name = item.file_name();
         let name = name.to_string_lossy();
-        let is_tmp = [TMP_SUFFIX, ".tmp-journal"]
+        let is_tmp = [TMP_SUFFIX, ".tmp-journal", ".tmp-wal", ".tmp-shm"]
             .iter()
             .any(|s| name.ends_with(s));
         if name.starts_with("seg-") && is_tmp {

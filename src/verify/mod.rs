@@ -8,10 +8,12 @@
 //! (the open segment through its WAL, read-only) as well as a copy.
 //!
 //! Layout: `structure` (per-segment checks), `links` (between segments), `rows` (the walk over
-//! records), `pool` (parallelism), `report` (findings and the report).
+//! records), `recover` (reading a crashed segment through a private copy), `pool`
+//! (parallelism), `report` (findings and the report).
 
 mod links;
 mod pool;
+mod recover;
 mod report;
 mod rows;
 mod structure;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension};
 
+use super::recover::{self, RecoveredCopy};
 use super::report::{At, Finding, Kind};
 use crate::store::block;
 use crate::store::chain::Hash;
@@ -39,6 +40,8 @@ pub(crate) struct Scan {
     pub findings: Vec<Finding>,
     /// Facts worth reporting that are not breaks.
     pub notes: Vec<String>,
+    /// A private copy whose WAL was recovered; `path` points into it while it lives.
+    pub recovered: Option<RecoveredCopy>,
 }
 
 impl Scan {
@@ -69,7 +72,30 @@ pub(crate) fn scan(index: u64, path: &std::path::Path) -> Scan {
         last_head: None,
         findings: Vec::new(),
         notes: Vec::new(),
+        recovered: None,
     };
+    if let Err(e) = probe(path)
+        && recover::needs_recovery(path, &e)
+    {
+        match recover::recover_copy(path) {
+            Ok(copy) => {
+                scan.path = copy.path.clone();
+                scan.recovered = Some(copy);
+                let note = format!(
+                    "{}: its WAL or journal needed recovery (the writer stopped mid-way); verified a recovered private copy",
+                    scan.at.segment
+                );
+                scan.notes.push(note);
+            }
+            Err(detail) => {
+                let f = scan
+                    .at
+                    .finding(Kind::Corrupt, None, "file", "a readable segment", detail);
+                scan.findings.push(f);
+                return scan;
+            }
+        }
+    }
     if let Err(detail) = check(&mut scan) {
         let f = scan
             .at
@@ -77,6 +103,14 @@ pub(crate) fn scan(index: u64, path: &std::path::Path) -> Scan {
         scan.findings.push(f);
     }
     scan
+}
+
+/// Opens the file read-only and runs SQLite's own check: enough to learn whether the WAL
+/// needs recovery first.
+fn probe(path: &std::path::Path) -> rusqlite::Result<()> {
+    let conn = segment::open_read_only(path)?;
+    conn.query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0))?;
+    Ok(())
 }
 
 /// Runs the checks in order; an `Err` is a SQLite failure that makes the file unreadable.
