@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::store::{self, Batch, NewEntry, Pairs, StoreConfig};
+use crate::store::{self, Batch, NewEntry, Pairs, StoreConfig, Stream};
 use crate::verify;
 
 /// What to measure.
@@ -131,8 +131,9 @@ fn append_run(dir: &Path, opts: &Options, k: usize, total: u64) -> anyhow::Resul
                     for b in 0..per_thread.min(batches.saturating_sub(t as u64 * per_thread)) {
                         let batch = pool[b as usize % BATCH_POOL as usize].clone();
                         bytes += batch
-                            .entries
+                            .streams
                             .iter()
+                            .flat_map(|s| &s.entries)
                             .map(|e| e.line.len() as u64)
                             .sum::<u64>();
                         let t0 = Instant::now();
@@ -206,37 +207,46 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
 ];
 
-/// A batch of realistic security lines, padded to about `line_bytes`.
+/// A batch of realistic security lines from one host (as an agent sends them: one stream per
+/// job), `n` entries padded to about `line_bytes`.
 pub fn make_batch(thread: usize, batch: u64, n: usize, line_bytes: usize) -> Batch {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0);
-    let entries = (0..n)
-        .map(|i| {
-            let k = batch as usize * n + i;
-            let (job, template) = TEMPLATES[k % TEMPLATES.len()];
-            let mut line = template
-                .replace("{p}", &(1000 + k % 60000).to_string())
-                .replace("{o}", &(k % 254).to_string());
-            while line.len() < line_bytes {
-                line.push_str(" pad=0123456789abcdef");
-            }
-            line.truncate(line_bytes.max(1));
-            let host = format!("host-{:02}", (thread * 7 + k) % HOSTS);
-            NewEntry {
-                ts_ns: now + i as i64,
-                labels: Pairs::new(vec![("host".into(), host), ("job".into(), job.into())])
-                    .unwrap_or_default(),
-                metadata: Pairs::default(),
-                line: line.into_bytes(),
-            }
+    let host = format!("host-{:02}", (thread + batch as usize * 3) % HOSTS);
+    let mut streams: Vec<Stream> = TEMPLATES
+        .iter()
+        .map(|(job, _)| Stream {
+            labels: Pairs::new(vec![
+                ("host".into(), host.clone()),
+                ("job".into(), (*job).into()),
+            ])
+            .unwrap_or_default(),
+            entries: Vec::new(),
         })
         .collect();
+    for i in 0..n {
+        let k = batch as usize * n + i;
+        let t = k % TEMPLATES.len();
+        let mut line = TEMPLATES[t]
+            .1
+            .replace("{p}", &(1000 + k % 60000).to_string())
+            .replace("{o}", &(k % 254).to_string());
+        while line.len() < line_bytes {
+            line.push_str(" pad=0123456789abcdef");
+        }
+        line.truncate(line_bytes.max(1));
+        streams[t].entries.push(NewEntry {
+            ts_ns: now + i as i64,
+            metadata: Pairs::default(),
+            line: line.into_bytes(),
+        });
+    }
     Batch {
         source: format!("bench-{thread}"),
         tenant: String::new(),
-        entries,
+        streams,
     }
 }
 

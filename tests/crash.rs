@@ -1,6 +1,7 @@
 //! Crash test: a child process appends to a ledger from several threads and prints every
 //! acknowledged range; the parent kills it with SIGKILL at random moments, then checks that
-//! `daftari verify` accepts what is left and that every acknowledged entry is present, exactly.
+//! `daftari verify` accepts what is left as it is, that a restart (the ledger's own recovery)
+//! succeeds, and that every acknowledged entry is then present, exactly.
 //!
 //! Runs `DAFTARI_CRASH_KILLS` kill cycles (default 50). The same binary is the child when
 //! `DAFTARI_CRASH_CHILD` names a data directory.
@@ -14,7 +15,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use daftari::store::{self, Batch, Reader};
+use daftari::store::{self, Batch, Reader, Stream};
 
 const CHILD_ENV: &str = "DAFTARI_CRASH_CHILD";
 const KILLS_ENV: &str = "DAFTARI_CRASH_KILLS";
@@ -57,19 +58,20 @@ fn child(dir: &Path) -> ! {
             let appender = appender.clone();
             s.spawn(move || {
                 for k in 0.. {
-                    let entries = (0..PER_BATCH)
-                        .map(|i| {
-                            common::entry(
-                                &[("host", "crash"), ("job", ["a", "b"][i % 2])],
-                                &line(pid, t, k, i),
-                                i as i64,
-                            )
+                    let half = PER_BATCH / 2;
+                    let streams = [("a", 0..half), ("b", half..PER_BATCH)]
+                        .into_iter()
+                        .map(|(job, range)| Stream {
+                            labels: common::labels(&[("host", "crash"), ("job", job)]),
+                            entries: range
+                                .map(|i| common::entry(&line(pid, t, k, i), i as i64))
+                                .collect(),
                         })
                         .collect();
                     let batch = Batch {
                         source: format!("t{t}"),
                         tenant: String::new(),
-                        entries,
+                        streams,
                     };
                     if let Ok(r) = appender.append_blocking(batch) {
                         let mut out = std::io::stdout().lock();
@@ -115,6 +117,7 @@ fn parent(kills: usize) -> usize {
                 keep.display()
             );
         }
+        restart(&data);
         check_present(&data, &new, v.json["next_seq"].as_u64().unwrap());
     }
     // Recovery: a normal open appends after everything, and the whole ledger still verifies.
@@ -126,6 +129,14 @@ fn parent(kills: usize) -> usize {
     assert_eq!(common::verify(&data).code, 0);
     check_present(&data, &acks, u64::MAX);
     acks.values().map(|a| a.count as usize).sum()
+}
+
+/// Opens and closes the ledger: recovery as a restarted server runs it.
+fn restart(data: &Path) {
+    if data.exists() {
+        let (ledger, _, _) = store::open(common::small_config(data, SEGMENT_BYTES)).unwrap();
+        ledger.close().unwrap();
+    }
 }
 
 /// Starts a child, lets it append for `after`, kills it with SIGKILL, returns what it acked.

@@ -13,7 +13,9 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 
 use tokio::sync::oneshot;
 
-use super::chain::{self, Encoded, Hash, Pairs, RecordRef};
+use std::ops::Range;
+
+use super::chain::{self, Fields, Hash, Pairs};
 use super::error::AppendError;
 
 /// One log entry as a client sent it, before the ledger numbers it.
@@ -21,19 +23,37 @@ use super::error::AppendError;
 pub struct NewEntry {
     /// The client's timestamp, Unix ns.
     pub ts_ns: i64,
-    pub labels: Pairs,
     pub metadata: Pairs,
     pub line: Vec<u8>,
 }
 
-/// Entries pushed together by one authenticated source.
+/// Entries of one stream (one label set), in the order they were sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stream {
+    pub labels: Pairs,
+    pub entries: Vec<NewEntry>,
+}
+
+/// Entries pushed together by one authenticated source, grouped by stream as Loki's push
+/// request groups them. They are appended in this order: stream by stream, entry by entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
     /// Identity of the token that pushed the batch.
     pub source: String,
     /// `X-Scope-OrgID` as sent, or empty.
     pub tenant: String,
-    pub entries: Vec<NewEntry>,
+    pub streams: Vec<Stream>,
+}
+
+impl Batch {
+    /// Entries in the batch.
+    pub fn len(&self) -> usize {
+        self.streams.iter().map(|s| s.entries.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Where an append landed: its entries hold `first_seq .. first_seq + count`, and `head` is
@@ -45,10 +65,12 @@ pub struct Receipt {
     pub head: Hash,
 }
 
-/// A record ready for the writer, missing only its sequence number.
+/// Where one record, ready but for its sequence number, lies in its job's buffer.
 #[derive(Debug)]
 pub(crate) struct Prepared {
-    pub canon: Encoded,
+    pub canon: Range<usize>,
+    /// The record's labels section, within the buffer.
+    pub labels: Range<usize>,
     pub ts_ns: i64,
 }
 
@@ -56,6 +78,8 @@ pub(crate) struct Prepared {
 #[derive(Debug)]
 pub(crate) struct Job {
     pub recv_ns: i64,
+    /// Every record of the batch, encoded back to back with sequence number 0.
+    pub buf: Vec<u8>,
     pub entries: Vec<Prepared>,
     /// Encoded bytes, released from the queue budget when the writer takes the job.
     pub bytes: usize,
@@ -115,7 +139,8 @@ impl Appender {
             return Err(AppendError::Closed);
         }
         let recv_ns = now_ns();
-        let (entries, bytes) = prepare(&batch, recv_ns)?;
+        let (buf, entries) = prepare(&batch, recv_ns)?;
+        let bytes = buf.len();
         let queue = &self.queue;
         if queue.queued_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes > queue.max_bytes {
             queue.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
@@ -124,6 +149,7 @@ impl Appender {
         let (done, rx) = oneshot::channel();
         let job = Job {
             recv_ns,
+            buf,
             entries,
             bytes,
             done,
@@ -141,32 +167,44 @@ impl Appender {
     }
 }
 
-/// Encodes every entry with sequence number 0; the writer patches it in.
-fn prepare(batch: &Batch, recv_ns: i64) -> Result<(Vec<Prepared>, usize), AppendError> {
-    let mut out = Vec::with_capacity(batch.entries.len());
-    let mut bytes = 0;
-    for (index, e) in batch.entries.iter().enumerate() {
-        let record = RecordRef {
-            seq: 0,
-            recv_ns,
-            ts_ns: e.ts_ns,
-            source: &batch.source,
-            tenant: &batch.tenant,
-            labels: &e.labels,
-            metadata: &e.metadata,
-            line: &e.line,
-        };
-        let canon = chain::encode(record).map_err(|err| AppendError::Invalid {
-            index,
-            reason: err.to_string(),
-        })?;
-        bytes += canon.bytes.len();
-        out.push(Prepared {
-            canon,
-            ts_ns: e.ts_ns,
-        });
+/// Encodes every entry into one buffer with sequence number 0; the writer patches it in.
+/// An entry that cannot be encoded refuses the whole batch, naming its index.
+fn prepare(batch: &Batch, recv_ns: i64) -> Result<(Vec<u8>, Vec<Prepared>), AppendError> {
+    let mut buf = Vec::with_capacity(batch.streams.iter().map(estimate).sum());
+    let mut out = Vec::with_capacity(batch.len());
+    let invalid = |index: usize, err: chain::FormatError| AppendError::Invalid {
+        index,
+        reason: err.to_string(),
+    };
+    for stream in &batch.streams {
+        let labels =
+            chain::encode_pairs(&stream.labels, "label").map_err(|e| invalid(out.len(), e))?;
+        for e in &stream.entries {
+            let fields = Fields {
+                seq: 0,
+                recv_ns,
+                ts_ns: e.ts_ns,
+                source: &batch.source,
+                tenant: &batch.tenant,
+                labels: &labels,
+            };
+            let start = buf.len();
+            let labels = chain::encode_into(&mut buf, &fields, &e.metadata, &e.line)
+                .map_err(|err| invalid(out.len(), err))?;
+            out.push(Prepared {
+                canon: start..buf.len(),
+                labels,
+                ts_ns: e.ts_ns,
+            });
+        }
     }
-    Ok((out, bytes))
+    Ok((buf, out))
+}
+
+/// Roughly the encoded size of a stream's entries, to size the buffer once.
+fn estimate(s: &Stream) -> usize {
+    let labels: usize = s.labels.iter().map(|(n, v)| 8 + n.len() + v.len()).sum();
+    s.entries.iter().map(|e| 64 + labels + e.line.len()).sum()
 }
 
 /// The wall clock in Unix ns (0 if the clock is before 1970).
@@ -175,4 +213,86 @@ pub(crate) fn now_ns() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::chain::Record;
+
+    fn pairs(v: &[(&str, &str)]) -> Pairs {
+        Pairs::new(
+            v.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_prepared_batch_holds_exactly_the_canonical_records() {
+        let entry = |ts_ns, meta: &[(&str, &str)], line: &str| NewEntry {
+            ts_ns,
+            metadata: pairs(meta),
+            line: line.as_bytes().to_vec(),
+        };
+        let batch = Batch {
+            source: "host-a".into(),
+            tenant: "t".into(),
+            streams: vec![
+                Stream {
+                    labels: pairs(&[("job", "sshd"), ("host", "a")]),
+                    entries: vec![entry(1, &[], "one"), entry(2, &[("k", "v")], "two")],
+                },
+                Stream {
+                    labels: pairs(&[("job", "sudo")]),
+                    entries: vec![entry(-3, &[], "")],
+                },
+            ],
+        };
+        let (buf, prepared) = prepare(&batch, 42).unwrap();
+        let mut seen = Vec::new();
+        for s in &batch.streams {
+            for e in &s.entries {
+                let record = Record {
+                    seq: 0,
+                    recv_ns: 42,
+                    ts_ns: e.ts_ns,
+                    source: batch.source.clone(),
+                    tenant: batch.tenant.clone(),
+                    labels: s.labels.clone(),
+                    metadata: e.metadata.clone(),
+                    line: e.line.clone(),
+                };
+                seen.push(chain::encode(record.as_ref()).unwrap());
+            }
+        }
+        assert_eq!(prepared.len(), 3);
+        for (p, expected) in prepared.iter().zip(&seen) {
+            assert_eq!(&buf[p.canon.clone()], expected.bytes.as_slice());
+            assert_eq!(&buf[p.labels.clone()], expected.labels_bytes());
+        }
+    }
+
+    #[test]
+    fn an_oversized_entry_refuses_the_batch_and_names_its_index() {
+        let batch = Batch {
+            source: "s".into(),
+            tenant: String::new(),
+            streams: vec![Stream {
+                labels: Pairs::default(),
+                entries: (0..3)
+                    .map(|i| NewEntry {
+                        ts_ns: 0,
+                        metadata: Pairs::default(),
+                        line: vec![b'x'; if i == 2 { chain::MAX_BSTR + 1 } else { 1 }],
+                    })
+                    .collect(),
+            }],
+        };
+        assert!(matches!(
+            prepare(&batch, 0),
+            Err(AppendError::Invalid { index: 2, .. })
+        ));
+    }
 }

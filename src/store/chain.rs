@@ -151,9 +151,9 @@ pub struct Encoded {
 }
 
 impl Encoded {
-    /// Writes `seq` into the record. The writer assigns sequence numbers at commit time.
+    /// Writes `seq` into the record.
     pub fn set_seq(&mut self, seq: u64) {
-        self.bytes[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&seq.to_be_bytes());
+        set_seq(&mut self.bytes, seq);
     }
 
     pub fn labels_bytes(&self) -> &[u8] {
@@ -163,22 +163,76 @@ impl Encoded {
 
 /// Encodes `record` as `ENTRY_V1`, checking every length against [`MAX_BSTR`].
 pub fn encode(record: RecordRef<'_>) -> Result<Encoded, FormatError> {
-    let pairs_len = |p: &Pairs| 4 + p.iter().map(|(n, v)| 8 + n.len() + v.len()).sum::<usize>();
-    let capacity = 1 + 8 * 3 + 12 + record.source.len() + record.tenant.len() + record.line.len();
-    let mut out =
-        Vec::with_capacity(capacity + pairs_len(record.labels) + pairs_len(record.metadata));
-    out.push(ENTRY_VERSION);
-    out.extend_from_slice(&record.seq.to_be_bytes());
-    out.extend_from_slice(&record.recv_ns.to_be_bytes());
-    out.extend_from_slice(&record.ts_ns.to_be_bytes());
-    put_bstr(&mut out, "source", record.source.as_bytes())?;
-    put_bstr(&mut out, "tenant", record.tenant.as_bytes())?;
+    let labels = encode_pairs(record.labels, "label")?;
+    let mut bytes = Vec::new();
+    let fields = Fields {
+        seq: record.seq,
+        recv_ns: record.recv_ns,
+        ts_ns: record.ts_ns,
+        source: record.source,
+        tenant: record.tenant,
+        labels: &labels,
+    };
+    let labels = encode_into(&mut bytes, &fields, record.metadata, record.line)?;
+    Ok(Encoded { bytes, labels })
+}
+
+/// The fields of a record that a batch shares, or that come before its per-entry parts; the
+/// labels as an already encoded `pairs` section (see [`encode_pairs`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'a> {
+    pub seq: u64,
+    pub recv_ns: i64,
+    pub ts_ns: i64,
+    pub source: &'a str,
+    pub tenant: &'a str,
+    pub labels: &'a [u8],
+}
+
+/// Appends one `ENTRY_V1` record to `out`; returns the range of its labels section in `out`.
+/// This is how the append handle encodes a whole batch into one buffer, with each stream's
+/// labels section encoded once.
+pub fn encode_into(
+    out: &mut Vec<u8>,
+    f: &Fields<'_>,
+    metadata: &Pairs,
+    line: &[u8],
+) -> Result<Range<usize>, FormatError> {
     let start = out.len();
-    put_pairs(&mut out, "label", record.labels)?;
-    let labels = start..out.len();
-    put_pairs(&mut out, "metadata", record.metadata)?;
-    put_bstr(&mut out, "line", record.line)?;
-    Ok(Encoded { bytes: out, labels })
+    let result = (|| {
+        out.push(ENTRY_VERSION);
+        out.extend_from_slice(&f.seq.to_be_bytes());
+        out.extend_from_slice(&f.recv_ns.to_be_bytes());
+        out.extend_from_slice(&f.ts_ns.to_be_bytes());
+        put_bstr(out, "source", f.source.as_bytes())?;
+        put_bstr(out, "tenant", f.tenant.as_bytes())?;
+        let labels = out.len()..out.len() + f.labels.len();
+        out.extend_from_slice(f.labels);
+        put_pairs(out, "metadata", metadata)?;
+        put_bstr(out, "line", line)?;
+        Ok(labels)
+    })();
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+/// Encodes a `pairs` section: `u32` count, then (`bstr` name, `bstr` value) in order.
+pub fn encode_pairs(pairs: &Pairs, field: &'static str) -> Result<Vec<u8>, FormatError> {
+    let mut out = Vec::with_capacity(
+        4 + pairs
+            .iter()
+            .map(|(n, v)| 8 + n.len() + v.len())
+            .sum::<usize>(),
+    );
+    put_pairs(&mut out, field, pairs)?;
+    Ok(out)
+}
+
+/// Writes `seq` into an encoded record (the writer assigns sequence numbers at commit time).
+pub fn set_seq(record: &mut [u8], seq: u64) {
+    record[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&seq.to_be_bytes());
 }
 
 fn put_bstr(out: &mut Vec<u8>, field: &'static str, bytes: &[u8]) -> Result<(), FormatError> {

@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub use append::{Appender, Batch, NewEntry, Receipt};
+pub use append::{Appender, Batch, NewEntry, Receipt, Stream};
 pub use chain::{Hash, Pairs, Record};
 pub use error::{AppendError, StoreError};
 pub use reader::{Reader, SegmentInfo};

@@ -113,6 +113,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_writer_pragmas_read_back_as_set() {
+        let dir = std::env::temp_dir().join(format!("daftari-pragma-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conn = Connection::open(dir.join("t.sqlite")).unwrap();
+        configure_writer(&conn).unwrap();
+        let sync: i64 = conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!((sync, mode.as_str()), (2, "wal"));
+        drop(conn);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn expected_schema_has_the_five_tables_and_the_index() {
         let objs = expected_objects(SCHEMA_VERSION).unwrap();
         let names: Vec<_> = objs.iter().map(|o| o.name.as_str()).collect();

@@ -253,14 +253,15 @@ fn insert_group(
         let mut block = block::Builder::new(*next_seq);
         for job in group.iter_mut() {
             let first_seq = *next_seq;
-            for p in &mut job.entries {
-                if block.is_full_for(p.canon.bytes.len()) {
+            for p in &job.entries {
+                if block.is_full_for(p.canon.len()) {
                     sql.insert_block(&block)?;
                     block = block::Builder::new(*next_seq);
                 }
-                p.canon.set_seq(*next_seq);
-                *head = hasher.next_head(head, &p.canon.bytes);
-                let labels = p.canon.labels_bytes();
+                chain::set_seq(&mut job.buf[p.canon.clone()], *next_seq);
+                let canon = &job.buf[p.canon.clone()];
+                *head = hasher.next_head(head, canon);
+                let labels = &job.buf[p.labels.clone()];
                 let stream_id = match streams.get(labels) {
                     Some(id) => *id,
                     None => {
@@ -270,7 +271,7 @@ fn insert_group(
                         id
                     }
                 };
-                block.push(&p.canon.bytes, head, job.recv_ns, p.ts_ns, stream_id);
+                block.push(canon, head, job.recv_ns, p.ts_ns, stream_id);
                 *next_seq += 1;
             }
             receipts.push(Receipt {

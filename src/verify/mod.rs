@@ -77,22 +77,56 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
         return Err(VerifyError::Empty(dir));
     }
     let jobs = opts.jobs.max(1);
-    let scans = pool::run(jobs, &files, |(index, path)| structure::scan(*index, path));
-    let mut findings: Vec<Finding> = scans
-        .iter()
-        .flat_map(|s| s.findings.iter().cloned())
-        .collect();
+    let mut scans = pool::run(jobs, &files, |(index, path)| structure::scan(*index, path));
+    let chunks = chunks(&scans);
+    progress
+        .total
+        .store(chunks.iter().map(|c| c.hi - c.lo).sum(), Ordering::Relaxed);
+
+    // One pool for all the heavy work, whole-file tasks first so that they overlap the walks.
+    let mut tasks: Vec<Task> = Vec::new();
+    for (i, scan) in scans.iter().enumerate() {
+        if scan.close.is_some() {
+            tasks.push(Task::Hash(i));
+        }
+        if !scan.quick_checked && scan.meta.is_some() {
+            tasks.push(Task::Check(i));
+        }
+    }
+    tasks.sort_by_key(|t| std::cmp::Reverse(t.bytes(&scans)));
+    tasks.extend((0..chunks.len()).map(Task::Walk));
+    let hasher = chain::Hasher::default();
+    let done = pool::run(jobs, &tasks, |t| match *t {
+        Task::Hash(i) => Done::Hash(
+            i,
+            segment::file_hash(&scans[i].path).map_err(|e| e.to_string()),
+        ),
+        Task::Check(i) => Done::Check(i, structure::quick_check(&scans[i].path)),
+        Task::Walk(c) => Done::Walk(rows::walk(&chunks[c], &hasher, &progress.done)),
+    });
+
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut entries = 0;
+    for d in done {
+        match d {
+            Done::Hash(i, Ok(h)) => scans[i].file_hash = Some(h),
+            Done::Hash(i, Err(e)) | Done::Check(i, Some(e)) => {
+                let f = scans[i]
+                    .at
+                    .finding(Kind::Corrupt, None, "file", "a readable segment", e);
+                findings.push(f);
+            }
+            Done::Check(_, None) => {}
+            Done::Walk(w) => {
+                entries += w.rows;
+                findings.extend(w.findings);
+            }
+        }
+    }
+    findings.extend(scans.iter().flat_map(|s| s.findings.iter().cloned()));
     let (link_findings, mut notes) = links::check(&scans);
     notes.extend(scans.iter().flat_map(|s| s.notes.iter().cloned()));
     findings.extend(link_findings);
-
-    let chunks = chunks(&scans);
-    let total = chunks.iter().map(|c| c.hi - c.lo).sum();
-    progress.total.store(total, Ordering::Relaxed);
-    let hasher = chain::Hasher::default();
-    let walked = pool::run(jobs, &chunks, |c| rows::walk(c, &hasher, &progress.done));
-    let entries = walked.iter().map(|w| w.rows).sum();
-    findings.extend(walked.into_iter().flat_map(|w| w.findings));
     report::sort_findings(&mut findings);
 
     let (next_seq, head) = tip(&scans);
@@ -118,6 +152,32 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
         findings,
         notes,
     })
+}
+
+/// A unit of the parallel phase.
+enum Task {
+    /// `file_blake3` of closed segment `i`.
+    Hash(usize),
+    /// `quick_check` of segment `i`.
+    Check(usize),
+    /// Walk chunk `c`.
+    Walk(usize),
+}
+
+impl Task {
+    /// Bytes a whole-file task reads, to start the largest first.
+    fn bytes(&self, scans: &[structure::Scan]) -> u64 {
+        match *self {
+            Task::Hash(i) | Task::Check(i) => scans[i].bytes,
+            Task::Walk(_) => 0,
+        }
+    }
+}
+
+enum Done {
+    Hash(usize, Result<chain::Hash, String>),
+    Check(usize, Option<String>),
+    Walk(rows::Walked),
 }
 
 /// Splits every walkable segment's range into chunks of [`CHUNK_ROWS`].

@@ -6,46 +6,53 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use daftari::store::{self, Batch, NewEntry, Pairs, StoreConfig};
+use daftari::store::{self, Batch, NewEntry, Pairs, StoreConfig, Stream};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_daftari");
 
-/// An entry with the given labels and line.
-pub fn entry(labels: &[(&str, &str)], line: &str, ts_ns: i64) -> NewEntry {
+/// A label set.
+pub fn labels(pairs: &[(&str, &str)]) -> Pairs {
+    Pairs::new(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+    .unwrap()
+}
+
+/// An entry with the given line.
+pub fn entry(line: &str, ts_ns: i64) -> NewEntry {
     NewEntry {
         ts_ns,
-        labels: Pairs::new(
-            labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
-        .unwrap(),
         metadata: Pairs::default(),
         line: line.as_bytes().to_vec(),
     }
 }
 
-/// A batch of `n` entries from `source`, spread over three streams, lines tagged with `tag`.
+/// A batch of `n` entries from `source` over three streams, lines tagged with `tag` and
+/// numbered in append order ("<tag> entry <i>: ...").
 pub fn batch(source: &str, tag: &str, n: usize) -> Batch {
-    let entries = (0..n)
-        .map(|i| {
-            let job = ["sshd", "sudo", "auditd"][i % 3];
-            let line = format!(
-                "{tag} entry {i}: Failed password for root from 203.0.113.{} port 22",
-                i % 250
-            );
-            entry(
-                &[("host", source), ("job", job)],
-                &line,
-                1_754_400_000_000_000_000 + i as i64,
-            )
+    let streams = ["sshd", "sudo", "auditd"]
+        .iter()
+        .enumerate()
+        .map(|(j, job)| Stream {
+            labels: labels(&[("host", source), ("job", job)]),
+            entries: (j * n / 3..(j + 1) * n / 3)
+                .map(|i| {
+                    let line = format!(
+                        "{tag} entry {i}: Failed password for root from 203.0.113.{} port 22",
+                        i % 250
+                    );
+                    entry(&line, 1_754_400_000_000_000_000 + i as i64)
+                })
+                .collect(),
         })
         .collect();
     Batch {
         source: source.into(),
         tenant: String::new(),
-        entries,
+        streams,
     }
 }
 
