@@ -175,14 +175,12 @@ fn check(scan: &mut Scan) -> Result<(), String> {
             .and_then(|(count, heads)| block::head(&heads, usize::try_from(count - 1).ok()?));
     }
     check_range(scan);
-    if scan.close.is_some() {
-        if !segment::is_read_only(&scan.path).unwrap_or(false) {
-            let note = format!(
-                "{} is closed but writable (closing makes it read-only)",
-                scan.at.segment
-            );
-            scan.notes.push(note);
-        }
+    if scan.close.is_some() && !segment::is_read_only(&scan.path).unwrap_or(false) {
+        let note = format!(
+            "{} is closed but writable (closing makes it read-only)",
+            scan.at.segment
+        );
+        scan.notes.push(note);
     }
     Ok(())
 }
