@@ -137,7 +137,7 @@ fn library_vectors() -> Value {
     let recs: Vec<Value> = records()
         .iter()
         .map(|r| {
-            let canon = chain::encode(r.as_ref()).unwrap().bytes;
+            let canon = chain::encode(r).unwrap().bytes;
             let leaf = hasher.leaf(&canon);
             head = hasher.link(&head, &leaf);
             json!({

@@ -76,7 +76,7 @@ fn verify_head_at(data: &std::path::Path, seq: u64) -> chain::Hash {
     let hasher = chain::Hasher::default();
     let mut head = seg.meta.prev_head;
     for r in reader.read(0, seq as usize + 1).unwrap() {
-        head = hasher.next_head(&head, &chain::encode(r.as_ref()).unwrap().bytes);
+        head = hasher.next_head(&head, &chain::encode(&r).unwrap().bytes);
     }
     head
 }

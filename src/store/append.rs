@@ -264,7 +264,7 @@ mod tests {
                     metadata: e.metadata.clone(),
                     line: e.line.clone(),
                 };
-                seen.push(chain::encode(record.as_ref()).unwrap());
+                seen.push(chain::encode(&record).unwrap());
             }
         }
         assert_eq!(prepared.len(), 3);

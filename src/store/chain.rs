@@ -62,6 +62,13 @@ pub struct Pairs(Vec<(String, String)>);
 
 impl Pairs {
     /// Sorts `pairs` by name and refuses duplicate names.
+    ///
+    /// ```
+    /// use daftari::store::Pairs;
+    /// let labels = Pairs::new(vec![("job".into(), "sshd".into()), ("host".into(), "a".into())]).unwrap();
+    /// assert_eq!(labels.iter().collect::<Vec<_>>(), [("host", "a"), ("job", "sshd")]);
+    /// assert!(Pairs::new(vec![("a".into(), "1".into()), ("a".into(), "2".into())]).is_err());
+    /// ```
     pub fn new(mut pairs: Vec<(String, String)>) -> Result<Self, FormatError> {
         pairs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
@@ -113,34 +120,6 @@ pub struct Record {
     pub line: Vec<u8>,
 }
 
-/// The fields of a record, borrowed: what [`encode`] reads.
-#[derive(Debug, Clone, Copy)]
-pub struct RecordRef<'a> {
-    pub seq: u64,
-    pub recv_ns: i64,
-    pub ts_ns: i64,
-    pub source: &'a str,
-    pub tenant: &'a str,
-    pub labels: &'a Pairs,
-    pub metadata: &'a Pairs,
-    pub line: &'a [u8],
-}
-
-impl Record {
-    pub fn as_ref(&self) -> RecordRef<'_> {
-        RecordRef {
-            seq: self.seq,
-            recv_ns: self.recv_ns,
-            ts_ns: self.ts_ns,
-            source: &self.source,
-            tenant: &self.tenant,
-            labels: &self.labels,
-            metadata: &self.metadata,
-            line: &self.line,
-        }
-    }
-}
-
 /// An encoded record plus where its parts lie, so the writer can patch the sequence number
 /// and index the stream without decoding again.
 #[derive(Debug, Clone)]
@@ -162,18 +141,18 @@ impl Encoded {
 }
 
 /// Encodes `record` as `ENTRY_V1`, checking every length against [`MAX_BSTR`].
-pub fn encode(record: RecordRef<'_>) -> Result<Encoded, FormatError> {
-    let labels = encode_pairs(record.labels, "label")?;
+pub fn encode(record: &Record) -> Result<Encoded, FormatError> {
+    let labels = encode_pairs(&record.labels, "label")?;
     let mut bytes = Vec::new();
     let fields = Fields {
         seq: record.seq,
         recv_ns: record.recv_ns,
         ts_ns: record.ts_ns,
-        source: record.source,
-        tenant: record.tenant,
+        source: &record.source,
+        tenant: &record.tenant,
         labels: &labels,
     };
-    let labels = encode_into(&mut bytes, &fields, record.metadata, record.line)?;
+    let labels = encode_into(&mut bytes, &fields, &record.metadata, &record.line)?;
     Ok(Encoded { bytes, labels })
 }
 
@@ -444,6 +423,13 @@ impl Hasher {
 
 /// `head_-1 = blake3_derive("daftari v1 genesis", bstr(origin) ‖ log_id)`: the chain's start,
 /// bound to this log so that no two logs share a chain.
+///
+/// ```
+/// // The worked example of VERIFY.md.
+/// let log_id: [u8; 16] = std::array::from_fn(|i| i as u8);
+/// let head = daftari::store::chain::genesis("golden.daftari.example/log", &log_id);
+/// assert_eq!(hex::encode(head), "7f004573f170d2d6eaad52ac3204e87a5dc0832830fe0597d6bfb277de3ecaf1");
+/// ```
 pub fn genesis(origin: &str, log_id: &[u8; LOG_ID_LEN]) -> Hash {
     let mut h = blake3::Hasher::new_derive_key(CTX_GENESIS);
     h.update(&(origin.len() as u32).to_be_bytes());
@@ -481,7 +467,7 @@ mod tests {
     #[test]
     fn decode_inverts_encode() {
         let r = record();
-        let enc = encode(r.as_ref()).unwrap();
+        let enc = encode(&r).unwrap();
         let view = decode(&enc.bytes).unwrap();
         assert_eq!(view.labels, enc.labels_bytes());
         assert_eq!(view.to_record().unwrap(), r);
@@ -490,10 +476,10 @@ mod tests {
     #[test]
     fn set_seq_patches_only_the_sequence_number() {
         let mut r = record();
-        let mut enc = encode(r.as_ref()).unwrap();
+        let mut enc = encode(&r).unwrap();
         enc.set_seq(99);
         r.seq = 99;
-        assert_eq!(enc.bytes, encode(r.as_ref()).unwrap().bytes);
+        assert_eq!(enc.bytes, encode(&r).unwrap().bytes);
     }
 
     #[test]
@@ -504,7 +490,7 @@ mod tests {
 
     #[test]
     fn decode_rejects_trailing_and_truncated_bytes() {
-        let mut bytes = encode(record().as_ref()).unwrap().bytes;
+        let mut bytes = encode(&record()).unwrap().bytes;
         bytes.push(0);
         assert_eq!(decode(&bytes).unwrap_err(), FormatError::Trailing(1));
         bytes.truncate(bytes.len() - 3);
@@ -514,7 +500,7 @@ mod tests {
     #[test]
     fn decode_rejects_unsorted_labels() {
         let r = record();
-        let mut enc = encode(r.as_ref()).unwrap();
+        let mut enc = encode(&r).unwrap();
         // Swap the two label pairs in place: "host"="a" and "job"="sshd" have different sizes,
         // so rebuild the section by hand in the wrong order.
         let mut section = Vec::new();

@@ -359,15 +359,11 @@ fn check_streams(scan: &mut Scan, conn: &Connection) -> Result<(), String> {
     let streams: HashMap<Vec<u8>, i64> = rows
         .collect::<Result<_, _>>()
         .map_err(|e| format!("read streams: {e}"))?;
-    let unused: Option<i64> = conn
-        .query_row(
-            "SELECT id FROM streams s WHERE NOT EXISTS \
-             (SELECT 1 FROM block_streams bs WHERE bs.stream_id = s.id) LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(|e| format!("read streams: {e}"))?;
+    let unused = first_row(
+        conn,
+        "SELECT id FROM streams s WHERE NOT EXISTS \
+         (SELECT 1 FROM block_streams bs WHERE bs.stream_id = s.id) LIMIT 1",
+    )?;
     if let Some(id) = unused {
         let what = "streams (a stream no block holds)";
         let f = scan.at.finding(
@@ -379,15 +375,11 @@ fn check_streams(scan: &mut Scan, conn: &Connection) -> Result<(), String> {
         );
         scan.findings.push(f);
     }
-    let orphan: Option<i64> = conn
-        .query_row(
-            "SELECT first_seq FROM block_streams bs WHERE NOT EXISTS \
-             (SELECT 1 FROM blocks b WHERE b.first_seq = bs.first_seq) LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(|e| format!("read block_streams: {e}"))?;
+    let orphan = first_row(
+        conn,
+        "SELECT first_seq FROM block_streams bs WHERE NOT EXISTS \
+         (SELECT 1 FROM blocks b WHERE b.first_seq = bs.first_seq) LIMIT 1",
+    )?;
     if let Some(first) = orphan {
         let what = "block_streams (a row for a block that does not exist)";
         let f = scan.at.finding(
@@ -401,6 +393,13 @@ fn check_streams(scan: &mut Scan, conn: &Connection) -> Result<(), String> {
     }
     scan.streams = Arc::new(streams);
     Ok(())
+}
+
+/// The integer of the first row `sql` returns, if any.
+fn first_row(conn: &Connection, sql: &str) -> Result<Option<i64>, String> {
+    conn.query_row(sql, [], |r| r.get(0))
+        .optional()
+        .map_err(|e| format!("{sql}: {e}"))
 }
 
 /// Rows outside the segment's range: before its first_seq, or past its close row's count.
