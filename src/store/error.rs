@@ -27,6 +27,9 @@ pub enum StoreError {
     Corrupt { path: PathBuf, detail: String },
     #[error("{0}")]
     Config(String),
+    /// The writer thread ended by a panic; nothing it had not resolved was acknowledged.
+    #[error("the ledger writer thread stopped unexpectedly")]
+    WriterLost,
 }
 
 impl StoreError {

@@ -164,11 +164,7 @@ impl Ledger {
         self.queue.closed.store(true, Ordering::Release);
         // Blocking send: waits for room behind the queued appends, which the writer drains.
         let _ = self.queue.tx.send(Msg::Shutdown);
-        writer.join().unwrap_or_else(|_| {
-            Err(StoreError::Config(
-                "the ledger writer thread panicked".into(),
-            ))
-        })
+        writer.join().unwrap_or(Err(StoreError::WriterLost))
     }
 }
 

@@ -224,7 +224,8 @@ fn commit(
             for labels in new_streams {
                 active.streams.remove(&labels);
             }
-            Err(classify(&active.path, e))
+            stop_if_fatal(&active.path, &e);
+            Err(classify(&active.path, &e))
         }
     }
 }
@@ -335,24 +336,32 @@ impl Statements<'_> {
     }
 }
 
-/// Maps a failed commit to what the waiters are told. A full disk is reported and survived;
-/// an I/O failure (fsync among them) or corruption stops the process: after a failed fsync
-/// the kernel may have dropped dirty pages, so retrying could acknowledge lost data.
-fn classify(path: &std::path::Path, e: rusqlite::Error) -> AppendError {
-    let code = e.sqlite_error_code();
-    match code {
-        Some(ErrorCode::DiskFull) => AppendError::DiskFull,
-        Some(ErrorCode::SystemIoFailure | ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
-            eprintln!(
-                "daftari: ledger: fatal storage failure on commit to {}: {e}; stopping so that \
-                 recovery runs from what is on disk",
-                path.display()
-            );
-            std::process::exit(FATAL_EXIT_CODE);
-        }
-        _ => {
-            eprintln!("daftari: ledger: commit to {} failed: {e}", path.display());
-            AppendError::Storage("commit failed".into())
-        }
+/// Maps a failed commit to what the waiters are told: a full disk is reported and survived,
+/// any other failure is a retryable storage error. I/O failures and corruption never get here:
+/// [`stop_if_fatal`] ends the process first.
+fn classify(path: &std::path::Path, e: &rusqlite::Error) -> AppendError {
+    if e.sqlite_error_code() == Some(ErrorCode::DiskFull) {
+        return AppendError::DiskFull;
+    }
+    eprintln!("daftari: ledger: commit to {} failed: {e}", path.display());
+    AppendError::Storage("commit failed".into())
+}
+
+/// Stops the process on an I/O failure (fsync among them) or corruption during a commit:
+/// after a failed fsync the kernel may have dropped the dirty pages, so a retry could
+/// acknowledge data that is not on disk. Restart recovers from what is (INTEGRITY: fsyncgate).
+fn stop_if_fatal(path: &std::path::Path, e: &rusqlite::Error) {
+    let fatal = [
+        ErrorCode::SystemIoFailure,
+        ErrorCode::DatabaseCorrupt,
+        ErrorCode::NotADatabase,
+    ];
+    if e.sqlite_error_code().is_some_and(|c| fatal.contains(&c)) {
+        eprintln!(
+            "daftari: ledger: fatal storage failure on commit to {}: {e}; stopping so that \
+             recovery runs from what is on disk",
+            path.display()
+        );
+        std::process::exit(FATAL_EXIT_CODE);
     }
 }
