@@ -6,7 +6,8 @@
 //! `wal_autocheckpoint` as a backstop, so the WAL stays bounded even if this thread falls
 //! behind.
 //!
-//! Must not: write records, or run a checkpoint mode that waits on the writer.
+//! Must not: write records, or run a checkpoint mode that waits on the writer. An I/O failure
+//! (a failed fsync among them) stops the process, as it does in the writer.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -41,6 +42,7 @@ impl Checkpointer {
                 while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(CHECKPOINT_INTERVAL) {
                     if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
                     {
+                        super::writer::stop_if_fatal(&path, &e);
                         eprintln!("daftari: ledger: checkpoint of {}: {e}", path.display());
                     }
                 }

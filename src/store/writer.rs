@@ -347,10 +347,11 @@ fn classify(path: &std::path::Path, e: &rusqlite::Error) -> AppendError {
     AppendError::Storage("commit failed".into())
 }
 
-/// Stops the process on an I/O failure (fsync among them) or corruption during a commit:
+/// Stops the process on an I/O failure (fsync among them) or corruption during a commit or a
+/// checkpoint:
 /// after a failed fsync the kernel may have dropped the dirty pages, so a retry could
 /// acknowledge data that is not on disk. Restart recovers from what is (INTEGRITY: fsyncgate).
-fn stop_if_fatal(path: &std::path::Path, e: &rusqlite::Error) {
+pub(crate) fn stop_if_fatal(path: &std::path::Path, e: &rusqlite::Error) {
     let fatal = [
         ErrorCode::SystemIoFailure,
         ErrorCode::DatabaseCorrupt,
@@ -358,7 +359,7 @@ fn stop_if_fatal(path: &std::path::Path, e: &rusqlite::Error) {
     ];
     if e.sqlite_error_code().is_some_and(|c| fatal.contains(&c)) {
         eprintln!(
-            "daftari: ledger: fatal storage failure on commit to {}: {e}; stopping so that \
+            "daftari: ledger: fatal storage failure writing {}: {e}; stopping so that \
              recovery runs from what is on disk",
             path.display()
         );
