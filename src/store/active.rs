@@ -25,8 +25,6 @@ pub(crate) struct Active {
     pub conn: Connection,
     pub path: PathBuf,
     pub meta: Meta,
-    /// Records in this segment.
-    pub count: u64,
     /// Sequence number the next record gets.
     pub next_seq: u64,
     /// Head after the last committed record (the segment's `prev_head` while it is empty).
@@ -40,13 +38,12 @@ pub(crate) struct Active {
     checkpointer: Option<Checkpointer>,
 }
 
-/// Who the log is, for creating its first segment.
-#[derive(Debug, Clone)]
-pub(crate) struct NewLog {
-    pub origin: String,
-}
-
 impl Active {
+    /// Records in this segment.
+    pub fn count(&self) -> u64 {
+        self.next_seq - self.meta.first_seq
+    }
+
     /// Bytes of the segment file (WAL excluded), for rotation by size.
     pub fn file_bytes(&self) -> Result<u64, StoreError> {
         let pages: i64 = self
@@ -71,7 +68,7 @@ impl Active {
     /// Returns the meta the next segment must carry.
     pub fn close(mut self) -> Result<Meta, StoreError> {
         drop(self.checkpointer.take());
-        segment::write_close_row(&self.conn, &self.path, self.count, &self.head)?;
+        segment::write_close_row(&self.conn, &self.path, self.count(), &self.head)?;
         let Active {
             conn, path, meta, ..
         } = self;
@@ -84,10 +81,11 @@ impl Active {
 /// Opens the newest segment for writing, first finishing whatever a crash interrupted:
 /// leftovers of a creation are removed, a segment with a close row is finished and succeeded,
 /// a segment of an older schema is closed and succeeded, an empty directory gets segment 0.
-pub(crate) fn advance(dir: &Path, new_log: &NewLog) -> Result<Active, StoreError> {
+/// `origin` names the log if it has to be created.
+pub(crate) fn advance(dir: &Path, origin: &str) -> Result<Active, StoreError> {
     segment::remove_leftovers(dir)?;
     let Some((_, path)) = segment::list(dir)?.pop() else {
-        let meta = first_meta(&new_log.origin)?;
+        let meta = first_meta(origin)?;
         return open(&segment::create(dir, &meta)?);
     };
     if segment::is_read_only(&path)? {
@@ -178,8 +176,8 @@ fn open(path: &Path) -> Result<Active, StoreError> {
         )
         .optional()
         .map_err(StoreError::sqlite("read last block", path))?;
-    let (count, next_seq, head) = match last {
-        None => (0, meta.first_seq, meta.prev_head),
+    let (next_seq, head) = match last {
+        None => (meta.first_seq, meta.prev_head),
         Some((first, n, heads)) => {
             let next = (first + n) as u64;
             let head = (n > 0)
@@ -192,7 +190,7 @@ fn open(path: &Path) -> Result<Active, StoreError> {
                     "the last block precedes the segment's first_seq",
                 ));
             }
-            (next - meta.first_seq, next, head)
+            (next, head)
         }
     };
     let first_recv_ns = conn
@@ -212,7 +210,6 @@ fn open(path: &Path) -> Result<Active, StoreError> {
         conn,
         path: path.into(),
         meta,
-        count,
         next_seq,
         head,
         first_recv_ns,

@@ -182,10 +182,7 @@ pub fn open(cfg: StoreConfig) -> Result<(Ledger, Appender, Reader), StoreError> 
     cfg.validate()?;
     let dir = cfg.segments_dir();
     std::fs::create_dir_all(&dir).map_err(StoreError::io("create segments directory", &dir))?;
-    let new_log = active::NewLog {
-        origin: cfg.origin.clone(),
-    };
-    let active = active::advance(&dir, &new_log)?;
+    let active = active::advance(&dir, &cfg.origin)?;
     let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue_max_batches);
     let queue = Arc::new(Queue {
         tx,
@@ -194,7 +191,7 @@ pub fn open(cfg: StoreConfig) -> Result<(Ledger, Appender, Reader), StoreError> 
         closed: AtomicBool::new(false),
     });
     let reader = Reader::new(&cfg.data_dir);
-    let w = writer::Writer::new(cfg, new_log, active, rx, Arc::clone(&queue));
+    let w = writer::Writer::new(cfg, active, rx, Arc::clone(&queue));
     let handle = std::thread::Builder::new()
         .name("ledger-writer".into())
         .spawn(move || w.run())

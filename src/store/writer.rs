@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{ErrorCode, params};
 
-use super::active::{self, Active, NewLog};
+use super::active::{self, Active};
 use super::append::{Job, Msg, Queue, Receipt, now_ns};
 use super::error::{AppendError, StoreError};
 use super::{StoreConfig, segment};
@@ -31,7 +31,6 @@ pub const FATAL_EXIT_CODE: i32 = 74;
 /// The writer thread's state.
 pub(crate) struct Writer {
     cfg: StoreConfig,
-    new_log: NewLog,
     /// The writable segment; `None` while a rotation could not be finished (retried per group).
     active: Option<Active>,
     hasher: chain::Hasher,
@@ -40,16 +39,9 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub fn new(
-        cfg: StoreConfig,
-        new_log: NewLog,
-        active: Active,
-        rx: Receiver<Msg>,
-        queue: Arc<Queue>,
-    ) -> Self {
+    pub fn new(cfg: StoreConfig, active: Active, rx: Receiver<Msg>, queue: Arc<Queue>) -> Self {
         Self {
             cfg,
-            new_log,
             active: Some(active),
             hasher: chain::Hasher::default(),
             rx,
@@ -151,7 +143,7 @@ impl Writer {
     fn ensure_active(&mut self) -> Result<(), AppendError> {
         if self.active.is_none() {
             let dir = self.cfg.segments_dir();
-            match active::advance(&dir, &self.new_log) {
+            match active::advance(&dir, &self.cfg.origin) {
                 Ok(a) => self.active = Some(a),
                 Err(e) => {
                     eprintln!("daftari: ledger: cannot open the next segment: {e}");
@@ -173,7 +165,7 @@ impl Writer {
             now_ns().saturating_sub(first)
                 >= self.cfg.segment_max_age.as_nanos().min(i64::MAX as u128) as i64
         });
-        let by_size = active.count > 0
+        let by_size = active.count() > 0
             && active
                 .file_bytes()
                 .is_ok_and(|b| b >= self.cfg.segment_max_bytes);
@@ -187,7 +179,7 @@ impl Writer {
         let result = active
             .close()
             .and_then(|next| segment::create(&dir, &next))
-            .and_then(|_| active::advance(&dir, &self.new_log));
+            .and_then(|_| active::advance(&dir, &self.cfg.origin));
         match result {
             Ok(next) => self.active = Some(next),
             // The next group retries through `ensure_active`; until then appends fail with a
@@ -215,7 +207,6 @@ fn commit(
                     .find(|j| !j.entries.is_empty())
                     .map(|j| j.recv_ns);
             }
-            active.count += active.next_seq - start_seq;
             Ok(receipts)
         }
         Err(e) => {

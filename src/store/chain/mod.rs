@@ -134,11 +134,6 @@ pub struct Encoded {
 }
 
 impl Encoded {
-    /// Writes `seq` into the record.
-    pub fn set_seq(&mut self, seq: u64) {
-        set_seq(&mut self.bytes, seq);
-    }
-
     pub fn labels_bytes(&self) -> &[u8] {
         &self.bytes[self.labels.clone()]
     }
@@ -335,7 +330,7 @@ mod tests {
     fn set_seq_patches_only_the_sequence_number() {
         let mut r = record();
         let mut enc = encode(&r).unwrap();
-        enc.set_seq(99);
+        set_seq(&mut enc.bytes, 99);
         r.seq = 99;
         assert_eq!(enc.bytes, encode(&r).unwrap().bytes);
     }
