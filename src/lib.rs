@@ -4,13 +4,26 @@
 //! acknowledged only once it is durable; `daftari verify` audits the chain offline.
 //!
 //! Layout:
+//! - [`config`]: the TOML file and flags into a validated configuration.
+//! - [`server`]: listeners, TLS, the startup and shutdown order.
+//! - [`push`]: the push plane: Loki's push endpoint, decoding, validation, statuses. It holds
+//!   an append handle and a token verifier, nothing that can read or delete.
+//! - [`token`]: push tokens: secrets, keyed hashes, the token database, the verifier.
 //! - [`store`]: the ledger. The append handle, the single writer thread with group commit,
 //!   segment files, the canonical record format and chain, read-only readers.
 //! - [`verify`]: the offline audit of a data directory over read-only files, with a report
 //!   that names the first break.
-//! - [`bench`]: the ledger benchmark that prints throughput figures.
+//! - [`metrics`]: counters and their Prometheus rendering.
+//! - [`loadgen`], [`bench`]: the push load generator and the ledger benchmark.
+//! - [`clock`]: wall-clock helpers.
 //! - `cli` (binary only): one file per subcommand, exit codes.
 
 pub mod bench;
+pub mod clock;
+pub mod config;
+pub mod metrics;
+pub mod push;
+pub mod server;
 pub mod store;
+pub mod token;
 pub mod verify;

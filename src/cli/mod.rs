@@ -4,6 +4,8 @@
 //! Must not: hold logic a test cannot reach without a process.
 
 mod bench;
+mod serve;
+mod token;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -18,6 +20,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the server: the push listener and the loopback-only local listener.
+    Serve(serve::Args),
+    /// Create, list and revoke push tokens (also while the server runs).
+    #[command(subcommand)]
+    Token(token::Cmd),
     /// Audit the ledger offline: re-hash every record, check every link, report the first break.
     Verify(verify::Args),
     /// Measure the ledger: durable appends per second and verify speed.
@@ -39,6 +46,8 @@ pub fn run() -> anyhow::Result<u8> {
         }
     };
     match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Token(cmd) => token::run(cmd),
         Command::Verify(args) => verify::run(args),
         Command::Bench(which) => bench::run(which),
     }

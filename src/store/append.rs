@@ -207,13 +207,7 @@ fn estimate(s: &Stream) -> usize {
     s.entries.iter().map(|e| 64 + labels + e.line.len()).sum()
 }
 
-/// The wall clock in Unix ns (0 if the clock is before 1970).
-pub(crate) fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos().min(i64::MAX as u128) as i64)
-        .unwrap_or(0)
-}
+pub(crate) use crate::clock::now_ns;
 
 #[cfg(test)]
 mod tests {

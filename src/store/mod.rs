@@ -111,7 +111,7 @@ impl StoreConfig {
         segments_dir(&self.data_dir)
     }
 
-    fn validate(&self) -> Result<(), StoreError> {
+    pub fn validate(&self) -> Result<(), StoreError> {
         let bad = |key: &str, why: &str| Err(StoreError::Config(format!("{key}: {why}")));
         if self.origin.is_empty()
             || self.origin.len() > 255

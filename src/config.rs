@@ -1,0 +1,510 @@
+//! The server's configuration: a TOML file and command-line flags into one validated
+//! [`Config`], with every default a named constant.
+//!
+//! Owns: the config file format (annotated in `deploy/daftari.toml`), the precedence (flags
+//! override the file, the file overrides the defaults), errors that name the key at fault, and
+//! the rule that the local listener binds a loopback address only.
+//!
+//! Must not: read anything but its inputs, or open listeners and files.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::push::Limits;
+use crate::store::StoreConfig;
+
+/// Where a fresh server keeps its ledger and token database. Key `data_dir`.
+pub const DEFAULT_DATA_DIR: &str = "./data";
+/// Loki's own port, so agents' default URLs work. Key `push.listen`.
+pub const DEFAULT_PUSH_LISTEN: &str = "127.0.0.1:3100";
+/// The loopback-only listener for metrics, queries and administration. Key `local.listen`.
+pub const DEFAULT_LOCAL_LISTEN: &str = "127.0.0.1:3101";
+
+/// Errors in the configuration; each names the key (or flag) at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {detail}")]
+    File { path: PathBuf, detail: String },
+    #[error("config key `{key}`: {detail}")]
+    Key { key: &'static str, detail: String },
+}
+
+fn bad(key: &'static str, detail: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
+        key,
+        detail: detail.into(),
+    }
+}
+
+/// Log output format for daftari's own logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// TLS for the push listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM certificate chain, re-read on SIGHUP.
+    pub cert: PathBuf,
+    /// PEM private key, re-read on SIGHUP.
+    pub key: PathBuf,
+    /// When set, clients must present a certificate issued by one of these CAs (mTLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Connection-level bounds of the push listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLimits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub shutdown_grace: Duration,
+}
+
+/// Most connections the push listener holds open at once; more are closed at accept, so
+/// sockets and buffers stay bounded. Key `push.max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// A client must send its request headers (and finish a TLS handshake) within this, or the
+/// connection is closed: slow-loris protection. Key `push.header_timeout`.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client must send the whole body within this. Alloy gives a request 10 s in all.
+/// Key `push.body_timeout`.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Request headers larger than this are refused; agents send well under 4 KiB.
+/// Key `push.max_header_bytes`.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 << 10;
+/// How long SIGTERM waits for in-flight pushes to become durable before closing anyway.
+/// Key `shutdown_grace`.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// The validated configuration of `daftari serve`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub push_listen: SocketAddr,
+    pub local_listen: SocketAddr,
+    pub tls: Option<TlsConfig>,
+    pub server: ServerLimits,
+    pub limits: Limits,
+    pub store: StoreConfig,
+    pub log_format: LogFormat,
+}
+
+/// Command-line values that override the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub push_listen: Option<String>,
+    pub local_listen: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
+}
+
+/// The file's shape. Unknown keys are errors, so a typo does not silently keep a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    data_dir: Option<PathBuf>,
+    origin: Option<String>,
+    log_format: Option<LogFormat>,
+    shutdown_grace: Option<String>,
+    #[serde(default)]
+    push: PushFile,
+    #[serde(default)]
+    local: LocalFile,
+    #[serde(default)]
+    limits: LimitsFile,
+    #[serde(default)]
+    store: StoreFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushFile {
+    listen: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    max_connections: Option<usize>,
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
+    max_header_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocalFile {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    max_body_bytes: Option<usize>,
+    max_decompressed_bytes: Option<usize>,
+    max_entries_per_request: Option<usize>,
+    max_inflight_pushes: Option<usize>,
+    max_line_size: Option<usize>,
+    max_label_names_per_series: Option<usize>,
+    max_label_name_length: Option<usize>,
+    max_label_value_length: Option<usize>,
+    max_structured_metadata_size: Option<usize>,
+    max_structured_metadata_entries_count: Option<usize>,
+    creation_grace_period: Option<String>,
+    token_entries_per_second: Option<u64>,
+    token_bytes_per_second: Option<u64>,
+    token_burst_seconds: Option<u64>,
+    auth_failures_per_minute: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreFile {
+    segment_max_bytes: Option<u64>,
+    segment_max_age: Option<String>,
+    queue_max_batches: Option<usize>,
+    queue_max_bytes: Option<usize>,
+    group_max_entries: Option<usize>,
+    group_max_bytes: Option<usize>,
+    group_linger: Option<String>,
+}
+
+impl Config {
+    /// Reads `path` (if given), applies `flags`, and validates the result.
+    pub fn load(path: Option<&Path>, flags: &Overrides) -> Result<Self, ConfigError> {
+        let file = match path {
+            Some(p) => parse_file(p)?,
+            None => File::default(),
+        };
+        build(file, flags)
+    }
+
+    /// Parses `text` as a config file (for tests and `deploy/daftari.toml` checks).
+    pub fn from_toml(text: &str, flags: &Overrides) -> Result<Self, ConfigError> {
+        let file = toml::from_str(text).map_err(|e| ConfigError::File {
+            path: PathBuf::from("<text>"),
+            detail: e.to_string(),
+        })?;
+        build(file, flags)
+    }
+}
+
+fn parse_file(path: &Path) -> Result<File, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })
+}
+
+fn build(f: File, flags: &Overrides) -> Result<Config, ConfigError> {
+    let data_dir = flags
+        .data_dir
+        .clone()
+        .or(f.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let push_listen = addr(
+        "push.listen",
+        flags.push_listen.as_deref(),
+        f.push.listen.as_deref(),
+        DEFAULT_PUSH_LISTEN,
+    )?;
+    let local_listen = addr(
+        "local.listen",
+        flags.local_listen.as_deref(),
+        f.local.listen.as_deref(),
+        DEFAULT_LOCAL_LISTEN,
+    )?;
+    if !local_listen.ip().is_loopback() {
+        return Err(bad(
+            "local.listen",
+            format!(
+                "{local_listen} is not a loopback address; the local listener serves \
+                 administration and must bind 127.0.0.1 or ::1"
+            ),
+        ));
+    }
+    let tls = tls(&f.push, flags)?;
+    let server = server_limits(&f)?;
+    let limits = limits(&f.limits)?;
+    let mut store = StoreConfig::new(&data_dir);
+    apply_store(&mut store, &f.store, f.origin.clone())?;
+    store.validate().map_err(|e| bad("store", e.to_string()))?;
+    Ok(Config {
+        data_dir,
+        push_listen,
+        local_listen,
+        tls,
+        server,
+        limits,
+        store,
+        log_format: flags.log_format.or(f.log_format).unwrap_or(LogFormat::Text),
+    })
+}
+
+fn addr(
+    key: &'static str,
+    flag: Option<&str>,
+    file: Option<&str>,
+    default: &str,
+) -> Result<SocketAddr, ConfigError> {
+    let text = flag.or(file).unwrap_or(default);
+    text.parse()
+        .map_err(|_| bad(key, format!("{text:?} is not an IP:port address")))
+}
+
+fn tls(p: &PushFile, flags: &Overrides) -> Result<Option<TlsConfig>, ConfigError> {
+    let cert = flags.tls_cert.clone().or(p.tls_cert.clone());
+    let key = flags.tls_key.clone().or(p.tls_key.clone());
+    let client_ca = flags.tls_client_ca.clone().or(p.tls_client_ca.clone());
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsConfig {
+            cert,
+            key,
+            client_ca,
+        })),
+        (None, None) if client_ca.is_none() => Ok(None),
+        (None, None) => Err(bad(
+            "push.tls_client_ca",
+            "client certificates need TLS: set push.tls_cert and push.tls_key too",
+        )),
+        (Some(_), None) => Err(bad("push.tls_key", "push.tls_cert is set but not the key")),
+        (None, Some(_)) => Err(bad("push.tls_cert", "push.tls_key is set but not the cert")),
+    }
+}
+
+fn server_limits(f: &File) -> Result<ServerLimits, ConfigError> {
+    let p = &f.push;
+    let s = ServerLimits {
+        max_connections: p.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        header_timeout: dur(
+            "push.header_timeout",
+            &p.header_timeout,
+            DEFAULT_HEADER_TIMEOUT,
+        )?,
+        body_timeout: dur("push.body_timeout", &p.body_timeout, DEFAULT_BODY_TIMEOUT)?,
+        max_header_bytes: p.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES),
+        shutdown_grace: dur("shutdown_grace", &f.shutdown_grace, DEFAULT_SHUTDOWN_GRACE)?,
+    };
+    if s.max_connections == 0 {
+        return Err(bad("push.max_connections", "must be at least 1"));
+    }
+    if s.max_header_bytes < 8192 {
+        return Err(bad("push.max_header_bytes", "must be at least 8192"));
+    }
+    for (key, d) in [
+        ("push.header_timeout", s.header_timeout),
+        ("push.body_timeout", s.body_timeout),
+    ] {
+        if d.is_zero() {
+            return Err(bad(key, "must be more than zero"));
+        }
+    }
+    Ok(s)
+}
+
+fn limits(l: &LimitsFile) -> Result<Limits, ConfigError> {
+    let d = Limits::default();
+    let out = Limits {
+        max_body_bytes: l.max_body_bytes.unwrap_or(d.max_body_bytes),
+        max_decompressed_bytes: l.max_decompressed_bytes.unwrap_or(d.max_decompressed_bytes),
+        max_entries_per_request: l
+            .max_entries_per_request
+            .unwrap_or(d.max_entries_per_request),
+        max_inflight_pushes: l.max_inflight_pushes.unwrap_or(d.max_inflight_pushes),
+        max_line_size: l.max_line_size.unwrap_or(d.max_line_size),
+        max_label_names_per_series: l
+            .max_label_names_per_series
+            .unwrap_or(d.max_label_names_per_series),
+        max_label_name_length: l.max_label_name_length.unwrap_or(d.max_label_name_length),
+        max_label_value_length: l.max_label_value_length.unwrap_or(d.max_label_value_length),
+        max_metadata_bytes: l
+            .max_structured_metadata_size
+            .unwrap_or(d.max_metadata_bytes),
+        max_metadata_entries: l
+            .max_structured_metadata_entries_count
+            .unwrap_or(d.max_metadata_entries),
+        creation_grace: dur(
+            "limits.creation_grace_period",
+            &l.creation_grace_period,
+            d.creation_grace,
+        )?,
+        token_entries_per_second: l
+            .token_entries_per_second
+            .unwrap_or(d.token_entries_per_second),
+        token_bytes_per_second: l.token_bytes_per_second.unwrap_or(d.token_bytes_per_second),
+        token_burst_seconds: l.token_burst_seconds.unwrap_or(d.token_burst_seconds),
+        auth_failures_per_minute: l
+            .auth_failures_per_minute
+            .unwrap_or(d.auth_failures_per_minute),
+        body_timeout: d.body_timeout,
+    };
+    let positive = [
+        ("limits.max_body_bytes", out.max_body_bytes),
+        ("limits.max_decompressed_bytes", out.max_decompressed_bytes),
+        (
+            "limits.max_entries_per_request",
+            out.max_entries_per_request,
+        ),
+        ("limits.max_inflight_pushes", out.max_inflight_pushes),
+        ("limits.max_line_size", out.max_line_size),
+        (
+            "limits.max_label_names_per_series",
+            out.max_label_names_per_series,
+        ),
+        ("limits.max_label_name_length", out.max_label_name_length),
+        ("limits.max_label_value_length", out.max_label_value_length),
+    ];
+    for (key, v) in positive {
+        if v == 0 {
+            return Err(bad(key, "must be at least 1"));
+        }
+    }
+    if out.max_line_size >= crate::store::chain::MAX_BSTR {
+        return Err(bad(
+            "limits.max_line_size",
+            format!("must be below {} bytes", crate::store::chain::MAX_BSTR),
+        ));
+    }
+    if out.token_burst_seconds == 0 {
+        return Err(bad("limits.token_burst_seconds", "must be at least 1"));
+    }
+    Ok(out)
+}
+
+fn apply_store(
+    s: &mut StoreConfig,
+    f: &StoreFile,
+    origin: Option<String>,
+) -> Result<(), ConfigError> {
+    if let Some(o) = origin {
+        s.origin = o;
+    }
+    if let Some(v) = f.segment_max_bytes {
+        s.segment_max_bytes = v;
+    }
+    s.segment_max_age = dur(
+        "store.segment_max_age",
+        &f.segment_max_age,
+        s.segment_max_age,
+    )?;
+    if let Some(v) = f.queue_max_batches {
+        s.queue_max_batches = v;
+    }
+    if let Some(v) = f.queue_max_bytes {
+        s.queue_max_bytes = v;
+    }
+    if let Some(v) = f.group_max_entries {
+        s.group_max_entries = v;
+    }
+    if let Some(v) = f.group_max_bytes {
+        s.group_max_bytes = v;
+    }
+    s.group_linger = dur("store.group_linger", &f.group_linger, s.group_linger)?;
+    Ok(())
+}
+
+fn dur(key: &'static str, v: &Option<String>, default: Duration) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(text) => parse_duration(text).ok_or_else(|| {
+            bad(
+                key,
+                format!("{text:?} is not a duration such as \"500ms\", \"10s\", \"5m\", \"1h30m\""),
+            )
+        }),
+    }
+}
+
+/// Parses Prometheus-style durations: one or more `<integer><unit>` with units `ms s m h d w y`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    if rest == "0" {
+        return Some(Duration::ZERO);
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let ms: u64 = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            "y" => 365 * 86_400_000,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total = total.checked_add(Duration::from_millis(n.checked_mul(ms)?))?;
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_prometheus() {
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("5x"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+
+    #[test]
+    fn errors_name_the_key_at_fault() {
+        let flags = Overrides::default();
+        let e = Config::from_toml("[limits]\ncreation_grace_period = \"soon\"", &flags)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limits.creation_grace_period"), "{e}");
+        let e = Config::from_toml("[local]\nlisten = \"0.0.0.0:3101\"", &flags)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("local.listen") && e.contains("loopback"), "{e}");
+        let e = Config::from_toml("[push]\nlisten = \"x\"", &flags)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("push.listen"), "{e}");
+        let e = Config::from_toml("[push]\nlisen = \"x\"", &flags)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let flags = Overrides {
+            push_listen: Some("127.0.0.1:9999".into()),
+            ..Overrides::default()
+        };
+        let c = Config::from_toml("[push]\nlisten = \"127.0.0.1:1234\"", &flags).unwrap();
+        assert_eq!(c.push_listen.port(), 9999);
+        assert_eq!(c.local_listen.to_string(), DEFAULT_LOCAL_LISTEN);
+    }
+}

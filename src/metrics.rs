@@ -1,0 +1,215 @@
+//! The server's counters, and their Prometheus text rendering for `/metrics`.
+//!
+//! Owns: what is counted (pushes by status and reason, entries and bytes per token, the last
+//! push time per token that silence alerts are built on, auth failures, latency, connections).
+//!
+//! Must not: carry a secret or any log content in a label: token names and fixed reason
+//! words only.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the push latency histogram.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+#[derive(Debug, Default)]
+struct TokenStats {
+    entries: u64,
+    bytes: u64,
+    last_push_ns: i64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    push_by_status: BTreeMap<u16, u64>,
+    push_failures: BTreeMap<&'static str, u64>,
+    auth_failures: BTreeMap<&'static str, u64>,
+    rejected_entries: u64,
+    tokens: BTreeMap<String, TokenStats>,
+    latency_buckets: [u64; LATENCY_BUCKETS.len()],
+    latency_count: u64,
+    latency_sum: f64,
+}
+
+/// Shared counters; cheap enough to update once per request.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+    /// Connections open on the push listener.
+    pub connections_open: AtomicU64,
+    /// Connections closed at accept because the connection limit was reached.
+    pub connections_refused: AtomicU64,
+    /// TLS handshakes that failed or timed out.
+    pub tls_handshake_failures: AtomicU64,
+    /// Successful and failed certificate reloads.
+    pub tls_reloads: AtomicU64,
+    pub tls_reload_failures: AtomicU64,
+}
+
+impl Metrics {
+    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+
+    pub fn push_done(&self, status: u16, took: Duration) {
+        let s = took.as_secs_f64();
+        self.with(|m| {
+            *m.push_by_status.entry(status).or_default() += 1;
+            m.latency_count += 1;
+            m.latency_sum += s;
+            for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
+                if s <= *le {
+                    m.latency_buckets[i] += 1;
+                }
+            }
+        });
+    }
+
+    pub fn push_failed(&self, reason: &'static str) {
+        self.with(|m| *m.push_failures.entry(reason).or_default() += 1);
+    }
+
+    pub fn auth_failed(&self, reason: &'static str) {
+        self.with(|m| *m.auth_failures.entry(reason).or_default() += 1);
+    }
+
+    pub fn rejected_entries(&self, n: usize) {
+        self.with(|m| m.rejected_entries += n as u64);
+    }
+
+    pub fn accepted(&self, token: &str, entries: usize, bytes: usize, now_ns: i64) {
+        self.with(|m| {
+            let t = m.tokens.entry(token.to_string()).or_default();
+            t.entries += entries as u64;
+            t.bytes += bytes as u64;
+            t.last_push_ns = t.last_push_ns.max(now_ns);
+        });
+    }
+
+    /// The Prometheus text exposition of every counter.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        self.with(|m| render_inner(m, &mut out));
+        let gauges = [
+            (
+                "daftari_push_connections_open",
+                "gauge",
+                "Connections open on the push listener.",
+                &self.connections_open,
+            ),
+            (
+                "daftari_push_connections_refused_total",
+                "counter",
+                "Connections closed at accept by the connection limit.",
+                &self.connections_refused,
+            ),
+            (
+                "daftari_tls_handshake_failures_total",
+                "counter",
+                "TLS handshakes that failed or timed out.",
+                &self.tls_handshake_failures,
+            ),
+            (
+                "daftari_tls_reloads_total",
+                "counter",
+                "Certificate reloads that succeeded.",
+                &self.tls_reloads,
+            ),
+            (
+                "daftari_tls_reload_failures_total",
+                "counter",
+                "Certificate reloads that failed (the old certificate stays).",
+                &self.tls_reload_failures,
+            ),
+        ];
+        for (name, kind, help, v) in gauges {
+            header(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+        }
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn render_inner(m: &Inner, out: &mut String) {
+    let name = "daftari_push_requests_total";
+    header(out, name, "counter", "Push requests by HTTP status.");
+    for (status, n) in &m.push_by_status {
+        let _ = writeln!(out, "{name}{{status=\"{status}\"}} {n}");
+    }
+    let name = "daftari_push_failures_total";
+    header(out, name, "counter", "Refused push requests by reason.");
+    for (reason, n) in &m.push_failures {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {n}");
+    }
+    let name = "daftari_auth_failures_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Failed push authentications by reason.",
+    );
+    for (reason, n) in &m.auth_failures {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {n}");
+    }
+    let name = "daftari_rejected_entries_total";
+    header(out, name, "counter", "Entries refused by validation (400).");
+    let _ = writeln!(out, "{name} {}", m.rejected_entries);
+    token_series(m, out);
+    let name = "daftari_push_duration_seconds";
+    header(
+        out,
+        name,
+        "histogram",
+        "Push request latency, until durable.",
+    );
+    for (le, n) in LATENCY_BUCKETS.iter().zip(m.latency_buckets) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", m.latency_count);
+    let _ = writeln!(out, "{name}_sum {}", m.latency_sum);
+    let _ = writeln!(out, "{name}_count {}", m.latency_count);
+}
+
+/// A per-token series: name, help, and how to read its value.
+type TokenSeries = (&'static str, &'static str, fn(&TokenStats) -> String);
+
+fn token_series(m: &Inner, out: &mut String) {
+    let series: [TokenSeries; 3] = [
+        (
+            "daftari_token_entries_total",
+            "Entries accepted (durable) per token.",
+            |t| t.entries.to_string(),
+        ),
+        (
+            "daftari_token_bytes_total",
+            "Line and metadata bytes accepted per token.",
+            |t| t.bytes.to_string(),
+        ),
+        (
+            "daftari_token_last_push_timestamp_seconds",
+            "Time of the token's last accepted push.",
+            |t| format!("{:.3}", t.last_push_ns as f64 / 1e9),
+        ),
+    ];
+    for (name, help, value) in series {
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        header(out, name, kind, help);
+        for (token, t) in &m.tokens {
+            let _ = writeln!(out, "{name}{{token=\"{token}\"}} {}", value(t));
+        }
+    }
+}

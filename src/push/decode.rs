@@ -1,0 +1,168 @@
+//! Request body to streams of raw entries, exactly in Loki's decision order.
+//!
+//! Owns: `Content-Encoding` (none, snappy, gzip, raw deflate), `Content-Type` (exactly
+//! `application/json` is JSON, anything else is snappy-block protobuf), and every size check
+//! that must come before memory is allocated: the decompressed size of gzip/deflate is capped
+//! while inflating, snappy's declared length is compared with the cap before decompressing,
+//! and protobuf entries are counted on the wire before they are decoded.
+//!
+//! Must not: validate labels, timestamps or limits on entries (that is `validate`).
+
+use std::io::Read;
+
+use bytes::Bytes;
+
+use super::error::PushError;
+use super::proto;
+use super::{Limits, json};
+
+/// A decoded push request, before validation.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub streams: Vec<RawStream>,
+}
+
+#[derive(Debug)]
+pub struct RawStream {
+    pub labels: RawLabels,
+    pub entries: Vec<RawEntry>,
+}
+
+/// A stream's labels as the body carried them.
+#[derive(Debug)]
+pub enum RawLabels {
+    /// A protobuf label string, parsed in `validate`.
+    Text(Bytes),
+    /// A JSON `stream` object.
+    Pairs(Vec<(String, String)>),
+}
+
+#[derive(Debug)]
+pub struct RawEntry {
+    /// Unix ns, or why the timestamp is unusable.
+    pub ts_ns: Result<i64, &'static str>,
+    pub line: Bytes,
+    pub metadata: Vec<(Bytes, Bytes)>,
+}
+
+/// Decodes a body given its `Content-Type` and `Content-Encoding` header values.
+pub fn decode(
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+    body: Bytes,
+    limits: &Limits,
+) -> Result<Decoded, PushError> {
+    let body = decompress(content_encoding, body, limits.max_decompressed_bytes)?;
+    match media_type(content_type)? {
+        MediaType::Json => json::decode(&body).map_err(PushError::BadRequest),
+        MediaType::Protobuf => protobuf(&body, limits),
+    }
+}
+
+enum MediaType {
+    Json,
+    Protobuf,
+}
+
+fn media_type(content_type: Option<&str>) -> Result<MediaType, PushError> {
+    let essence = content_type
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence.is_empty() {
+        return Err(PushError::BadRequest(
+            "missing Content-Type: send application/x-protobuf (snappy) or application/json".into(),
+        ));
+    }
+    Ok(if essence == "application/json" {
+        MediaType::Json
+    } else {
+        MediaType::Protobuf
+    })
+}
+
+fn decompress(encoding: Option<&str>, body: Bytes, cap: usize) -> Result<Bytes, PushError> {
+    let encoding = encoding.unwrap_or("").trim().to_ascii_lowercase();
+    match encoding.as_str() {
+        // Snappy is undone with the protobuf step; Promtail sends no header at all.
+        "" | "identity" | "snappy" => Ok(body),
+        "gzip" | "x-gzip" => inflate(flate2::read::MultiGzDecoder::new(&body[..]), cap, "gzip"),
+        "deflate" => inflate(flate2::read::DeflateDecoder::new(&body[..]), cap, "deflate"),
+        other => Err(PushError::BadRequest(format!(
+            "Content-Encoding {other:?} not supported"
+        ))),
+    }
+}
+
+/// Inflates at most `cap` bytes; one more means the body is over the limit.
+fn inflate(r: impl Read, cap: usize, what: &str) -> Result<Bytes, PushError> {
+    let mut out = Vec::new();
+    r.take(cap as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| PushError::BadRequest(format!("invalid {what} body: {e}")))?;
+    if out.len() > cap {
+        return Err(PushError::TooLarge(format!(
+            "request body too large: decompressed size exceeds the limit of {cap} bytes"
+        )));
+    }
+    Ok(Bytes::from(out))
+}
+
+fn protobuf(body: &[u8], limits: &Limits) -> Result<Decoded, PushError> {
+    let declared = snap::raw::decompress_len(body)
+        .map_err(|e| PushError::BadRequest(format!("invalid snappy body: {e}")))?;
+    if declared > limits.max_decompressed_bytes {
+        return Err(PushError::TooLarge(format!(
+            "request body too large: snappy declares {declared} bytes, over the limit of {} bytes",
+            limits.max_decompressed_bytes
+        )));
+    }
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| PushError::BadRequest(format!("invalid snappy body: {e}")))?;
+    let entries = proto::count_entries(&raw)
+        .map_err(|e| PushError::BadRequest(format!("invalid protobuf body: {e}")))?;
+    if entries > limits.max_entries_per_request {
+        return Err(PushError::TooLarge(format!(
+            "request body too large: {entries} entries, over the limit of {} per request",
+            limits.max_entries_per_request
+        )));
+    }
+    let req: proto::PushRequest = prost::Message::decode(Bytes::from(raw))
+        .map_err(|e| PushError::BadRequest(format!("invalid protobuf body: {e}")))?;
+    let streams = req
+        .streams
+        .into_iter()
+        .map(|s| RawStream {
+            labels: RawLabels::Text(s.labels),
+            entries: s
+                .entries
+                .into_iter()
+                .map(|e| RawEntry {
+                    ts_ns: timestamp(e.timestamp),
+                    line: e.line,
+                    metadata: e
+                        .structured_metadata
+                        .into_iter()
+                        .map(|p| (p.name, p.value))
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(Decoded { streams })
+}
+
+fn timestamp(ts: Option<proto::Timestamp>) -> Result<i64, &'static str> {
+    let ts = ts.ok_or("entry has no timestamp")?;
+    if !(0..1_000_000_000).contains(&ts.nanos) {
+        return Err("timestamp nanos out of range");
+    }
+    ts.seconds
+        .checked_mul(1_000_000_000)
+        .and_then(|s| s.checked_add(i64::from(ts.nanos)))
+        .ok_or("timestamp out of range")
+}

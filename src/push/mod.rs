@@ -1,0 +1,318 @@
+//! The push plane: `POST /loki/api/v1/push` and `GET /ready`, and nothing else.
+//!
+//! Owns: the push router, the request path (authenticate, read the body within its limits,
+//! decode, validate, rate-limit, append, answer only once durable), and the limits that
+//! bound it.
+//!
+//! Must not: name the query plane, token management, verify, a reader, or anything that can
+//! read, change or delete records. It holds an [`Appender`] and a token [`Verifier`] only.
+//!
+//! Layout:
+//! - `auth`: credentials, the per-peer failure throttle, per-token rate limits;
+//! - `decode`: content encodings and body formats, with every size check before allocation;
+//! - `proto`, `json`: the two body formats;
+//! - `labels`: the label string;
+//! - `validate`: Loki's per-stream and per-entry rules and the partial-failure rule;
+//! - `error`: every failure, and its status, in one place.
+
+mod auth;
+mod decode;
+mod error;
+mod json;
+pub mod labels;
+pub mod proto;
+mod validate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use tokio::sync::Semaphore;
+
+pub use error::PushError;
+
+use crate::metrics::Metrics;
+use crate::store::{Appender, Batch};
+use crate::token::Verifier;
+
+/// Compressed body size limit. Alloy and promtail send batches of about 1 MiB; Loki allows
+/// 100 MiB, which a small box cannot hold for many clients at once. Key `limits.max_body_bytes`.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
+/// Decompressed body size limit, checked before inflating. Key `limits.max_decompressed_bytes`.
+pub const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 64 << 20;
+/// Entries in one request, counted on the wire before decoding, since a tiny encoded entry
+/// costs ~100 bytes decoded. Alloy's 1 MiB batches hold a few thousand.
+/// Key `limits.max_entries_per_request`.
+pub const DEFAULT_MAX_ENTRIES_PER_REQUEST: usize = 100_000;
+/// Pushes decoded or waiting for durability at once; beyond it, 503 at once instead of a
+/// growing queue. Bounds the memory of request bodies. Key `limits.max_inflight_pushes`.
+pub const DEFAULT_MAX_INFLIGHT_PUSHES: usize = 64;
+/// Loki's `max_line_size`: 256 KB. Key `limits.max_line_size`.
+pub const DEFAULT_MAX_LINE_SIZE: usize = 256 * 1024;
+/// Loki's `max_label_names_per_series`. Key `limits.max_label_names_per_series`.
+pub const DEFAULT_MAX_LABEL_NAMES: usize = 15;
+/// Loki's `max_label_name_length`. Key `limits.max_label_name_length`.
+pub const DEFAULT_MAX_LABEL_NAME_LENGTH: usize = 1024;
+/// Loki's `max_label_value_length`. Key `limits.max_label_value_length`.
+pub const DEFAULT_MAX_LABEL_VALUE_LENGTH: usize = 2048;
+/// Loki's `max_structured_metadata_size`: 64 KB. Key `limits.max_structured_metadata_size`.
+pub const DEFAULT_MAX_METADATA_BYTES: usize = 64 * 1024;
+/// Loki's `max_structured_metadata_entries_count`.
+/// Key `limits.max_structured_metadata_entries_count`.
+pub const DEFAULT_MAX_METADATA_ENTRIES: usize = 128;
+/// Loki's `creation_grace_period`: entries stamped further in the future are refused.
+/// Key `limits.creation_grace_period`.
+pub const DEFAULT_CREATION_GRACE: Duration = Duration::from_secs(600);
+/// Entries per second one token may push, sustained: far above a host's security logs, low
+/// enough that one rooted host cannot take the sink's whole capacity.
+/// Key `limits.token_entries_per_second` (0 = unlimited).
+pub const DEFAULT_TOKEN_ENTRIES_PER_SECOND: u64 = 20_000;
+/// Bytes of lines and metadata per second one token may push, sustained.
+/// Key `limits.token_bytes_per_second` (0 = unlimited).
+pub const DEFAULT_TOKEN_BYTES_PER_SECOND: u64 = 16 << 20;
+/// Seconds of the rate a token may push at once (the bucket size), so an agent can catch up
+/// after an outage. Key `limits.token_burst_seconds`.
+pub const DEFAULT_TOKEN_BURST_SECONDS: u64 = 10;
+/// Failed authentications per minute from one address before it is refused unchecked.
+/// Key `limits.auth_failures_per_minute` (0 = no throttle).
+pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 30;
+/// Longest accepted `X-Scope-OrgID`, as Loki.
+pub const MAX_TENANT_LEN: usize = 150;
+
+/// Every bound on what one push may carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_decompressed_bytes: usize,
+    pub max_entries_per_request: usize,
+    pub max_inflight_pushes: usize,
+    pub max_line_size: usize,
+    pub max_label_names_per_series: usize,
+    pub max_label_name_length: usize,
+    pub max_label_value_length: usize,
+    pub max_metadata_bytes: usize,
+    pub max_metadata_entries: usize,
+    pub creation_grace: Duration,
+    pub token_entries_per_second: u64,
+    pub token_bytes_per_second: u64,
+    pub token_burst_seconds: u64,
+    pub auth_failures_per_minute: u32,
+    /// How long a client may take to send a body.
+    pub body_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
+            max_entries_per_request: DEFAULT_MAX_ENTRIES_PER_REQUEST,
+            max_inflight_pushes: DEFAULT_MAX_INFLIGHT_PUSHES,
+            max_line_size: DEFAULT_MAX_LINE_SIZE,
+            max_label_names_per_series: DEFAULT_MAX_LABEL_NAMES,
+            max_label_name_length: DEFAULT_MAX_LABEL_NAME_LENGTH,
+            max_label_value_length: DEFAULT_MAX_LABEL_VALUE_LENGTH,
+            max_metadata_bytes: DEFAULT_MAX_METADATA_BYTES,
+            max_metadata_entries: DEFAULT_MAX_METADATA_ENTRIES,
+            creation_grace: DEFAULT_CREATION_GRACE,
+            token_entries_per_second: DEFAULT_TOKEN_ENTRIES_PER_SECOND,
+            token_bytes_per_second: DEFAULT_TOKEN_BYTES_PER_SECOND,
+            token_burst_seconds: DEFAULT_TOKEN_BURST_SECONDS,
+            auth_failures_per_minute: DEFAULT_AUTH_FAILURES_PER_MINUTE,
+            body_timeout: crate::config::DEFAULT_BODY_TIMEOUT,
+        }
+    }
+}
+
+/// What the server knows about the connection a request came on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// Names in the verified client certificate (common name and DNS names), if any.
+    pub client_names: Arc<[String]>,
+}
+
+/// Everything the push handlers share.
+#[derive(Debug)]
+pub struct PushState {
+    appender: Appender,
+    verifier: Arc<Verifier>,
+    metrics: Arc<Metrics>,
+    limits: Limits,
+    throttle: auth::AuthThrottle,
+    rates: auth::RateLimiter,
+    inflight: Semaphore,
+    /// False once shutdown began: `/ready` fails so load balancers move away.
+    ready: Arc<AtomicBool>,
+}
+
+impl PushState {
+    pub fn new(
+        appender: Appender,
+        verifier: Arc<Verifier>,
+        metrics: Arc<Metrics>,
+        limits: Limits,
+        ready: Arc<AtomicBool>,
+    ) -> PushState {
+        PushState {
+            appender,
+            verifier,
+            metrics,
+            throttle: auth::AuthThrottle::new(limits.auth_failures_per_minute),
+            rates: auth::RateLimiter::new(&limits),
+            inflight: Semaphore::new(limits.max_inflight_pushes),
+            limits,
+            ready,
+        }
+    }
+}
+
+/// The push listener's routes. Every other path answers 404, every other method 405.
+pub fn router(state: Arc<PushState>) -> Router {
+    Router::new()
+        .route("/loki/api/v1/push", post(push))
+        .route("/ready", get(ready))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
+}
+
+async fn ready(State(st): State<Arc<PushState>>) -> Response {
+    if st.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    }
+}
+
+async fn push(
+    State(st): State<Arc<PushState>>,
+    conn: Option<axum::Extension<ConnInfo>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let start = Instant::now();
+    let conn = conn.map(|c| c.0).unwrap_or_else(|| ConnInfo {
+        peer: SocketAddr::from(([0, 0, 0, 0], 0)),
+        client_names: Arc::new([]),
+    });
+    let result = handle(&st, &conn, &headers, body).await;
+    let status = match &result {
+        Ok(()) => StatusCode::NO_CONTENT,
+        Err(e) => e.status(),
+    };
+    st.metrics.push_done(status.as_u16(), start.elapsed());
+    match result {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => {
+            st.metrics.push_failed(e.reason());
+            tracing::debug!(peer = %conn.peer, status = status.as_u16(), reason = e.reason(), "push refused");
+            e.into_response()
+        }
+    }
+}
+
+async fn handle(
+    st: &PushState,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(), PushError> {
+    let _permit = st.inflight.try_acquire().map_err(|_| PushError::Busy {
+        msg: "too many pushes in flight; nothing was stored, retry".into(),
+        retry_after: 1,
+    })?;
+    let who = auth::authenticate(headers, conn, &st.verifier, &st.throttle)
+        .inspect_err(|e| st.metrics.auth_failed(e.reason()))?;
+    let tenant = tenant(headers)?;
+    let body = read_body(body, headers, &st.limits).await?;
+    let decoded = decode::decode(
+        header_str(headers, header::CONTENT_TYPE),
+        header_str(headers, header::CONTENT_ENCODING),
+        body,
+        &st.limits,
+    )?;
+    if decoded.streams.is_empty() {
+        return Err(PushError::NoStreams);
+    }
+    let checked = validate::check(decoded, &who.labels, &st.limits, crate::clock::now_ns());
+    if checked.entries > 0 {
+        st.rates.admit(&who.name, checked.entries, checked.bytes)?;
+        let batch = Batch {
+            source: who.name.to_string(),
+            tenant,
+            streams: checked.streams,
+        };
+        st.appender.append(batch).await?;
+        let now = crate::clock::now_ns();
+        who.touch(now);
+        st.metrics
+            .accepted(&who.name, checked.entries, checked.bytes, now);
+    }
+    if checked.rejected > 0 {
+        st.metrics.rejected_entries(checked.rejected);
+        return Err(PushError::Rejected {
+            stored: checked.entries,
+            total: checked.rejected,
+            lines: checked.reject_lines,
+        });
+    }
+    Ok(())
+}
+
+fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `X-Scope-OrgID`, recorded as the tenant; it grants nothing.
+fn tenant(h: &HeaderMap) -> Result<String, PushError> {
+    let Some(v) = h.get("x-scope-orgid") else {
+        return Ok(String::new());
+    };
+    let ok_char = |b: u8| b.is_ascii_alphanumeric() || b"!-_.*'()".contains(&b);
+    let bytes = v.as_bytes();
+    if bytes.len() > MAX_TENANT_LEN
+        || matches!(bytes, b"." | b"..")
+        || !bytes.iter().all(|&b| ok_char(b))
+    {
+        return Err(PushError::BadRequest(format!(
+            "invalid X-Scope-OrgID: use at most {MAX_TENANT_LEN} of a-z A-Z 0-9 ! - _ . * ' ( )"
+        )));
+    }
+    Ok(String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// Reads the body, refusing it as soon as it is known to be over the limit.
+async fn read_body(body: Body, headers: &HeaderMap, limits: &Limits) -> Result<Bytes, PushError> {
+    let max = limits.max_body_bytes;
+    let too_large = || {
+        PushError::TooLarge(format!(
+            "request body too large: over the limit of {max} bytes"
+        ))
+    };
+    let declared = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let limited = http_body_util::Limited::new(body, max);
+    match tokio::time::timeout(limits.body_timeout, limited.collect()).await {
+        Err(_) => Err(PushError::BodyTimeout(limits.body_timeout.as_secs())),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(e)) => Err(PushError::BadRequest(format!(
+            "could not read the body: {e}"
+        ))),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}

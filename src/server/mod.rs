@@ -1,0 +1,171 @@
+//! The server: open the ledger and tokens, serve the push and local listeners, shut down in
+//! order.
+//!
+//! Owns: the startup and shutdown order, as straight-line code in [`run`]. Listeners arrive
+//! bound (so tests use port 0) and control messages arrive on a channel (so tests reload and
+//! stop at will); signals are the CLI's business.
+//!
+//! Shutdown: `/ready` fails, listeners stop accepting, in-flight pushes finish (each answered
+//! only once durable) within the grace period, token state is flushed, and the ledger closes
+//! cleanly.
+//!
+//! Must not: contain handlers or SQL.
+//!
+//! Layout:
+//! - `accept`: the accept loop (connection limit, TLS, HTTP/1.1 + HTTP/2, draining);
+//! - `tls`: certificates, client certificates, reload;
+//! - `tokens`: keeping the verifier and the admin stream in step with the token database;
+//! - `local`: the loopback-only listener's routes.
+
+mod accept;
+mod local;
+pub mod tls;
+pub mod tokens;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::push::{self, PushState};
+use crate::store;
+use crate::token::{Manager, Verifier};
+
+/// What the server can be told while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Re-read the TLS certificate and key (SIGHUP).
+    Reload,
+    /// Drain and stop (SIGTERM, SIGINT).
+    Shutdown,
+}
+
+/// The two listeners, bound by the caller.
+#[derive(Debug)]
+pub struct Listeners {
+    pub push: TcpListener,
+    pub local: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the configured addresses. The local address was checked to be loopback when
+    /// the config was validated; it is checked again here, on the address actually bound.
+    pub async fn bind(cfg: &Config) -> anyhow::Result<Listeners> {
+        use anyhow::Context;
+        let push = TcpListener::bind(cfg.push_listen)
+            .await
+            .with_context(|| format!("bind push listener {}", cfg.push_listen))?;
+        let local = TcpListener::bind(cfg.local_listen)
+            .await
+            .with_context(|| format!("bind local listener {}", cfg.local_listen))?;
+        let bound = local.local_addr()?;
+        anyhow::ensure!(
+            bound.ip().is_loopback(),
+            "local listener bound {bound}, which is not a loopback address"
+        );
+        Ok(Listeners { push, local })
+    }
+}
+
+/// Runs the server until a [`Control::Shutdown`] arrives (or the channel closes).
+pub async fn run(
+    cfg: Config,
+    listeners: Listeners,
+    mut control: mpsc::Receiver<Control>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let store_cfg = cfg.store.clone();
+    let data_dir = cfg.data_dir.clone();
+    let (ledger, appender, verifier, sync) = tokio::task::spawn_blocking(move || {
+        let (ledger, appender, _reader) = store::open(store_cfg).context("open the ledger")?;
+        let manager = Manager::open(&data_dir).context("open the token database")?;
+        let verifier = Arc::new(Verifier::new(manager.key().clone()));
+        let mut sync = tokens::Sync::new(manager, Arc::clone(&verifier), appender.clone());
+        sync.tick().context("load tokens")?;
+        anyhow::Ok((ledger, appender, verifier, sync))
+    })
+    .await??;
+    let tls = match &cfg.tls {
+        Some(t) => Some(Arc::new(
+            tls::TlsState::load(t.clone()).map_err(anyhow::Error::msg)?,
+        )),
+        None => None,
+    };
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(true));
+    let mut limits = cfg.limits.clone();
+    limits.body_timeout = cfg.server.body_timeout;
+    let push_state = PushState::new(
+        appender,
+        verifier,
+        Arc::clone(&metrics),
+        limits,
+        Arc::clone(&ready),
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let push_ep = accept::Endpoint {
+        name: "push",
+        listener: listeners.push,
+        app: push::router(Arc::new(push_state)),
+        tls: tls.clone(),
+        limits: cfg.server.clone(),
+        metrics: Arc::clone(&metrics),
+    };
+    let local_ep = accept::Endpoint {
+        name: "local",
+        listener: listeners.local,
+        app: local::router(local::LocalState {
+            metrics: Arc::clone(&metrics),
+            ready: Arc::clone(&ready),
+        }),
+        tls: None,
+        limits: cfg.server.clone(),
+        metrics: Arc::new(Metrics::default()),
+    };
+    let push_task = tokio::spawn(accept::serve(push_ep, stop_rx.clone()));
+    let local_task = tokio::spawn(accept::serve(local_ep, stop_rx));
+    let sync_stop = Arc::new(AtomicBool::new(false));
+    let sync_thread = tokens::spawn(sync, Arc::clone(&sync_stop), cfg.data_dir.clone())
+        .context("start the token sync thread")?;
+
+    while let Some(msg) = control.recv().await {
+        match msg {
+            Control::Reload => reload(tls.as_deref(), &metrics),
+            Control::Shutdown => break,
+        }
+    }
+
+    tracing::info!("shutting down: draining in-flight pushes");
+    ready.store(false, Ordering::Release);
+    let _ = stop_tx.send(true);
+    let _ = push_task.await;
+    let _ = local_task.await;
+    sync_stop.store(true, Ordering::Release);
+    tokio::task::spawn_blocking(move || {
+        let _ = sync_thread.join();
+        ledger.close().context("close the ledger")
+    })
+    .await??;
+    tracing::info!("stopped: the ledger is closed");
+    Ok(())
+}
+
+fn reload(tls: Option<&tls::TlsState>, metrics: &Metrics) {
+    let Some(tls) = tls else {
+        tracing::info!("reload requested; no TLS configured, nothing to reload");
+        return;
+    };
+    match tls.reload() {
+        Ok(()) => {
+            metrics.tls_reloads.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("TLS certificate reloaded");
+        }
+        Err(e) => {
+            metrics.tls_reload_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "TLS reload failed; keeping the previous certificate");
+        }
+    }
+}
