@@ -1,0 +1,342 @@
+//! Starting the real `daftari serve` binary on port 0, talking to it over real HTTP (plain,
+//! TLS, HTTP/2), and reading back what it stored.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use daftari::store::{Reader, Record};
+
+use super::BIN;
+
+/// How long a server may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running `daftari serve`.
+pub struct Server {
+    pub child: Child,
+    pub push: SocketAddr,
+    pub local: SocketAddr,
+    pub data: PathBuf,
+    /// The bootstrap token's secret (first start only; empty otherwise).
+    pub token: String,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts a server on `data` with both listeners on port 0 and `extra` arguments.
+    pub fn start(data: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data)
+            .args([
+                "--push-listen",
+                "127.0.0.1:0",
+                "--local-listen",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .env("DAFTARI_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line.clone());
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let (mut push, mut local) = (None, None);
+        let deadline = Instant::now() + START_TIMEOUT;
+        while push.is_none() || local.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(l) => l,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("server did not start: {:#?}", lines.lock().unwrap());
+                }
+            };
+            let addr = |l: &str| {
+                l.rsplit("://")
+                    .next()
+                    .unwrap()
+                    .parse::<SocketAddr>()
+                    .unwrap()
+            };
+            if line.starts_with("daftari: push listener on ") {
+                push = Some(addr(&line));
+            } else if line.starts_with("daftari: local listener on ") {
+                local = Some(addr(&line));
+            }
+        }
+        let token = std::fs::read_to_string(data.join("bootstrap-token"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        Server {
+            child,
+            push: push.unwrap(),
+            local: local.unwrap(),
+            data: data.to_path_buf(),
+            token,
+            stderr: lines,
+        }
+    }
+
+    /// Sends `signal` (e.g. "TERM", "HUP") to the server.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal} failed");
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn stop(mut self) -> ExitStatus {
+        self.signal("TERM");
+        self.wait(Duration::from_secs(60))
+    }
+
+    /// Waits for the process to exit, killing it after `limit`.
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "server did not exit within {limit:?}: {:#?}",
+                    self.stderr.lock().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `daftari token create NAME [args]` on this server's data dir; returns the secret.
+    pub fn create_token(&self, name: &str, args: &[&str]) -> String {
+        let out = Command::new(BIN)
+            .args(["token", "create", name])
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    pub fn revoke_token(&self, name: &str) {
+        let out = Command::new(BIN)
+            .args(["token", "revoke", name, "--data-dir"])
+            .arg(&self.data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Pushes `body` with the bootstrap token.
+    pub fn push(&self, content_type: &str, encoding: Option<&str>, body: Vec<u8>) -> Resp {
+        let mut headers = vec![("authorization", format!("Bearer {}", self.token))];
+        headers.push(("content-type", content_type.to_string()));
+        if let Some(e) = encoding {
+            headers.push(("content-encoding", e.to_string()));
+        }
+        request(self.push, "POST", "/loki/api/v1/push", &headers, body)
+    }
+
+    /// Pushes a JSON body with `token`.
+    pub fn push_json(&self, token: &str, json: &str) -> Resp {
+        let headers = [
+            ("authorization", format!("Bearer {token}")),
+            ("content-type", "application/json".to_string()),
+        ];
+        request(
+            self.push,
+            "POST",
+            "/loki/api/v1/push",
+            &headers,
+            json.as_bytes().to_vec(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every record in a data directory whose server has stopped, in chain order.
+pub fn records(data: &Path) -> Vec<Record> {
+    Reader::new(data).read(0, usize::MAX).unwrap()
+}
+
+/// Records that are not admin-stream entries.
+pub fn pushed(data: &Path) -> Vec<Record> {
+    records(data)
+        .into_iter()
+        .filter(|r| r.labels.get("__daftari__").is_none())
+        .collect()
+}
+
+/// A response, body as text.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+    /// The HTTP version the exchange used.
+    pub version: http::Version,
+}
+
+/// Client-side TLS for [`request_tls`].
+#[derive(Clone)]
+pub struct ClientTls {
+    pub config: Arc<rustls::ClientConfig>,
+    pub server_name: String,
+}
+
+/// One plain HTTP/1.1 request on a new connection.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> Resp {
+    block_on(send(addr, None, method, path, headers, body)).unwrap()
+}
+
+/// One request over TLS on a new connection (HTTP/2 if the server picks it by ALPN).
+pub fn request_tls(
+    addr: SocketAddr,
+    tls: &ClientTls,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> Result<Resp, String> {
+    block_on(send(addr, Some(tls), method, path, headers, body))
+}
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn build(
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> http::Request<Full<Bytes>> {
+    let mut req = http::Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    req.body(Full::new(Bytes::from(body))).unwrap()
+}
+
+async fn send(
+    addr: SocketAddr,
+    tls: Option<&ClientTls>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> Result<Resp, String> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(tls) = tls else {
+        let mut req = build(method, path, headers, body);
+        req.headers_mut()
+            .insert("host", addr.to_string().parse().unwrap());
+        return http1(TokioIo::new(tcp), req).await;
+    };
+    let name = rustls_pki_types::ServerName::try_from(tls.server_name.clone()).unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::clone(&tls.config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let uri = format!("https://{}{path}", tls.server_name);
+    let mut req = build(method, &uri, headers, body);
+    if h2 {
+        let (mut tx, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let resp = tx.send_request(req).await.map_err(|e| e.to_string())?;
+        collect(resp).await
+    } else {
+        req.headers_mut()
+            .insert("host", tls.server_name.parse().unwrap());
+        http1(TokioIo::new(stream), req).await
+    }
+}
+
+async fn http1<I>(io: I, req: http::Request<Full<Bytes>>) -> Result<Resp, String>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let resp = tx.send_request(req).await.map_err(|e| e.to_string())?;
+    collect(resp).await
+}
+
+async fn collect(resp: http::Response<hyper::body::Incoming>) -> Result<Resp, String> {
+    let status = resp.status().as_u16();
+    let version = resp.version();
+    let headers = resp.headers().clone();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(Resp {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        version,
+    })
+}
