@@ -21,6 +21,7 @@
 pub mod bench;
 pub mod clock;
 pub mod config;
+pub mod loadgen;
 pub mod metrics;
 pub mod push;
 pub mod server;

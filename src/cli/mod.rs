@@ -4,6 +4,7 @@
 //! Must not: hold logic a test cannot reach without a process.
 
 mod bench;
+mod loadgen;
 mod serve;
 mod token;
 mod verify;
@@ -27,6 +28,8 @@ enum Command {
     Token(token::Cmd),
     /// Audit the ledger offline: re-hash every record, check every link, report the first break.
     Verify(verify::Args),
+    /// Push Alloy-like load at a server and print entries/s, latency and peak RSS.
+    Loadgen(loadgen::Args),
     /// Measure the ledger: durable appends per second and verify speed.
     #[command(subcommand)]
     Bench(bench::Which),
@@ -50,5 +53,6 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Token(cmd) => token::run(cmd),
         Command::Verify(args) => verify::run(args),
         Command::Bench(which) => bench::run(which),
+        Command::Loadgen(args) => loadgen::run(args),
     }
 }

@@ -1,0 +1,194 @@
+//! `daftari loadgen`: pushes Alloy-like batches at a server and prints throughput, latency
+//! and the server's peak RSS.
+//!
+//! With `--spawn` (the default when no `--url` is given) it starts its own `daftari serve`
+//! on a scratch data directory with per-token rate limits off, so the figures are the
+//! sink's, and stops it afterwards.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use daftari::config::parse_duration;
+use daftari::loadgen::{self, Options, Report};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Push listener to load, e.g. 127.0.0.1:3100 (default: spawn a server).
+    #[arg(long)]
+    addr: Option<SocketAddr>,
+    /// File holding the push token (with --addr).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// PID of the server, to report its peak RSS (with --addr).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Scratch data directory for the spawned server (removed afterwards).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Measured duration, e.g. 20s.
+    #[arg(long, default_value = "20s", value_parser = duration)]
+    duration: Duration,
+    /// Unmeasured warm-up before it.
+    #[arg(long, default_value = "3s", value_parser = duration)]
+    warmup: Duration,
+    /// Entries per request.
+    #[arg(long, default_value_t = 1000)]
+    batch_entries: usize,
+    /// Distinct streams (label sets) in the load.
+    #[arg(long, default_value_t = 50)]
+    streams: usize,
+    /// Target entries/s over all connections (0: as fast as acknowledgements come).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration such as 20s"))
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let mut spawned = None;
+    let (addr, token, pid) = match args.addr {
+        Some(addr) => {
+            let file = args.token_file.as_ref().context("--addr needs --token-file")?;
+            let token = std::fs::read_to_string(file)
+                .with_context(|| format!("read {}", file.display()))?;
+            (addr, token.trim().to_string(), args.server_pid)
+        }
+        None => {
+            let s = Spawned::start(args.data_dir.clone())?;
+            let out = (s.addr, s.token.clone(), Some(s.child.id()));
+            spawned = Some(s);
+            out
+        }
+    };
+    let opts = Options {
+        addr,
+        token,
+        connections: args.connections.max(1),
+        duration: args.duration,
+        warmup: args.warmup,
+        batch_entries: args.batch_entries.max(1),
+        streams: args.streams.max(1),
+        rate: args.rate,
+    };
+    eprintln!(
+        "loadgen: {} connections, {} entries/request, {} streams, {} s measured after {} s warm-up, rate {}",
+        opts.connections,
+        opts.batch_entries,
+        opts.streams,
+        opts.duration.as_secs_f64(),
+        opts.warmup.as_secs_f64(),
+        if opts.rate == 0 { "unlimited".to_string() } else { format!("{} entries/s", opts.rate) }
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(loadgen::run(&opts));
+    print(&report, pid);
+    if let Some(s) = spawned {
+        s.stop()?;
+    }
+    Ok(0)
+}
+
+fn print(r: &Report, pid: Option<u32>) {
+    let failures: Vec<String> = r
+        .failures
+        .iter()
+        .map(|(s, n)| format!("{n}x {}", if *s == 0 { "conn-error".into() } else { s.to_string() }))
+        .collect();
+    println!(
+        "entries/s {:.0}  MB/s {:.1} (lines; {:.1} on the wire)  requests {}  p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  failures {}",
+        r.entries_per_second(),
+        r.line_bytes as f64 / r.seconds / 1e6,
+        r.body_bytes as f64 / r.seconds / 1e6,
+        r.requests,
+        r.p50.as_secs_f64() * 1e3,
+        r.p99.as_secs_f64() * 1e3,
+        r.max.as_secs_f64() * 1e3,
+        if failures.is_empty() { "none".to_string() } else { failures.join(", ") },
+    );
+    if let Some((peak, now)) = pid.and_then(loadgen::rss_kib) {
+        println!(
+            "server RSS peak {:.1} MiB  now {:.1} MiB",
+            peak as f64 / 1024.0,
+            now as f64 / 1024.0
+        );
+    }
+}
+
+/// A server started for the run.
+struct Spawned {
+    child: Child,
+    addr: SocketAddr,
+    token: String,
+    dir: PathBuf,
+}
+
+impl Spawned {
+    fn start(dir: Option<PathBuf>) -> anyhow::Result<Spawned> {
+        let dir = dir.unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("daftari-loadgen-{}", std::process::id()))
+        });
+        if dir.exists() {
+            bail!("{} exists; pass an empty --data-dir", dir.display());
+        }
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join("loadgen.toml");
+        std::fs::write(
+            &config,
+            "[limits]\ntoken_entries_per_second = 0\ntoken_bytes_per_second = 0\n",
+        )?;
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .args(["--push-listen", "127.0.0.1:0", "--local-listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("start daftari serve")?;
+        let stderr = child.stderr.take().context("server stderr")?;
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = loop {
+            let Some(Ok(line)) = lines.next() else {
+                bail!("the spawned server exited before listening");
+            };
+            if let Some(a) = line.strip_prefix("daftari: push listener on http://") {
+                break a.parse()?;
+            }
+        };
+        // Keep draining the server's stderr so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let token = std::fs::read_to_string(dir.join("data/bootstrap-token"))?
+            .trim()
+            .to_string();
+        Ok(Spawned {
+            child,
+            addr,
+            token,
+            dir,
+        })
+    }
+
+    fn stop(mut self) -> anyhow::Result<()> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait()?;
+        let _ = std::fs::remove_dir_all(&self.dir);
+        anyhow::ensure!(status.success(), "the spawned server exited with {status}");
+        Ok(())
+    }
+}
