@@ -86,7 +86,10 @@ pub async fn run(opts: &Options) -> Report {
                 opts.connections as f64 * opts.batch_entries as f64 / opts.rate as f64,
             )
         });
-        let first = start + interval.map_or(Duration::ZERO, |i| i.mul_f64(c as f64 / opts.connections as f64));
+        let first = start
+            + interval.map_or(Duration::ZERO, |i| {
+                i.mul_f64(c as f64 / opts.connections as f64)
+            });
         tasks.push(tokio::spawn(async move {
             connection(&opts, bodies, first, interval, measure_from, end).await
         }));
@@ -205,7 +208,8 @@ async fn connect(addr: SocketAddr) -> Option<Sender> {
 
 /// A batch of `opts.batch_entries` entries spread over `opts.streams` streams.
 fn make_body(opts: &Options, seed: usize) -> Body {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (seed as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    let mut rng =
+        Rng(0x9E37_79B9_7F4A_7C15 ^ (seed as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
     let base_ns = crate::clock::now_ns();
     let mut streams: Vec<StreamAdapter> = (0..opts.streams.max(1))
         .map(|s| StreamAdapter {

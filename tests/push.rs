@@ -186,7 +186,13 @@ fn json_bodies_plain_gzip_and_raw_deflate_are_accepted() {
 }
 
 /// Content-Type, Content-Encoding, body, expected status, expected text.
-type Case = (&'static str, Option<&'static str>, Vec<u8>, u16, &'static str);
+type Case = (
+    &'static str,
+    Option<&'static str>,
+    Vec<u8>,
+    u16,
+    &'static str,
+);
 
 #[test]
 fn undecodable_bodies_get_400_with_the_reason_and_nothing_is_stored() {

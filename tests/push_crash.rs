@@ -8,8 +8,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::server::{Server, pushed, request};
@@ -23,7 +23,12 @@ const PER_PUSH: usize = 50;
 
 /// Pushes batches of uniquely named entries until `stop` or the server goes away; returns
 /// the names of entries acknowledged with 204.
-fn pusher(addr: std::net::SocketAddr, token: String, tag: String, stop: Arc<AtomicBool>) -> Vec<String> {
+fn pusher(
+    addr: std::net::SocketAddr,
+    token: String,
+    tag: String,
+    stop: Arc<AtomicBool>,
+) -> Vec<String> {
     let mut acked = Vec::new();
     let mut failures = 0;
     for b in 0.. {
@@ -34,14 +39,24 @@ fn pusher(addr: std::net::SocketAddr, token: String, tag: String, stop: Arc<Atom
         let values: Vec<String> = names
             .iter()
             .enumerate()
-            .map(|(i, n)| format!(r#"["{}","{n} Failed password for root"]"#, 1_754_400_000_000_000_000i64 + i as i64))
+            .map(|(i, n)| {
+                format!(
+                    r#"["{}","{n} Failed password for root"]"#,
+                    1_754_400_000_000_000_000i64 + i as i64
+                )
+            })
             .collect();
-        let body = format!(r#"{{"streams":[{{"stream":{{"job":"sshd","client":"{tag}"}},"values":[{}]}}]}}"#, values.join(","));
+        let body = format!(
+            r#"{{"streams":[{{"stream":{{"job":"sshd","client":"{tag}"}},"values":[{}]}}]}}"#,
+            values.join(",")
+        );
         let h = [
             ("authorization", format!("Bearer {token}")),
             ("content-type", "application/json".to_string()),
         ];
-        let r = std::panic::catch_unwind(|| request(addr, "POST", "/loki/api/v1/push", &h, body.into_bytes()));
+        let r = std::panic::catch_unwind(|| {
+            request(addr, "POST", "/loki/api/v1/push", &h, body.into_bytes())
+        });
         match r {
             Ok(r) if r.status == 204 => acked.extend(names),
             _ => {
@@ -53,7 +68,11 @@ fn pusher(addr: std::net::SocketAddr, token: String, tag: String, stop: Arc<Atom
     acked
 }
 
-fn run_clients(s: &Server, round: usize, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<Vec<String>>> {
+fn run_clients(
+    s: &Server,
+    round: usize,
+    stop: &Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<Vec<String>>> {
     (0..CLIENTS)
         .map(|c| {
             let (addr, token, stop) = (s.push, s.token.clone(), Arc::clone(stop));
@@ -95,18 +114,33 @@ fn after_sigkill_under_concurrent_pushes_every_acknowledged_entry_is_there() {
             n += a.len();
             acked.extend(a);
         }
-        assert!(n > 0, "round {round}: nothing was acknowledged before the kill");
+        assert!(
+            n > 0,
+            "round {round}: nothing was acknowledged before the kill"
+        );
         let v = common::verify(&data);
-        assert_eq!(v.code, 0, "round {round}: verify after SIGKILL: {}", v.stderr);
+        assert_eq!(
+            v.code, 0,
+            "round {round}: verify after SIGKILL: {}",
+            v.stderr
+        );
     }
     // A clean start and stop recovers the last segment; then read everything back.
     let s = Server::start(&data, &[]);
     assert!(s.stop().success());
     let stored = lines(&data);
     let missing: Vec<_> = acked.iter().filter(|a| !stored.contains(*a)).collect();
-    assert!(missing.is_empty(), "{} acknowledged entries missing, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged entries missing, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
     assert_eq!(common::verify(&data).code, 0);
-    eprintln!("{ROUNDS} SIGKILLs: {} acknowledged entries, all present", acked.len());
+    eprintln!(
+        "{ROUNDS} SIGKILLs: {} acknowledged entries, all present",
+        acked.len()
+    );
 }
 
 #[test]
@@ -120,7 +154,10 @@ fn sigterm_drains_in_flight_pushes_then_closes_the_ledger() {
     let status = s.stop();
     assert!(status.success(), "exit status {status}");
     stop.store(true, Ordering::Relaxed);
-    let acked: Vec<String> = clients.into_iter().flat_map(|c| c.join().unwrap()).collect();
+    let acked: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
     assert!(!acked.is_empty());
     let stored = lines(&data);
     assert!(acked.iter().all(|a| stored.contains(a)));
@@ -132,8 +169,15 @@ fn sigterm_drains_in_flight_pushes_then_closes_the_ledger() {
 fn a_second_sigterm_exits_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("daftari.toml");
-    std::fs::write(&cfg, "shutdown_grace = \"60s\"\n[push]\nbody_timeout = \"60s\"\n").unwrap();
-    let mut s = Server::start(&tmp.path().join("data"), &["--config", cfg.to_str().unwrap()]);
+    std::fs::write(
+        &cfg,
+        "shutdown_grace = \"60s\"\n[push]\nbody_timeout = \"60s\"\n",
+    )
+    .unwrap();
+    let mut s = Server::start(
+        &tmp.path().join("data"),
+        &["--config", cfg.to_str().unwrap()],
+    );
     // A push whose body never finishes keeps the drain waiting.
     let mut slow = std::net::TcpStream::connect(s.push).unwrap();
     write!(
@@ -146,11 +190,13 @@ fn a_second_sigterm_exits_at_once() {
     std::thread::sleep(Duration::from_millis(300));
     s.signal("TERM");
     std::thread::sleep(Duration::from_millis(500));
-    assert!(s.child.try_wait().unwrap().is_none(), "the first SIGTERM must wait for the push");
+    assert!(
+        s.child.try_wait().unwrap().is_none(),
+        "the first SIGTERM must wait for the push"
+    );
     let t = Instant::now();
     s.signal("TERM");
     let status = s.wait(Duration::from_secs(10));
     assert!(t.elapsed() < Duration::from_secs(5));
     assert_eq!(status.code(), Some(143));
-    let _ = Mutex::new(());
 }

@@ -32,9 +32,8 @@ impl Ca {
     /// A leaf certificate for `names` (the first is also the common name): (cert PEM, key PEM).
     fn leaf(&self, names: &[&str]) -> (String, String) {
         let key = KeyPair::generate().unwrap();
-        let mut p =
-            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
+        let mut p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
         p.distinguished_name.push(DnType::CommonName, names[0]);
         let cert = p.signed_by(&key, &self.0).unwrap();
         (cert.pem(), key.serialize_pem())
@@ -98,17 +97,40 @@ fn pushes_over_tls_with_http1_and_http2() {
     let tmp = tempfile::tempdir().unwrap();
     let ca = Ca::new("test ca");
     let (cert, key) = write_server_cert(tmp.path(), &ca);
-    let s = Server::start(&tmp.path().join("data"), &["--tls-cert", &cert, "--tls-key", &key]);
-    let r = push_tls(&s, &client(&ca, &[b"h2", b"http/1.1"], None), &s.token, "over h2").unwrap();
-    assert_eq!((r.status, r.version), (204, http::Version::HTTP_2), "{}", r.body);
+    let s = Server::start(
+        &tmp.path().join("data"),
+        &["--tls-cert", &cert, "--tls-key", &key],
+    );
+    let r = push_tls(
+        &s,
+        &client(&ca, &[b"h2", b"http/1.1"], None),
+        &s.token,
+        "over h2",
+    )
+    .unwrap();
+    assert_eq!(
+        (r.status, r.version),
+        (204, http::Version::HTTP_2),
+        "{}",
+        r.body
+    );
     let r = push_tls(&s, &client(&ca, &[b"http/1.1"], None), &s.token, "over h1").unwrap();
-    assert_eq!((r.status, r.version), (204, http::Version::HTTP_11), "{}", r.body);
+    assert_eq!(
+        (r.status, r.version),
+        (204, http::Version::HTTP_11),
+        "{}",
+        r.body
+    );
     // Plain HTTP on the TLS port gets no answer.
     let plain = block_on(async {
         let tcp = tokio::net::TcpStream::connect(s.push).await.unwrap();
-        let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
+        let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
         tokio::spawn(conn);
-        let req = http::Request::post("/loki/api/v1/push").body(Full::new(Bytes::from(body("x")))).unwrap();
+        let req = http::Request::post("/loki/api/v1/push")
+            .body(Full::new(Bytes::from(body("x"))))
+            .unwrap();
         tx.send_request(req).await.map(|r| r.status().as_u16())
     });
     assert!(plain.is_err(), "plain HTTP answered {plain:?}");
@@ -125,7 +147,9 @@ async fn open(s: &Server, tls: &ClientTls) -> hyper::client::conn::http1::SendRe
         .connect(name, tcp)
         .await
         .unwrap();
-    let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     tx
 }
@@ -152,32 +176,79 @@ fn sighup_reloads_the_certificate_and_open_connections_keep_working() {
     let tmp = tempfile::tempdir().unwrap();
     let (old_ca, new_ca) = (Ca::new("old ca"), Ca::new("new ca"));
     let (cert, key) = write_server_cert(tmp.path(), &old_ca);
-    let s = Server::start(&tmp.path().join("data"), &["--tls-cert", &cert, "--tls-key", &key]);
-    let (old_client, new_client) = (client(&old_ca, &[b"http/1.1"], None), client(&new_ca, &[b"http/1.1"], None));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let s = Server::start(
+        &tmp.path().join("data"),
+        &["--tls-cert", &cert, "--tls-key", &key],
+    );
+    let (old_client, new_client) = (
+        client(&old_ca, &[b"http/1.1"], None),
+        client(&new_ca, &[b"http/1.1"], None),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut kept = rt.block_on(open(&s, &old_client));
-    assert_eq!(rt.block_on(send_on(&mut kept, &s.token, "before reload")), 204);
+    assert_eq!(
+        rt.block_on(send_on(&mut kept, &s.token, "before reload")),
+        204
+    );
 
     write_server_cert(tmp.path(), &new_ca);
     s.signal("HUP");
     let t = Instant::now();
-    while !s.stderr.lock().unwrap().iter().any(|l| l.contains("TLS certificate reloaded")) {
+    while !s
+        .stderr
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("TLS certificate reloaded"))
+    {
         assert!(t.elapsed() < Duration::from_secs(10), "no reload logged");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(push_tls(&s, &new_client, &s.token, "new cert").unwrap().status, 204);
-    assert!(push_tls(&s, &old_client, &s.token, "old ca").is_err(), "old certificate still served");
-    assert_eq!(rt.block_on(send_on(&mut kept, &s.token, "after reload, same connection")), 204);
+    assert_eq!(
+        push_tls(&s, &new_client, &s.token, "new cert")
+            .unwrap()
+            .status,
+        204
+    );
+    assert!(
+        push_tls(&s, &old_client, &s.token, "old ca").is_err(),
+        "old certificate still served"
+    );
+    assert_eq!(
+        rt.block_on(send_on(
+            &mut kept,
+            &s.token,
+            "after reload, same connection"
+        )),
+        204
+    );
 
     // A broken file keeps the working certificate.
     std::fs::write(&cert, "not a certificate").unwrap();
     s.signal("HUP");
     let t = Instant::now();
-    while !s.stderr.lock().unwrap().iter().any(|l| l.contains("TLS reload failed")) {
-        assert!(t.elapsed() < Duration::from_secs(10), "no reload failure logged");
+    while !s
+        .stderr
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("TLS reload failed"))
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no reload failure logged"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(push_tls(&s, &new_client, &s.token, "still served").unwrap().status, 204);
+    assert_eq!(
+        push_tls(&s, &new_client, &s.token, "still served")
+            .unwrap()
+            .status,
+        204
+    );
     drop(kept);
     let data = s.data.clone();
     assert!(s.stop().success());
@@ -187,13 +258,21 @@ fn sighup_reloads_the_certificate_and_open_connections_keep_working() {
 #[test]
 fn mtls_requires_a_client_certificate_from_the_configured_ca() {
     let tmp = tempfile::tempdir().unwrap();
-    let (server_ca, client_ca, rogue_ca) = (Ca::new("server ca"), Ca::new("client ca"), Ca::new("rogue"));
+    let (server_ca, client_ca, rogue_ca) =
+        (Ca::new("server ca"), Ca::new("client ca"), Ca::new("rogue"));
     let (cert, key) = write_server_cert(tmp.path(), &server_ca);
     let ca_path = tmp.path().join("clients.pem");
     std::fs::write(&ca_path, client_ca.pem()).unwrap();
     let s = Server::start(
         &tmp.path().join("data"),
-        &["--tls-cert", &cert, "--tls-key", &key, "--tls-client-ca", ca_path.to_str().unwrap()],
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--tls-client-ca",
+            ca_path.to_str().unwrap(),
+        ],
     );
     let alpn: &[&[u8]] = &[b"h2", b"http/1.1"];
     let anonymous = client(&server_ca, alpn, None);
@@ -201,18 +280,32 @@ fn mtls_requires_a_client_certificate_from_the_configured_ca() {
     let rogue = client(&server_ca, alpn, Some(rogue_ca.leaf(&["web-1.example"])));
     assert!(push_tls(&s, &rogue, &s.token, "rogue cert").is_err());
     let good = client(&server_ca, alpn, Some(client_ca.leaf(&["web-1.example"])));
-    assert_eq!(push_tls(&s, &good, &s.token, "good cert").unwrap().status, 204);
+    assert_eq!(
+        push_tls(&s, &good, &s.token, "good cert").unwrap().status,
+        204
+    );
 
     // A token bound to a certificate identity works only with that certificate.
     let bound = s.create_token("web-1", &["--cert-identity", "web-1.example"]);
     std::thread::sleep(Duration::from_millis(600));
-    assert_eq!(push_tls(&s, &good, &bound, "bound, right cert").unwrap().status, 204);
+    assert_eq!(
+        push_tls(&s, &good, &bound, "bound, right cert")
+            .unwrap()
+            .status,
+        204
+    );
     let other = client(&server_ca, alpn, Some(client_ca.leaf(&["db-2.example"])));
     let r = push_tls(&s, &other, &bound, "bound, wrong cert").unwrap();
     assert_eq!(r.status, 401, "{}", r.body);
-    assert!(r.body.contains("must be used with a client certificate for \"web-1.example\""));
+    assert!(
+        r.body
+            .contains("must be used with a client certificate for \"web-1.example\"")
+    );
     let data = s.data.clone();
     assert!(s.stop().success());
-    let lines: Vec<_> = pushed(&data).iter().map(|r| String::from_utf8_lossy(&r.line).into_owned()).collect();
+    let lines: Vec<_> = pushed(&data)
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.line).into_owned())
+        .collect();
     assert_eq!(lines, ["good cert", "bound, right cert"]);
 }

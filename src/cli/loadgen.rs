@@ -57,7 +57,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let mut spawned = None;
     let (addr, token, pid) = match args.addr {
         Some(addr) => {
-            let file = args.token_file.as_ref().context("--addr needs --token-file")?;
+            let file = args
+                .token_file
+                .as_ref()
+                .context("--addr needs --token-file")?;
             let token = std::fs::read_to_string(file)
                 .with_context(|| format!("read {}", file.display()))?;
             (addr, token.trim().to_string(), args.server_pid)
@@ -86,7 +89,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         opts.streams,
         opts.duration.as_secs_f64(),
         opts.warmup.as_secs_f64(),
-        if opts.rate == 0 { "unlimited".to_string() } else { format!("{} entries/s", opts.rate) }
+        if opts.rate == 0 {
+            "unlimited".to_string()
+        } else {
+            format!("{} entries/s", opts.rate)
+        }
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -103,7 +110,16 @@ fn print(r: &Report, pid: Option<u32>) {
     let failures: Vec<String> = r
         .failures
         .iter()
-        .map(|(s, n)| format!("{n}x {}", if *s == 0 { "conn-error".into() } else { s.to_string() }))
+        .map(|(s, n)| {
+            format!(
+                "{n}x {}",
+                if *s == 0 {
+                    "conn-error".into()
+                } else {
+                    s.to_string()
+                }
+            )
+        })
         .collect();
     println!(
         "entries/s {:.0}  MB/s {:.1} (lines; {:.1} on the wire)  requests {}  p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  failures {}",
@@ -114,7 +130,11 @@ fn print(r: &Report, pid: Option<u32>) {
         r.p50.as_secs_f64() * 1e3,
         r.p99.as_secs_f64() * 1e3,
         r.max.as_secs_f64() * 1e3,
-        if failures.is_empty() { "none".to_string() } else { failures.join(", ") },
+        if failures.is_empty() {
+            "none".to_string()
+        } else {
+            failures.join(", ")
+        },
     );
     if let Some((peak, now)) = pid.and_then(loadgen::rss_kib) {
         println!(
@@ -153,7 +173,12 @@ impl Spawned {
             .arg(&config)
             .arg("--data-dir")
             .arg(dir.join("data"))
-            .args(["--push-listen", "127.0.0.1:0", "--local-listen", "127.0.0.1:0"])
+            .args([
+                "--push-listen",
+                "127.0.0.1:0",
+                "--local-listen",
+                "127.0.0.1:0",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
