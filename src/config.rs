@@ -507,4 +507,19 @@ mod tests {
         assert_eq!(c.push_listen.port(), 9999);
         assert_eq!(c.local_listen.to_string(), DEFAULT_LOCAL_LISTEN);
     }
+
+    #[test]
+    fn the_annotated_example_parses_and_sets_what_it_says() {
+        let text = include_str!("../deploy/daftari.toml");
+        let c = Config::from_toml(text, &Overrides::default()).unwrap();
+        assert_eq!(c.push_listen.to_string(), "0.0.0.0:3100");
+        assert_eq!(c.local_listen.to_string(), DEFAULT_LOCAL_LISTEN);
+        assert!(c.tls.is_some());
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(
+            c.store.segment_max_bytes,
+            crate::store::DEFAULT_SEGMENT_MAX_BYTES
+        );
+        assert_eq!(c.server.header_timeout, DEFAULT_HEADER_TIMEOUT);
+    }
 }

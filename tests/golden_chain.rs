@@ -201,34 +201,9 @@ fn decoding_the_golden_bytes_gives_back_the_records() {
     }
 }
 
-/// A Python with the `blake3` package, in a virtual environment under the target directory
-/// (created on first use from PyPI).
+/// A Python with the `blake3` package.
 fn python_with_blake3() -> PathBuf {
-    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pyspec-venv");
-    let python = venv.join("bin/python3");
-    let ok = |p: &Path| {
-        Command::new(p)
-            .args(["-c", "import blake3"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !ok(&python) {
-        let status = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .unwrap();
-        assert!(status.success(), "python3 -m venv failed");
-        let pip = Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "blake3"])
-            .status()
-            .unwrap();
-        assert!(
-            pip.success(),
-            "pip install blake3 failed (PyPI must be reachable)"
-        );
-    }
-    python
+    common::python_venv("pyspec-venv", "blake3", "blake3")
 }
 
 #[test]

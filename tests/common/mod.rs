@@ -146,3 +146,33 @@ pub fn verify(data: &Path) -> Verdict {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// A Python in a virtual environment under the target directory, named `name`, with
+/// `requirement` installed from PyPI on first use (checked by importing `import`).
+pub fn python_venv(name: &str, requirement: &str, import: &str) -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let python = venv.join("bin/python3");
+    let ok = |p: &Path| {
+        Command::new(p)
+            .args(["-c", &format!("import {import}")])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !ok(&python) {
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .unwrap();
+        assert!(status.success(), "python3 -m venv failed");
+        let pip = Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", requirement])
+            .status()
+            .unwrap();
+        assert!(
+            pip.success(),
+            "pip install {requirement} failed (PyPI must be reachable)"
+        );
+    }
+    python
+}
