@@ -182,11 +182,16 @@ pub fn router(state: Arc<PushState>) -> Router {
         .route("/loki/api/v1/push", post(push))
         .route("/ready", get(ready))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
 async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    (StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed\n").into_response()
 }
 
 async fn ready(State(st): State<Arc<PushState>>) -> Response {
