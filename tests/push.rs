@@ -711,3 +711,59 @@ fn x_scope_orgid_is_recorded_as_the_tenant_and_checked() {
     assert_eq!(got[0].tenant, "team-a");
     assert_eq!(got[0].source, "bootstrap");
 }
+
+/// Reads until the server closes the connection or `limit` passes; true if it closed.
+fn closed_within(mut s: std::net::TcpStream, limit: Duration) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn connections_over_the_limit_are_closed_and_slow_headers_time_out() {
+    let (_tmp, s) = start_with("[push]\nmax_connections = 2\nheader_timeout = \"1s\"\n");
+    let a = std::net::TcpStream::connect(s.push).unwrap();
+    let mut b = std::net::TcpStream::connect(s.push).unwrap();
+    b.write_all(b"POST /loki/api/v1/push HTTP/1.1\r\nhost: x\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let c = std::net::TcpStream::connect(s.push).unwrap();
+    assert!(
+        closed_within(c, Duration::from_millis(900)),
+        "a third connection must be closed at once"
+    );
+    // Both held connections are dropped once the header deadline passes...
+    assert!(
+        closed_within(b, Duration::from_secs(5)),
+        "slow headers must time out"
+    );
+    assert!(
+        closed_within(a, Duration::from_secs(5)),
+        "an idle connection must time out"
+    );
+    // ...which frees their permits.
+    assert_status(
+        &push_with_auth(&s, Some(format!("Bearer {}", s.token))),
+        204,
+        "",
+    );
+}
+
+#[test]
+fn oversized_headers_are_refused() {
+    let (_tmp, s) = start_with("[push]\nmax_header_bytes = 8192\n");
+    let h = [
+        ("authorization", format!("Bearer {}", s.token)),
+        ("x-padding", "p".repeat(20_000)),
+    ];
+    let r = request(s.push, "POST", "/loki/api/v1/push", &h, Vec::new());
+    assert_eq!(r.status, 431, "{}", r.body);
+}

@@ -153,3 +153,23 @@ fn token_list_shows_kind_labels_creation_and_last_use_but_no_secret() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("no live token named \"web-1\""));
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"), &["--log-format", "json"]);
+    let r = s.push_json("dft_wrong", "{}");
+    assert_eq!(r.status, 401);
+    let lines = s.stderr.clone();
+    assert!(s.stop().success());
+    let lines = lines.lock().unwrap();
+    let logs: Vec<&String> = lines
+        .iter()
+        .filter(|l| !l.starts_with("daftari: ") && !l.starts_with("curl "))
+        .collect();
+    assert!(logs.len() >= 2, "{lines:#?}");
+    for l in logs {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{l}");
+    }
+}

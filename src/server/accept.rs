@@ -80,7 +80,11 @@ pub async fn serve(ep: Endpoint, mut stop: watch::Receiver<bool>) {
                 .connections_open
                 .fetch_add(1, Ordering::Relaxed);
             match tls {
-                None => conn.http(tcp, Vec::new(), watcher).await,
+                None => {
+                    if conn.first_byte(&tcp).await {
+                        conn.http(tcp, Vec::new(), watcher).await;
+                    }
+                }
                 Some(tls) => conn.tls(tcp, &tls, watcher).await,
             }
             conn.metrics
@@ -122,6 +126,19 @@ struct Conn {
 }
 
 impl Conn {
+    /// Waits for the client's first byte within the header deadline: a connection that never
+    /// speaks would otherwise hold its permit, since header timeouts start with the first byte.
+    async fn first_byte(&self, tcp: &tokio::net::TcpStream) -> bool {
+        let mut b = [0u8; 1];
+        match tokio::time::timeout(self.handshake_timeout, tcp.peek(&mut b)).await {
+            Ok(Ok(n)) => n > 0,
+            _ => {
+                tracing::debug!(peer = %self.peer, "no request within the header deadline");
+                false
+            }
+        }
+    }
+
     async fn tls(
         &self,
         tcp: tokio::net::TcpStream,
