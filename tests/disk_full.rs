@@ -6,32 +6,12 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
 use daftari::store::{self, AppendError};
-
-struct Mount(std::path::PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-fn mount_tmpfs(dir: &Path, size: &str) -> Option<Mount> {
-    let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-        .arg(dir)
-        .status()
-        .is_ok_and(|s| s.success());
-    ok.then(|| Mount(dir.to_owned()))
-}
 
 #[test]
 fn a_full_disk_refuses_appends_and_recovers_when_space_returns() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(_mount) = mount_tmpfs(tmp.path(), "3m") else {
+    let Some(_mount) = common::mount_tmpfs(tmp.path(), "3m") else {
         eprintln!(
             "SKIPPED: cannot mount a tmpfs here (needs root); disk-full behaviour not exercised"
         );

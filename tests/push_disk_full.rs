@@ -6,27 +6,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
 use common::server::{Server, pushed};
-
-struct Mount(std::path::PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
-fn mount_tmpfs(dir: &Path, size: &str) -> Option<Mount> {
-    let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-        .arg(dir)
-        .status()
-        .is_ok_and(|s| s.success());
-    ok.then(|| Mount(dir.to_owned()))
-}
 
 fn batch(k: usize) -> String {
     let values: Vec<String> = (0..200)
@@ -47,7 +27,7 @@ fn batch(k: usize) -> String {
 #[test]
 fn a_full_disk_answers_507_and_pushes_resume_when_space_returns() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(_mount) = mount_tmpfs(tmp.path(), "6m") else {
+    let Some(_mount) = common::mount_tmpfs(tmp.path(), "6m") else {
         eprintln!(
             "SKIPPED: cannot mount a tmpfs here (needs root); disk-full behaviour not exercised"
         );

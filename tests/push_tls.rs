@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::server::{ClientTls, Resp, Server, block_on, pushed, request_tls};
@@ -196,17 +196,7 @@ fn sighup_reloads_the_certificate_and_open_connections_keep_working() {
 
     write_server_cert(tmp.path(), &new_ca);
     s.signal("HUP");
-    let t = Instant::now();
-    while !s
-        .stderr
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l.contains("TLS certificate reloaded"))
-    {
-        assert!(t.elapsed() < Duration::from_secs(10), "no reload logged");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    s.wait_for_log("TLS certificate reloaded");
     assert_eq!(
         push_tls(&s, &new_client, &s.token, "new cert")
             .unwrap()
@@ -229,20 +219,7 @@ fn sighup_reloads_the_certificate_and_open_connections_keep_working() {
     // A broken file keeps the working certificate.
     std::fs::write(&cert, "not a certificate").unwrap();
     s.signal("HUP");
-    let t = Instant::now();
-    while !s
-        .stderr
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l.contains("TLS reload failed"))
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "no reload failure logged"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    s.wait_for_log("TLS reload failed");
     assert_eq!(
         push_tls(&s, &new_client, &s.token, "still served")
             .unwrap()

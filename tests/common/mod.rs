@@ -176,3 +176,22 @@ pub fn python_venv(name: &str, requirement: &str, import: &str) -> PathBuf {
     }
     python
 }
+
+/// A tmpfs mounted for a test, unmounted on drop.
+pub struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Mounts a tmpfs of `size` (e.g. "3m") on `dir`; `None` where that is not allowed (not root).
+pub fn mount_tmpfs(dir: &Path, size: &str) -> Option<Mount> {
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then(|| Mount(dir.to_owned()))
+}

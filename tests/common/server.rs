@@ -110,6 +110,24 @@ impl Server {
         assert!(ok, "kill -{signal} failed");
     }
 
+    /// Waits up to 10 s for a line of the server's stderr containing `needle`.
+    pub fn wait_for_log(&self, needle: &str) {
+        let t = Instant::now();
+        while !self
+            .stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(needle))
+        {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "{needle:?} never logged"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGTERM, then waits for the exit.
     pub fn stop(mut self) -> ExitStatus {
         self.signal("TERM");
