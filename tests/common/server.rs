@@ -152,10 +152,10 @@ impl Server {
         }
     }
 
-    /// Runs `daftari token create NAME [args]` on this server's data dir; returns the secret.
-    pub fn create_token(&self, name: &str, args: &[&str]) -> String {
+    /// Runs `daftari token ARGS --data-dir <this server's>`, asserts success, returns stdout.
+    pub fn token_cmd(&self, args: &[&str]) -> String {
         let out = Command::new(BIN)
-            .args(["token", "create", name])
+            .arg("token")
             .args(args)
             .arg("--data-dir")
             .arg(&self.data)
@@ -166,20 +166,18 @@ impl Server {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `daftari token create NAME [args]`; returns the secret.
+    pub fn create_token(&self, name: &str, args: &[&str]) -> String {
+        let mut all = vec!["create", name];
+        all.extend_from_slice(args);
+        self.token_cmd(&all).trim().to_string()
     }
 
     pub fn revoke_token(&self, name: &str) {
-        let out = Command::new(BIN)
-            .args(["token", "revoke", name, "--data-dir"])
-            .arg(&self.data)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.token_cmd(&["revoke", name]);
     }
 
     /// Pushes `body` with the bootstrap token.
