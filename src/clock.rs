@@ -25,6 +25,69 @@ pub fn rfc3339(ns: i64) -> String {
     )
 }
 
+/// Parses RFC 3339 (`2024-05-01T10:00:00Z`, `...00.123456789+02:00`) to Unix ns.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if b[13] != b':' || b[16] != b':' || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        return None;
+    }
+    if h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut nanos = 0i64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let frac = &s[start..i];
+        if frac.is_empty() || frac.len() > 9 {
+            return None;
+        }
+        nanos = frac.parse::<i64>().ok()? * 10i64.pow(9 - frac.len() as u32);
+    }
+    let offset = match &s[i..] {
+        "Z" | "z" => 0,
+        tz if tz.len() == 6
+            && matches!(tz.as_bytes()[0], b'+' | b'-')
+            && tz.as_bytes()[3] == b':' =>
+        {
+            let oh = num(i + 1..i + 3)?;
+            let om = num(i + 4..i + 6)?;
+            let sign = if tz.starts_with('-') { -1 } else { 1 };
+            sign * (oh * 3600 + om * 60)
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo as u32, d as u32);
+    let secs = days * 86_400 + h * 3600 + mi * 60 + se - offset;
+    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+}
+
+/// (year, month, day) to days since 1970-01-01, proleptic Gregorian.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -54,5 +117,14 @@ mod tests {
             rfc3339(951_782_400 * 1_000_000_000),
             "2000-02-29T00:00:00.000000000Z"
         );
+    }
+
+    #[test]
+    fn parse_rfc3339_inverts_rfc3339() {
+        for ns in [0, 1_754_400_000_123_000_000, 951_782_400 * 1_000_000_000] {
+            assert_eq!(parse_rfc3339(&rfc3339(ns)), Some(ns));
+        }
+        assert_eq!(parse_rfc3339("1970-01-01T02:00:00+02:00"), Some(0));
+        assert_eq!(parse_rfc3339("1970-01-01 00:00:00"), None);
     }
 }

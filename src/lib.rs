@@ -8,6 +8,8 @@
 //! - [`server`]: listeners, TLS, the startup and shutdown order.
 //! - [`push`]: the push plane: Loki's push endpoint, decoding, validation, statuses. It holds
 //!   an append handle and a token verifier, nothing that can read or delete.
+//! - [`query`]: the read plane: Loki's query API and LogQL. It holds a reader, nothing that
+//!   can append or delete.
 //! - [`token`]: push tokens: secrets, keyed hashes, the token database, the verifier.
 //! - [`store`]: the ledger. The append handle, the single writer thread with group commit,
 //!   segment files, the canonical record format and chain, read-only readers.
@@ -24,6 +26,7 @@ pub mod config;
 pub mod loadgen;
 pub mod metrics;
 pub mod push;
+pub mod query;
 pub mod server;
 pub mod store;
 pub mod token;

@@ -147,8 +147,27 @@ fn an_alloy_protobuf_snappy_body_is_stored_exactly() {
             .iter()
             .map(|(k, v)| (k.to_string(), v.into()))
             .collect();
-        assert_eq!(serde_json::Value::Object(labels), e["labels"]);
-        assert_eq!(serde_json::Value::Object(meta), e["metadata"]);
+        // The body's labels and metadata, plus what ingest adds as Loki does: service_name
+        // from the discovery list, detected_level from the line.
+        let mut want_labels = e["labels"].as_object().unwrap().clone();
+        if !want_labels.contains_key("service_name") {
+            let svc = daftari::push::enrich::SERVICE_NAME_SOURCES
+                .iter()
+                .find_map(|k| want_labels.get(*k).cloned())
+                .unwrap_or_else(|| "unknown_service".into());
+            want_labels.insert("service_name".into(), svc);
+        }
+        assert_eq!(labels, want_labels);
+        let mut meta = meta;
+        let want_meta = e["metadata"].as_object().unwrap();
+        if !want_meta.contains_key("detected_level") {
+            let level = meta.remove("detected_level").unwrap();
+            let known = [
+                "trace", "debug", "info", "warn", "error", "critical", "fatal", "unknown",
+            ];
+            assert!(known.contains(&level.as_str().unwrap()), "{level}");
+        }
+        assert_eq!(&meta, want_meta);
         assert_eq!(r.ts_ns, e["ts_ns"].as_i64().unwrap());
         assert_eq!(
             String::from_utf8_lossy(&r.line),

@@ -89,6 +89,17 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     bootstrap(&cfg, push_addr, scheme)?;
     eprintln!("daftari: push listener on {scheme}://{push_addr}");
     eprintln!("daftari: local listener on http://{local_addr}");
+    if let Some(remote) = &listeners.remote {
+        let scheme = if cfg.query.remote_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        eprintln!(
+            "daftari: remote read listener on {scheme}://{}",
+            remote.local_addr()?
+        );
+    }
     let (tx, rx) = mpsc::channel(8);
     tokio::spawn(signals(tx));
     server::run(cfg, listeners, rx).await

@@ -1,4 +1,4 @@
-//! `daftari token create NAME [--label k=v]... [--cert-identity NAME]`, `daftari token list
+//! `daftari token create NAME [--read] [--label k=v]... [--cert-identity NAME]`, `daftari token list
 //! [--all] [--json]`, `daftari token revoke NAME`. They work while the server runs: it picks
 //! up every change within a second, and appends each to the ledger's admin stream.
 
@@ -9,10 +9,14 @@ use daftari::token::{Kind, Manager, TokenInfo};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Cmd {
-    /// Create a push token and print its secret (once) on stdout.
+    /// Create a push token (or with --read, a read token) and print its secret (once).
     Create {
-        /// Token name: recorded as the source of every entry pushed with it.
+        /// Token name: the source of every entry pushed with it, or the principal of every
+        /// read made with it.
         name: String,
+        /// A read token, for the remote read listener (Grafana); it cannot push.
+        #[arg(long, conflicts_with_all = ["labels", "cert_identity"])]
+        read: bool,
         /// A label forced onto every stream pushed with this token (repeatable).
         #[arg(long = "label", value_name = "NAME=VALUE", value_parser = parse_label)]
         labels: Vec<(String, String)>,
@@ -53,18 +57,14 @@ pub fn run(cmd: Cmd) -> anyhow::Result<u8> {
     match cmd {
         Cmd::Create {
             name,
+            read,
             labels,
             cert_identity,
             data_dir,
         } => {
             let m = Manager::open(&data_dir)?;
-            let secret = m.create(
-                &name,
-                Kind::Push,
-                &labels,
-                cert_identity.as_deref(),
-                now_ns(),
-            )?;
+            let kind = if read { Kind::Read } else { Kind::Push };
+            let secret = m.create(&name, kind, &labels, cert_identity.as_deref(), now_ns())?;
             println!("{secret}");
         }
         Cmd::List {

@@ -17,8 +17,10 @@ use crate::push::Limits;
 use crate::store::StoreConfig;
 
 mod duration;
+mod query;
 
 pub use duration::parse_duration;
+pub use query::QueryConfig;
 
 /// Where a fresh server keeps its ledger and token database. Key `data_dir`.
 pub const DEFAULT_DATA_DIR: &str = "./data";
@@ -98,6 +100,7 @@ pub struct Config {
     pub server: ServerLimits,
     pub limits: Limits,
     pub store: StoreConfig,
+    pub query: QueryConfig,
     pub log_format: LogFormat,
 }
 
@@ -129,6 +132,8 @@ struct File {
     limits: LimitsFile,
     #[serde(default)]
     store: StoreFile,
+    #[serde(default)]
+    query: query::QueryFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -254,6 +259,7 @@ fn build(f: File, flags: &Overrides) -> Result<Config, ConfigError> {
         server,
         limits,
         store,
+        query: query::build(&f.query)?,
         log_format: flags.log_format.or(f.log_format).unwrap_or(LogFormat::Text),
     })
 }

@@ -7,50 +7,20 @@
 //! Must not: log a presented secret or any part of it.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::http::HeaderMap;
-use base64::Engine;
 
 use super::error::PushError;
 use super::{ConnInfo, Limits};
+pub use crate::token::credentials::AuthThrottle;
+use crate::token::credentials::{Bucket, presented_secret};
 use crate::token::{Identity, Kind, Verifier};
-
-/// Peers whose failures are remembered at once; beyond it the quietest are forgotten.
-pub const MAX_TRACKED_PEERS: usize = 4096;
 
 /// Extracts the secret from the `Authorization` header.
 fn secret(headers: &HeaderMap) -> Result<String, PushError> {
-    let missing = || {
-        PushError::Unauthorized(
-            "missing credentials: send \"Authorization: Bearer <token>\" or Basic auth with \
-             the token as the password"
-                .into(),
-        )
-    };
-    let value = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .ok_or_else(missing)?;
-    let value = value
-        .to_str()
-        .map_err(|_| PushError::Unauthorized("malformed Authorization header".into()))?;
-    let (scheme, rest) = value.trim().split_once(' ').ok_or_else(missing)?;
-    let rest = rest.trim();
-    if scheme.eq_ignore_ascii_case("bearer") {
-        return Ok(rest.to_string());
-    }
-    if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(rest)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| PushError::Unauthorized("malformed Basic credentials".into()))?;
-        let (user, pass) = decoded.split_once(':').unwrap_or((&decoded, ""));
-        return Ok(if pass.is_empty() { user } else { pass }.to_string());
-    }
-    Err(missing())
+    presented_secret(headers).map_err(|e| PushError::Unauthorized(e.to_string()))
 }
 
 /// Authenticates a push: the throttle first, then the token, then its certificate binding.
@@ -61,7 +31,7 @@ pub fn authenticate(
     throttle: &AuthThrottle,
 ) -> Result<Identity, PushError> {
     let ip = conn.peer.ip();
-    throttle.admit(ip)?;
+    throttle.admit(ip).map_err(PushError::AuthThrottled)?;
     let result = secret(headers).and_then(|s| {
         verifier
             .check(&s, Kind::Push)
@@ -79,89 +49,6 @@ pub fn authenticate(
         }
     }
     Ok(identity)
-}
-
-/// A token bucket.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    level: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn full(capacity: f64, now: Instant) -> Bucket {
-        Bucket {
-            level: capacity,
-            at: now,
-        }
-    }
-
-    fn refill(&mut self, rate: f64, capacity: f64, now: Instant) {
-        let dt = now.saturating_duration_since(self.at).as_secs_f64();
-        self.level = (self.level + dt * rate).min(capacity);
-        self.at = now;
-    }
-}
-
-/// Limits failed authentications per peer address: a burst of `per_minute`, refilled evenly.
-/// An address over it gets 429 without its credentials being looked at.
-#[derive(Debug)]
-pub struct AuthThrottle {
-    per_minute: u32,
-    peers: Mutex<HashMap<IpAddr, Bucket>>,
-}
-
-impl AuthThrottle {
-    pub fn new(per_minute: u32) -> AuthThrottle {
-        AuthThrottle {
-            per_minute,
-            peers: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn rate(&self) -> f64 {
-        f64::from(self.per_minute) / 60.0
-    }
-
-    fn admit(&self, ip: IpAddr) -> Result<(), PushError> {
-        if self.per_minute == 0 {
-            return Ok(());
-        }
-        let now = Instant::now();
-        let cap = f64::from(self.per_minute);
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(b) = peers.get_mut(&ip) else {
-            return Ok(());
-        };
-        b.refill(self.rate(), cap, now);
-        if b.level >= 1.0 {
-            return Ok(());
-        }
-        let wait = ((1.0 - b.level) / self.rate()).ceil().max(1.0) as u64;
-        Err(PushError::AuthThrottled(wait))
-    }
-
-    fn fail(&self, ip: IpAddr) {
-        if self.per_minute == 0 {
-            return;
-        }
-        let now = Instant::now();
-        let cap = f64::from(self.per_minute);
-        let rate = self.rate();
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        if peers.len() >= MAX_TRACKED_PEERS && !peers.contains_key(&ip) {
-            peers.retain(|_, b| {
-                b.refill(rate, cap, now);
-                b.level < cap
-            });
-            if peers.len() >= MAX_TRACKED_PEERS {
-                peers.clear();
-            }
-        }
-        let b = peers.entry(ip).or_insert_with(|| Bucket::full(cap, now));
-        b.refill(rate, cap, now);
-        b.level = (b.level - 1.0).max(0.0);
-    }
 }
 
 /// Per-token entries/s and bytes/s limits. A request is admitted whole or refused whole

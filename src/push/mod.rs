@@ -13,10 +13,12 @@
 //! - `proto`, `json`: the two body formats;
 //! - `labels`: the label string;
 //! - `validate`: Loki's per-stream and per-entry rules and the partial-failure rule;
+//! - `enrich`: `service_name` and `detected_level`, added before hashing, as Loki does;
 //! - `error`: every failure, and its status, in one place.
 
 mod auth;
 mod decode;
+pub mod enrich;
 mod error;
 mod json;
 pub mod labels;
@@ -252,7 +254,8 @@ async fn handle(
     if decoded.streams.is_empty() {
         return Err(PushError::NoStreams);
     }
-    let checked = validate::check(decoded, &who.labels, &st.limits, crate::clock::now_ns());
+    let mut checked = validate::check(decoded, &who.labels, &st.limits, crate::clock::now_ns());
+    enrich::apply(&mut checked.streams);
     if checked.entries > 0 {
         st.rates.admit(&who.name, checked.entries, checked.bytes)?;
         let batch = Batch {

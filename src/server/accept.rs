@@ -194,7 +194,7 @@ impl Conn {
         );
         let conn = self
             .builder
-            .serve_connection(TokioIo::new(io), TowerToHyperService::new(svc));
+            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(svc));
         if let Err(e) = watcher.watch(conn.into_owned()).await {
             tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
         }

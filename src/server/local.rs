@@ -1,5 +1,6 @@
-//! The local listener's routes: `/ready` and `/metrics`. It binds a loopback address only
-//! (enforced in `config`); the query API and administration join it here.
+//! The local listener's own routes: `/ready` and `/metrics`. It binds a loopback address
+//! only (enforced in `config` and again on the bound address); the query API is merged in
+//! by the server (see `read`), and answers every other path.
 //!
 //! Must not: be reachable from the push listener's router.
 
@@ -24,7 +25,6 @@ pub fn router(state: LocalState) -> Router {
     Router::new()
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found\n") })
         .with_state(state)
 }
 

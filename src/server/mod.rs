@@ -15,10 +15,13 @@
 //! - `accept`: the accept loop (connection limit, TLS, HTTP/1.1 + HTTP/2, draining);
 //! - `tls`: certificates, client certificates, reload;
 //! - `tokens`: keeping the verifier and the admin stream in step with the token database;
-//! - `local`: the loopback-only listener's routes.
+//! - `local`: the loopback-only listener's own routes (`/ready`, `/metrics`);
+//! - `read`: the query API on the local and remote read listeners, read tokens, and the
+//!   audit record of every read.
 
 mod accept;
 mod local;
+pub mod read;
 pub mod tls;
 pub mod tokens;
 
@@ -31,6 +34,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::push::{self, PushState};
+use crate::query::{Engine, QueryState};
 use crate::store;
 use crate::token::{Manager, Verifier};
 
@@ -43,11 +47,13 @@ pub enum Control {
     Shutdown,
 }
 
-/// The two listeners, bound by the caller.
+/// The listeners, bound by the caller.
 #[derive(Debug)]
 pub struct Listeners {
     pub push: TcpListener,
     pub local: TcpListener,
+    /// The remote read listener, when `query.remote_listen` is set.
+    pub remote: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -66,7 +72,19 @@ impl Listeners {
             bound.ip().is_loopback(),
             "local listener bound {bound}, which is not a loopback address"
         );
-        Ok(Listeners { push, local })
+        let remote = match cfg.query.remote_listen {
+            None => None,
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("bind remote read listener {addr}"))?,
+            ),
+        };
+        Ok(Listeners {
+            push,
+            local,
+            remote,
+        })
     }
 }
 
@@ -79,28 +97,38 @@ pub async fn run(
     use anyhow::Context;
     let store_cfg = cfg.store.clone();
     let data_dir = cfg.data_dir.clone();
-    let (ledger, appender, verifier, sync) = tokio::task::spawn_blocking(move || {
-        let (ledger, appender, _reader) = store::open(store_cfg).context("open the ledger")?;
+    let (ledger, appender, reader, verifier, sync) = tokio::task::spawn_blocking(move || {
+        let (ledger, appender, reader) = store::open(store_cfg).context("open the ledger")?;
         let manager = Manager::open(&data_dir).context("open the token database")?;
         let verifier = Arc::new(Verifier::new(manager.key().clone()));
         let mut sync = tokens::Sync::new(manager, Arc::clone(&verifier), appender.clone());
         sync.tick().context("load tokens")?;
-        anyhow::Ok((ledger, appender, verifier, sync))
+        anyhow::Ok((ledger, appender, reader, verifier, sync))
     })
     .await??;
-    let tls = match &cfg.tls {
-        Some(t) => Some(Arc::new(
-            tls::TlsState::load(t.clone()).map_err(anyhow::Error::msg)?,
-        )),
-        None => None,
+    let load_tls = |t: &Option<crate::config::TlsConfig>| -> anyhow::Result<_> {
+        Ok(match t {
+            Some(t) => Some(Arc::new(
+                tls::TlsState::load(t.clone()).map_err(anyhow::Error::msg)?,
+            )),
+            None => None,
+        })
     };
+    let tls = load_tls(&cfg.tls)?;
+    let remote_tls = load_tls(&cfg.query.remote_tls)?;
+    let q = &cfg.query;
+    let query_state = QueryState::new(
+        Engine::new(reader, q.limits.clone()),
+        q.max_concurrent,
+        q.max_concurrent_tails,
+    );
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(true));
     let mut limits = cfg.limits.clone();
     limits.body_timeout = cfg.server.body_timeout;
     let push_state = PushState::new(
-        appender,
-        verifier,
+        appender.clone(),
+        Arc::clone(&verifier),
         Arc::clone(&metrics),
         limits,
         Arc::clone(&ready),
@@ -120,11 +148,28 @@ pub async fn run(
         app: local::router(local::LocalState {
             metrics: Arc::clone(&metrics),
             ready: Arc::clone(&ready),
-        }),
+        })
+        .merge(read::local(query_state.clone(), appender.clone())),
         tls: None,
         limits: cfg.server.clone(),
         metrics: Arc::new(Metrics::default()),
     };
+    let remote_task = listeners.remote.map(|listener| {
+        let ep = accept::Endpoint {
+            name: "remote",
+            listener,
+            app: read::remote(
+                query_state.clone(),
+                appender.clone(),
+                Arc::clone(&verifier),
+                cfg.limits.auth_failures_per_minute,
+            ),
+            tls: remote_tls.clone(),
+            limits: cfg.server.clone(),
+            metrics: Arc::new(Metrics::default()),
+        };
+        tokio::spawn(accept::serve(ep, stop_rx.clone()))
+    });
     let push_task = tokio::spawn(accept::serve(push_ep, stop_rx.clone()));
     let local_task = tokio::spawn(accept::serve(local_ep, stop_rx));
     let sync_stop = Arc::new(AtomicBool::new(false));
@@ -133,7 +178,12 @@ pub async fn run(
 
     while let Some(msg) = control.recv().await {
         match msg {
-            Control::Reload => reload(tls.as_deref(), &metrics),
+            Control::Reload => {
+                reload(tls.as_deref(), &metrics);
+                if let Some(t) = remote_tls.as_deref() {
+                    reload(Some(t), &metrics);
+                }
+            }
             Control::Shutdown => break,
         }
     }
@@ -143,6 +193,9 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = push_task.await;
     let _ = local_task.await;
+    if let Some(t) = remote_task {
+        let _ = t.await;
+    }
     sync_stop.store(true, Ordering::Release);
     tokio::task::spawn_blocking(move || {
         let _ = sync_thread.join();

@@ -17,7 +17,9 @@
 //! - `append`: the append handle and its bounded queue;
 //! - `writer`: the writer thread and group commit;
 //! - `checkpointer`: copies the active segment's WAL into its file beside the writer;
-//! - `reader`: read-only access for queries and tests.
+//! - `index`: the in-memory stream index (label sets, and their time spans per segment);
+//! - `reader`: read-only access for queries and tests;
+//! - `scan`: reading the records of chosen streams in a time range, newest or oldest first.
 
 pub mod block;
 pub mod chain;
@@ -28,7 +30,9 @@ mod active;
 mod append;
 mod checkpointer;
 mod error;
+mod index;
 mod reader;
+mod scan;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -40,7 +44,9 @@ use std::time::Duration;
 pub use append::{Appender, Batch, NewEntry, Receipt, Stream};
 pub use chain::{Hash, Pairs, Record};
 pub use error::{AppendError, StoreError};
+pub use index::{SegSpan, StreamId, StreamIndex, StreamInfo};
 pub use reader::{Reader, SegmentInfo};
+pub use scan::{Order, Scan, ScanStats, Visit};
 pub use writer::FATAL_EXIT_CODE;
 
 use append::{Msg, Queue};
@@ -190,8 +196,9 @@ pub fn open(cfg: StoreConfig) -> Result<(Ledger, Appender, Reader), StoreError> 
         max_bytes: cfg.queue_max_bytes,
         closed: AtomicBool::new(false),
     });
-    let reader = Reader::new(&cfg.data_dir);
-    let w = writer::Writer::new(cfg, active, rx, Arc::clone(&queue));
+    let index = Arc::new(StreamIndex::build(&dir)?);
+    let reader = Reader::with_index(&cfg.data_dir, Arc::clone(&index));
+    let w = writer::Writer::new(cfg, active, rx, Arc::clone(&queue), index);
     let handle = std::thread::Builder::new()
         .name("ledger-writer".into())
         .spawn(move || w.run())

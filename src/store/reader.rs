@@ -6,12 +6,14 @@
 //! Must not: open anything writable, or trust a stored column over the record it derives from.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rusqlite::params;
 
 use super::block;
 use super::chain::{self, Record};
 use super::error::StoreError;
+use super::index::StreamIndex;
 use super::segment::{self, Meta};
 
 /// One segment as a reader sees it.
@@ -28,12 +30,35 @@ pub struct SegmentInfo {
 #[derive(Debug, Clone)]
 pub struct Reader {
     data_dir: PathBuf,
+    /// The writer's live index when the ledger is open; `None` for an offline reader, which
+    /// builds one from the files when a scan needs it.
+    index: Option<Arc<StreamIndex>>,
 }
 
 impl Reader {
+    /// An offline reader of the files under `data_dir`.
     pub fn new(data_dir: &Path) -> Self {
         Self {
             data_dir: data_dir.to_owned(),
+            index: None,
+        }
+    }
+
+    /// A reader that shares the open ledger's stream index.
+    pub(crate) fn with_index(data_dir: &Path, index: Arc<StreamIndex>) -> Self {
+        Self {
+            data_dir: data_dir.to_owned(),
+            index: Some(index),
+        }
+    }
+
+    /// The stream index: the live one, or one built now from the files.
+    pub fn index(&self) -> Result<Arc<StreamIndex>, StoreError> {
+        match &self.index {
+            Some(i) => Ok(Arc::clone(i)),
+            None => Ok(Arc::new(StreamIndex::build(&super::segments_dir(
+                &self.data_dir,
+            ))?)),
         }
     }
 
@@ -78,6 +103,25 @@ impl Reader {
             }
             let start = from.max(seg.meta.first_seq);
             read_segment(&seg.path, start, max, &mut out)?;
+        }
+        Ok(out)
+    }
+}
+
+impl Reader {
+    /// Up to `max` records from `from` on, opening only the segments that hold them (found
+    /// through the stream index): for following the log as it grows.
+    pub fn read_since(&self, from: u64, max: usize) -> Result<Vec<Record>, StoreError> {
+        let index = self.index()?;
+        let mut out = Vec::new();
+        if from >= index.next_seq() {
+            return Ok(out);
+        }
+        for (first_seq, path) in index.segments_from(from) {
+            if out.len() >= max {
+                break;
+            }
+            read_segment(&path, from.max(first_seq), max, &mut out)?;
         }
         Ok(out)
     }

@@ -18,6 +18,7 @@ use rusqlite::{ErrorCode, params};
 use super::active::{self, Active};
 use super::append::{Job, Msg, Queue, Receipt, now_ns};
 use super::error::{AppendError, StoreError};
+use super::index::{Position, StreamIndex};
 use super::{StoreConfig, segment};
 use super::{block, chain};
 
@@ -36,16 +37,25 @@ pub(crate) struct Writer {
     hasher: chain::Hasher,
     rx: Receiver<Msg>,
     queue: Arc<Queue>,
+    /// Told about every commit before its waiters are answered.
+    index: Arc<StreamIndex>,
 }
 
 impl Writer {
-    pub fn new(cfg: StoreConfig, active: Active, rx: Receiver<Msg>, queue: Arc<Queue>) -> Self {
+    pub fn new(
+        cfg: StoreConfig,
+        active: Active,
+        rx: Receiver<Msg>,
+        queue: Arc<Queue>,
+        index: Arc<StreamIndex>,
+    ) -> Self {
         Self {
             cfg,
             active: Some(active),
             hasher: chain::Hasher::default(),
             rx,
             queue,
+            index,
         }
     }
 
@@ -120,7 +130,7 @@ impl Writer {
     fn commit_group(&mut self, mut group: Vec<Job>) {
         let outcome = match self.ensure_active() {
             Ok(()) => match self.active.as_mut() {
-                Some(active) => commit(active, &self.hasher, &mut group),
+                Some(active) => commit(active, &self.hasher, &mut group, &self.index),
                 None => Err(AppendError::Storage("no writable segment".into())),
             },
             Err(e) => Err(e),
@@ -195,12 +205,22 @@ fn commit(
     active: &mut Active,
     hasher: &chain::Hasher,
     group: &mut [Job],
+    index: &StreamIndex,
 ) -> Result<Vec<Receipt>, AppendError> {
     let (start_seq, start_head) = (active.next_seq, active.head);
-    let mut new_streams: Vec<Vec<u8>> = Vec::new();
-    let result = insert_group(active, hasher, group, &mut new_streams);
+    let mut new_streams: Vec<(i64, Vec<u8>)> = Vec::new();
+    let mut spans: Vec<block::StreamSpan> = Vec::new();
+    let result = insert_group(active, hasher, group, &mut new_streams, &mut spans);
     match result {
         Ok(receipts) => {
+            let at = Position {
+                segment: active.meta.segment_index,
+                first_seq: active.meta.first_seq,
+                next_seq: active.next_seq,
+            };
+            if let Err(e) = index.record(at, &active.path, &new_streams, &spans) {
+                eprintln!("daftari: ledger: stream index: {e}");
+            }
             if active.first_recv_ns.is_none() {
                 active.first_recv_ns = group
                     .iter()
@@ -212,7 +232,7 @@ fn commit(
         Err(e) => {
             active.next_seq = start_seq;
             active.head = start_head;
-            for labels in new_streams {
+            for (_, labels) in new_streams {
                 active.streams.remove(&labels);
             }
             stop_if_fatal(&active.path, &e);
@@ -225,7 +245,8 @@ fn insert_group(
     active: &mut Active,
     hasher: &chain::Hasher,
     group: &mut [Job],
-    new_streams: &mut Vec<Vec<u8>>,
+    new_streams: &mut Vec<(i64, Vec<u8>)>,
+    spans: &mut Vec<block::StreamSpan>,
 ) -> rusqlite::Result<Vec<Receipt>> {
     let Active {
         conn,
@@ -241,6 +262,7 @@ fn insert_group(
             block: tx.prepare_cached(INSERT_BLOCK)?,
             span: tx.prepare_cached(INSERT_SPAN)?,
             stream: tx.prepare_cached(INSERT_STREAM)?,
+            spans,
         };
         let mut block = block::Builder::new(*next_seq);
         for job in group.iter_mut() {
@@ -259,7 +281,7 @@ fn insert_group(
                     None => {
                         let id = sql.insert_stream(&tx, labels)?;
                         streams.insert(labels.to_vec(), id);
-                        new_streams.push(labels.to_vec());
+                        new_streams.push((id, labels.to_vec()));
                         id
                     }
                 };
@@ -286,14 +308,15 @@ const INSERT_SPAN: &str = "INSERT INTO block_streams (first_seq, stream_id, coun
                            VALUES (?1, ?2, ?3, ?4, ?5)";
 const INSERT_STREAM: &str = "INSERT INTO streams (labels) VALUES (?1)";
 
-/// The prepared statements of one group commit.
-struct Statements<'c> {
+/// The prepared statements of one group commit, and the spans it inserted.
+struct Statements<'c, 's> {
     block: rusqlite::CachedStatement<'c>,
     span: rusqlite::CachedStatement<'c>,
     stream: rusqlite::CachedStatement<'c>,
+    spans: &'s mut Vec<block::StreamSpan>,
 }
 
-impl Statements<'_> {
+impl Statements<'_, '_> {
     fn insert_block(&mut self, b: &block::Builder) -> rusqlite::Result<()> {
         let first = b.first_seq as i64;
         self.block.execute(params![
@@ -314,6 +337,7 @@ impl Statements<'_> {
                 s.max_ts_ns
             ])?;
         }
+        self.spans.extend_from_slice(&b.streams);
         Ok(())
     }
 

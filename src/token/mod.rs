@@ -10,8 +10,10 @@
 //!
 //! Layout:
 //! - `manager`: the database, its schema, and the admin events queued for the ledger;
-//! - `verifier`: the in-memory set the push plane checks credentials against.
+//! - `verifier`: the in-memory set the listeners check credentials against;
+//! - `credentials`: reading a presented secret, and throttling failed attempts.
 
+pub mod credentials;
 mod manager;
 mod verifier;
 

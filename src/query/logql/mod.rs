@@ -1,0 +1,44 @@
+//! LogQL: Loki's query language, hand-written.
+//!
+//! Owns: the lexer, the syntax tree, the parser, the printer (`format_query` and the
+//! canonical text of a query), and the small languages inside LogQL: Go-style templates for
+//! `line_format`/`label_format`, `pattern` expressions and `ip()` ranges.
+//!
+//! Must not: read the ledger or know about HTTP.
+
+pub mod ast;
+pub mod ip;
+mod lexer;
+mod parser;
+pub mod pattern;
+mod print;
+pub mod template;
+
+pub use ast::Expr;
+pub use lexer::{parse_bytes, parse_duration};
+pub use parser::{MAX_QUERY_BYTES, anchored, parse, parse_selector};
+pub use print::{format_duration, pretty};
+
+/// A query that does not parse, worded as Loki words it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text}")]
+pub struct ParseError {
+    text: String,
+}
+
+impl ParseError {
+    /// An error at byte offset `at` of `src`: `parse error at line L, col C: msg`.
+    pub fn at(src: &str, at: usize, msg: impl Into<String>) -> ParseError {
+        let before = &src[..at.min(src.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        ParseError {
+            text: format!("parse error at line {line}, col {col}: {}", msg.into()),
+        }
+    }
+
+    /// An error without a position (Loki's `parse error : ...` and limit messages).
+    pub fn plain(msg: impl Into<String>) -> ParseError {
+        ParseError { text: msg.into() }
+    }
+}

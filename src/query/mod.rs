@@ -1,0 +1,86 @@
+//! The read plane: Loki's query API and LogQL over the ledger, for Grafana and logcli.
+//!
+//! Owns: the read router ([`router`]), which serves the same endpoints under any path prefix;
+//! LogQL; query execution on blocking threads under a concurrency limit and a deadline;
+//! Loki's JSON encodings; live tail over WebSocket.
+//!
+//! Must not: hold an append handle or a token manager, or offer any route that changes data.
+//! Who may call it (loopback, or a read token) is the server's business; what was read is
+//! reported to the server in an [`Audit`] response extension so that it can be recorded.
+//!
+//! Layout:
+//! - `logql`: lexer, parser, printer, templates, patterns, `ip()`;
+//! - `params`: request parameters as Loki reads them;
+//! - `pipeline`: one entry through line filters, parsers, label filters and formatting;
+//! - `engine`: stream selection, scans, log queries, labels, series, stats;
+//! - `metric`: metric query evaluation;
+//! - `volume`: `index/volume` and `index/volume_range`;
+//! - `encode`: response shapes;
+//! - `api`: the endpoints; `tail`: live tail;
+//! - `error`: the one error type and its statuses.
+
+mod api;
+pub mod encode;
+pub mod engine;
+pub mod error;
+pub mod logql;
+pub mod metric;
+pub mod params;
+pub mod pipeline;
+mod tail;
+pub mod value;
+mod volume;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::sync::Semaphore;
+
+pub use engine::{Engine, Limits};
+pub use error::QueryError;
+
+/// Queries that may run at once; more wait, then get 429. Key `query.max_concurrent`.
+pub const DEFAULT_MAX_CONCURRENT: usize = 4;
+
+/// Live tails that may be open at once: Loki's `max_concurrent_tail_requests`.
+/// Key `query.max_concurrent_tails`.
+pub const DEFAULT_MAX_TAILS: usize = 10;
+
+/// How long a tail may stay open: Loki's `tail_max_duration`.
+pub const TAIL_MAX_DURATION: Duration = Duration::from_secs(3600);
+
+/// What a read request read, attached to its response for the audit record.
+#[derive(Debug, Clone, Default)]
+pub struct Audit {
+    /// The LogQL query or selector, if any.
+    pub query: String,
+    pub start_ns: Option<i64>,
+    pub end_ns: Option<i64>,
+    /// Entries, series, label names or values returned.
+    pub results: u64,
+}
+
+/// Everything the read router needs.
+#[derive(Debug, Clone)]
+pub struct QueryState {
+    pub engine: Engine,
+    slots: Arc<Semaphore>,
+    tails: Arc<Semaphore>,
+}
+
+impl QueryState {
+    pub fn new(engine: Engine, max_concurrent: usize, max_tails: usize) -> QueryState {
+        QueryState {
+            engine,
+            slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            tails: Arc::new(Semaphore::new(max_tails.max(1))),
+        }
+    }
+}
+
+/// The read API router. Every Loki read path is matched by its suffix, so the router works
+/// behind any prefix a data-source URL adds.
+pub fn router(state: QueryState) -> Router {
+    Router::new().fallback(api::dispatch).with_state(state)
+}

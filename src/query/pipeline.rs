@@ -1,0 +1,539 @@
+//! Running a log pipeline over one entry: line filters, parsers, label filters, formatting.
+//!
+//! Owns: Loki's per-entry semantics: parsed labels that collide get `_extracted`; parse and
+//! format failures set `__error__` and `__error_details__` instead of dropping the line; a
+//! missing label compares as the empty string in string filters and fails numeric ones.
+//!
+//! Must not: read the ledger, or keep state between entries.
+
+use std::borrow::Cow;
+
+use super::logql::ast::*;
+use super::logql::template::Data;
+use super::logql::{parse_bytes, parse_duration};
+use super::value::{Cat, Labels};
+
+pub const ERROR_LABEL: &str = "__error__";
+pub const ERROR_DETAILS_LABEL: &str = "__error_details__";
+
+/// JSON nesting a parser follows at most; deeper values are left out.
+const JSON_MAX_DEPTH: usize = 64;
+
+/// An entry that passed the pipeline.
+#[derive(Debug)]
+pub struct Output<'a> {
+    pub line: Cow<'a, str>,
+    pub labels: Labels,
+}
+
+/// Runs `stages` over one entry. `None` means a filter dropped it.
+pub fn run<'a>(
+    stages: &[Stage],
+    line: &'a str,
+    ts_ns: i64,
+    stream: &[(String, String)],
+    metadata: &[(String, String)],
+) -> Option<Output<'a>> {
+    let mut line: Cow<'a, str> = Cow::Borrowed(line);
+    let mut labels = Labels::new();
+    for (k, v) in stream {
+        labels.set(k.as_str(), v.as_str(), Cat::Stream);
+    }
+    for (k, v) in metadata {
+        labels.set(k.as_str(), v.as_str(), Cat::Meta);
+    }
+    for stage in stages {
+        match stage {
+            Stage::Line(f) => {
+                if !line_passes(f, &line) {
+                    return None;
+                }
+            }
+            Stage::Parse(p) => parse(p, &mut line, &mut labels),
+            Stage::Label(p) => {
+                if !label_passes(p, &mut labels) {
+                    return None;
+                }
+            }
+            Stage::LineFormat(t) => {
+                let flat = labels.flat();
+                match t.render(&Data {
+                    labels: &flat,
+                    line: &line,
+                    ts_ns,
+                }) {
+                    Ok(s) => line = Cow::Owned(s),
+                    Err(e) => set_error(&mut labels, "TemplateFormatErr", &e),
+                }
+            }
+            Stage::LabelFormat(list) => label_format(list, &line, ts_ns, &mut labels),
+            Stage::Drop(sels) => labels.retain(|k, v| !sels.iter().any(|s| selects(s, k, v))),
+            Stage::Keep(sels) => labels.retain(|k, v| sels.iter().any(|s| selects(s, k, v))),
+            Stage::Decolorize => {
+                if line.contains('\x1b') {
+                    line = Cow::Owned(decolorize(&line));
+                }
+            }
+        }
+    }
+    Some(Output { line, labels })
+}
+
+/// Whether a pipeline needs labels at all (otherwise only line filters run).
+pub fn only_line_filters(stages: &[Stage]) -> bool {
+    stages.iter().all(|s| matches!(s, Stage::Line(_)))
+}
+
+/// Applies just the line filters (the fast path).
+pub fn line_filters_pass(stages: &[Stage], line: &str) -> bool {
+    stages.iter().all(|s| match s {
+        Stage::Line(f) => line_passes(f, line),
+        _ => true,
+    })
+}
+
+fn selects(s: &LabelSel, k: &str, v: &str) -> bool {
+    s.name == k && s.matcher.as_ref().is_none_or(|m| m.matches(v))
+}
+
+pub fn set_error(labels: &mut Labels, kind: &str, details: &str) {
+    if labels.get(ERROR_LABEL).is_none() {
+        labels.set(ERROR_LABEL, kind, Cat::Parsed);
+        labels.set(ERROR_DETAILS_LABEL, details, Cat::Parsed);
+    }
+}
+
+fn line_passes(f: &LineFilter, line: &str) -> bool {
+    let any = f.args.iter().any(|a| match a {
+        FilterArg::Text(s) => line.contains(s.as_str()),
+        FilterArg::Regex(_, re) => re.is_match(line),
+        FilterArg::Pattern(_, p) => p.captures(line).is_some(),
+        FilterArg::Ip(_, ip) => ip.matches_line(line),
+    });
+    any != f.op.negated()
+}
+
+/// Whether a label filter passes; an unparsable number sets `__error__` and passes.
+pub fn label_passes(p: &LabelPred, labels: &mut Labels) -> bool {
+    match p {
+        LabelPred::And(a, b) => label_passes(a, labels) && label_passes(b, labels),
+        LabelPred::Or(a, b) => label_passes(a, labels) || label_passes(b, labels),
+        LabelPred::Str(m) => m.matches(labels.get(&m.name).unwrap_or("")),
+        LabelPred::Ip {
+            name, negate, ip, ..
+        } => labels.get(name).is_some_and(|v| ip.matches_value(v)) != *negate,
+        LabelPred::Num { name, op, lit } => {
+            let Some(v) = labels.get(name) else {
+                return false;
+            };
+            let parsed = match lit {
+                NumLit::Number(n) => v.trim().parse::<f64>().ok().map(|x| (x, *n)),
+                NumLit::Duration(ns) => parse_duration(v.trim()).map(|x| (x as f64, *ns as f64)),
+                NumLit::Bytes(b) => parse_bytes(v.trim()).map(|x| (x as f64, *b as f64)),
+            };
+            match parsed {
+                Some((x, y)) => op.holds(x, y),
+                None => {
+                    let details = format!("cannot parse {v:?} of label {name} for comparison");
+                    set_error(labels, "LabelFilterErr", &details);
+                    // Loki keeps the line so that the error can be seen and filtered.
+                    true
+                }
+            }
+        }
+    }
+}
+
+fn label_format(list: &[LabelFmt], line: &str, ts_ns: i64, labels: &mut Labels) {
+    let flat = labels.flat();
+    for f in list {
+        match f {
+            LabelFmt::Rename { dst, src } => {
+                if let Some((v, cat)) = labels.remove(src) {
+                    labels.set(dst.as_str(), v, cat);
+                }
+            }
+            LabelFmt::Template { dst, tmpl } => {
+                match tmpl.render(&Data {
+                    labels: &flat,
+                    line,
+                    ts_ns,
+                }) {
+                    Ok(v) => labels.set(dst.as_str(), v, Cat::Parsed),
+                    Err(e) => set_error(labels, "TemplateFormatErr", &e),
+                }
+            }
+        }
+    }
+}
+
+fn decolorize(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            chars.next();
+            while let Some(&n) = chars.peek() {
+                chars.next();
+                if n.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A label name made valid: characters outside `[a-zA-Z0-9_]` become `_`, as Loki does.
+fn sanitize(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.starts_with(|c: char| c.is_ascii_digit()) {
+        s.insert(0, '_');
+    }
+    s
+}
+
+fn parse(p: &Parser, line: &mut Cow<'_, str>, labels: &mut Labels) {
+    match p {
+        Parser::Json(paths) => json(paths, line, labels),
+        Parser::Logfmt {
+            strict,
+            keep_empty,
+            fields,
+        } => logfmt(*strict, *keep_empty, fields, line, labels),
+        Parser::Regexp(_, re) => {
+            if let Some(caps) = re.captures(line) {
+                for name in re.capture_names().flatten() {
+                    if let Some(m) = caps.name(name) {
+                        labels.set_parsed(name, m.as_str());
+                    }
+                }
+            }
+        }
+        Parser::Pattern(_, pat) => {
+            if let Some(caps) = pat.captures(line) {
+                for (k, v) in caps {
+                    labels.set_parsed(k, v);
+                }
+            }
+        }
+        Parser::Unpack => unpack(line, labels),
+    }
+}
+
+fn json(paths: &[(String, String)], line: &str, labels: &mut Labels) {
+    let value: serde_json::Value = match serde_json::from_str(line) {
+        Ok(v @ serde_json::Value::Object(_)) => v,
+        Ok(_) => return set_error(labels, "JSONParserErr", "line is not a JSON object"),
+        Err(e) => return set_error(labels, "JSONParserErr", &e.to_string()),
+    };
+    if paths.is_empty() {
+        flatten("", &value, 0, labels);
+        return;
+    }
+    for (name, path) in paths {
+        let found = json_path(path).and_then(|steps| {
+            steps.iter().try_fold(&value, |v, step| match step {
+                PathStep::Key(k) => v.get(k.as_str()),
+                PathStep::Index(i) => v.get(*i),
+            })
+        });
+        let text = match found {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Null) | None => String::new(),
+            Some(v) => v.to_string(),
+        };
+        labels.set_parsed(name, text);
+    }
+}
+
+fn flatten(prefix: &str, v: &serde_json::Value, depth: usize, labels: &mut Labels) {
+    if depth > JSON_MAX_DEPTH {
+        return;
+    }
+    let serde_json::Value::Object(map) = v else {
+        return;
+    };
+    for (k, v) in map {
+        let name = if prefix.is_empty() {
+            sanitize(k)
+        } else {
+            format!("{prefix}_{}", sanitize(k))
+        };
+        match v {
+            serde_json::Value::Object(_) => flatten(&name, v, depth + 1, labels),
+            serde_json::Value::Array(_) | serde_json::Value::Null => {}
+            serde_json::Value::String(s) => labels.set_parsed(&name, s.as_str()),
+            other => labels.set_parsed(&name, other.to_string()),
+        }
+    }
+}
+
+enum PathStep {
+    Key(String),
+    Index(usize),
+}
+
+/// `a.b[0]["c d"]` into steps.
+fn json_path(path: &str) -> Option<Vec<PathStep>> {
+    let mut out = Vec::new();
+    let mut rest = path;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('[') {
+            let close = r.find(']')?;
+            let inner = &r[..close];
+            if let Some(q) = inner.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+                out.push(PathStep::Key(q.to_owned()));
+            } else {
+                out.push(PathStep::Index(inner.parse().ok()?));
+            }
+            rest = &r[close + 1..];
+        } else {
+            let rest2 = rest.strip_prefix('.').unwrap_or(rest);
+            let end = rest2.find(['.', '[']).unwrap_or(rest2.len());
+            out.push(PathStep::Key(rest2[..end].to_owned()));
+            rest = &rest2[end..];
+        }
+    }
+    Some(out)
+}
+
+fn unpack(line: &mut Cow<'_, str>, labels: &mut Labels) {
+    let map: serde_json::Map<String, serde_json::Value> = match serde_json::from_str(line) {
+        Ok(m) => m,
+        Err(e) => return set_error(labels, "JSONParserErr", &e.to_string()),
+    };
+    let mut entry = None;
+    for (k, v) in map {
+        if let serde_json::Value::String(s) = v {
+            if k == "_entry" {
+                entry = Some(s);
+            } else {
+                labels.set_parsed(&sanitize(&k), s);
+            }
+        }
+    }
+    if let Some(e) = entry {
+        *line = Cow::Owned(e);
+    }
+}
+
+fn logfmt(
+    strict: bool,
+    keep_empty: bool,
+    fields: &[(String, String)],
+    line: &str,
+    labels: &mut Labels,
+) {
+    let pairs = match logfmt_pairs(line) {
+        Ok(p) => p,
+        Err((p, e)) => {
+            if strict {
+                return set_error(labels, "LogfmtParserErr", &e);
+            }
+            p
+        }
+    };
+    for (k, v) in pairs {
+        if v.is_none() && !keep_empty {
+            continue;
+        }
+        let v = v.unwrap_or_default();
+        if fields.is_empty() {
+            labels.set_parsed(&sanitize(&k), v);
+        } else if let Some((name, _)) = fields.iter().find(|(_, path)| *path == k) {
+            labels.set_parsed(name, v);
+        }
+    }
+}
+
+type Pairs = Vec<(String, Option<String>)>;
+
+/// `key=value key2="quoted \"v\"" flag` into pairs; a bare key has no value. On a syntax
+/// error, the pairs read so far and the error.
+fn logfmt_pairs(line: &str) -> Result<Pairs, (Pairs, String)> {
+    let mut out = Vec::new();
+    let b = line.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        while i < b.len() && b[i] <= b' ' {
+            i += 1;
+        }
+        if i >= b.len() {
+            break;
+        }
+        let start = i;
+        while i < b.len() && b[i] > b' ' && b[i] != b'=' && b[i] != b'"' {
+            i += 1;
+        }
+        let key = &line[start..i];
+        if key.is_empty() {
+            return Err((
+                out,
+                format!(
+                    "logfmt syntax error at pos {}: unexpected '{}'",
+                    i + 1,
+                    b[i] as char
+                ),
+            ));
+        }
+        if i >= b.len() || b[i] != b'=' {
+            out.push((key.to_owned(), None));
+            continue;
+        }
+        i += 1;
+        if i < b.len() && b[i] == b'"' {
+            let (val, len) = match unquote(&line[i..]) {
+                Some(x) => x,
+                None => {
+                    return Err((
+                        out,
+                        format!(
+                            "logfmt syntax error at pos {}: unterminated quoted value",
+                            i + 1
+                        ),
+                    ));
+                }
+            };
+            out.push((key.to_owned(), Some(val)));
+            i += len;
+        } else {
+            let vstart = i;
+            while i < b.len() && b[i] > b' ' {
+                i += 1;
+            }
+            out.push((key.to_owned(), Some(line[vstart..i].to_owned())));
+        }
+    }
+    Ok(out)
+}
+
+/// A quoted logfmt value at the start of `s`: its text and the bytes it took.
+fn unquote(s: &str) -> Option<(String, usize)> {
+    let mut out = String::new();
+    let mut chars = s.char_indices().skip(1);
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((out, i + 1)),
+            '\\' => match chars.next()?.1 {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                'r' => out.push('\r'),
+                c => out.push(c),
+            },
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::logql::{self, Expr};
+
+    fn pipe(q: &str) -> Vec<Stage> {
+        match logql::parse(q).unwrap() {
+            Expr::Log(l) => l.pipeline,
+            Expr::Metric(_) => panic!("not a log query"),
+        }
+    }
+
+    fn run_one(q: &str, line: &str) -> Option<(String, Vec<(String, String)>)> {
+        let stream = vec![("job".to_string(), "sshd".to_string())];
+        run(&pipe(q), line, 0, &stream, &[]).map(|o| {
+            let labels = o.labels.flat().into_iter().collect();
+            (o.line.into_owned(), labels)
+        })
+    }
+
+    fn label(out: &Option<(String, Vec<(String, String)>)>, k: &str) -> Option<String> {
+        out.as_ref()?
+            .1
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn json_nested_and_paths() {
+        let out = run_one(
+            r#"{job="sshd"} | json"#,
+            r#"{"a":{"b":"c"},"n":3,"arr":[1],"job":"x"}"#,
+        );
+        assert_eq!(label(&out, "a_b").as_deref(), Some("c"));
+        assert_eq!(label(&out, "n").as_deref(), Some("3"));
+        assert_eq!(label(&out, "arr"), None);
+        assert_eq!(label(&out, "job_extracted").as_deref(), Some("x"));
+        let out = run_one(
+            r#"{job="sshd"} | json x="a.b", y="arr[0]""#,
+            r#"{"a":{"b":"c"},"arr":[7]}"#,
+        );
+        assert_eq!(label(&out, "x").as_deref(), Some("c"));
+        assert_eq!(label(&out, "y").as_deref(), Some("7"));
+        let out = run_one(r#"{job="sshd"} | json"#, "not json");
+        assert_eq!(label(&out, "__error__").as_deref(), Some("JSONParserErr"));
+        assert!(run_one(r#"{job="sshd"} | json | __error__="""#, "not json").is_none());
+    }
+
+    #[test]
+    fn logfmt_and_numeric_filters() {
+        let line = r#"level=warn msg="slow \"query\"" took=1.5s size=2KB bare"#;
+        let out = run_one(r#"{job="sshd"} | logfmt"#, line);
+        assert_eq!(label(&out, "msg").as_deref(), Some("slow \"query\""));
+        assert_eq!(label(&out, "bare"), None);
+        assert!(run_one(r#"{job="sshd"} | logfmt | took > 1s and size >= 2KB"#, line).is_some());
+        assert!(
+            run_one(
+                r#"{job="sshd"} | logfmt | took > 2s or level="error""#,
+                line
+            )
+            .is_none()
+        );
+        let out = run_one(r#"{job="sshd"} | logfmt --keep-empty"#, line);
+        assert_eq!(label(&out, "bare").as_deref(), Some(""));
+        let out = run_one(r#"{job="sshd"} | logfmt --strict"#, r#"a="open"#);
+        assert_eq!(label(&out, "__error__").as_deref(), Some("LogfmtParserErr"));
+    }
+
+    #[test]
+    fn filters_formats_drop_keep() {
+        let line = "Failed password for root from 10.1.2.3 port 22";
+        assert!(run_one(r#"{job="sshd"} |= "Failed" != "Accepted""#, line).is_some());
+        assert!(run_one(r#"{job="sshd"} |= "nope" or "root""#, line).is_some());
+        assert!(run_one(r#"{job="sshd"} |= ip("10.0.0.0/8")"#, line).is_some());
+        assert!(run_one(r#"{job="sshd"} |~ "(?i)FAILED""#, line).is_some());
+        assert!(run_one(r#"{job="sshd"} |> "<_> for <_> from <_>""#, line).is_some());
+        let out = run_one(
+            r#"{job="sshd"} | regexp "for (?P<user>\\S+) from (?P<ip>\\S+)" | line_format "{{.user}}@{{.ip}}" | label_format who=user | drop ip"#,
+            line,
+        );
+        assert_eq!(out.as_ref().unwrap().0, "root@10.1.2.3");
+        assert_eq!(label(&out, "who").as_deref(), Some("root"));
+        assert_eq!(label(&out, "ip"), None);
+        let out = run_one(
+            r#"{job="sshd"} | pattern "<_> for <user> from <_>" | keep user"#,
+            line,
+        );
+        assert_eq!(out.unwrap().1, [("user".to_string(), "root".to_string())]);
+        let out = run_one(r#"{job="sshd"} | decolorize"#, "\x1b[31mred\x1b[0m");
+        assert_eq!(out.unwrap().0, "red");
+        let out = run_one(
+            r#"{job="sshd"} | unpack"#,
+            r#"{"_entry":"inner","pod":"p1"}"#,
+        );
+        assert_eq!(out.as_ref().unwrap().0, "inner");
+        assert_eq!(label(&out, "pod").as_deref(), Some("p1"));
+    }
+}
