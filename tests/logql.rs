@@ -2,6 +2,13 @@
 //! queries fail with Loki's words and positions; and every construct evaluates over a fixed
 //! data set to results computed by hand (in the comments next to each expectation).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::type_complexity
+)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -127,11 +127,13 @@ pub async fn dispatch(State(st): State<QueryState>, req: Request) -> Response {
 async fn answer(st: QueryState, ep: Endpoint, req: Request) -> Result<Response, QueryError> {
     let (mut parts, body) = req.into_parts();
     if ep == Endpoint::Tail {
+        // Parameters are checked before the upgrade, so mistakes get a plain-text 400.
         let p = Params::parse(parts.uri.query(), None)?;
+        let req = tail::TailRequest::new(&p, &parts.headers)?;
         let ws = axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &st)
             .await
             .map_err(|e| QueryError::bad(e.body_text()))?;
-        return tail::start(st, p, &parts.headers, ws);
+        return Ok(tail::start(st, req, ws));
     }
     let form = read_form(&parts.headers, body).await?;
     let p = Params::parse(parts.uri.query(), form.as_deref())?;

@@ -82,6 +82,9 @@ impl Budget {
     }
 }
 
+/// A stream's labels as name/value pairs, sorted by name.
+pub type StreamLabels = Vec<(String, String)>;
+
 /// Reads the ledger for queries.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -151,7 +154,7 @@ impl Engine {
         matchers: &[Matcher],
         start: i64,
         end: i64,
-    ) -> Result<Vec<(StreamId, Vec<(String, String)>)>, QueryError> {
+    ) -> Result<Vec<(StreamId, StreamLabels)>, QueryError> {
         let index = self.reader.index()?;
         Ok(index.select(start, end, |id, info| {
             let ok = matchers

@@ -36,54 +36,69 @@ const MAX_DELAY_FOR: u64 = 5;
 /// WebSocket close code for a server-side error.
 const CLOSE_INTERNAL: u16 = 1011;
 
-/// Validates the request and upgrades the connection.
-pub fn start(
-    st: QueryState,
-    p: Params,
-    headers: &HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Result<Response, QueryError> {
-    let q = p.query()?.to_owned();
-    let log = match logql::parse(&q)? {
-        Expr::Log(l) => l,
-        Expr::Metric(_) => return Err(QueryError::bad("tail queries must be log queries")),
-    };
-    if let Some(d) = p.get("delay_for") {
-        let d: u64 = d
-            .parse()
-            .map_err(|_| QueryError::bad(format!("invalid delay_for parameter: {d:?}")))?;
-        if d > MAX_DELAY_FOR {
-            return Err(QueryError::bad("delay_for can't be greater than 5"));
+/// A validated tail request.
+#[derive(Debug)]
+pub struct TailRequest {
+    query: String,
+    log: LogExpr,
+    limit: usize,
+    start: i64,
+    categorize: bool,
+}
+
+impl TailRequest {
+    pub fn new(p: &Params, headers: &HeaderMap) -> Result<TailRequest, QueryError> {
+        let query = p.query()?.to_owned();
+        let log = match logql::parse(&query)? {
+            Expr::Log(l) => l,
+            Expr::Metric(_) => return Err(QueryError::bad("tail queries must be log queries")),
+        };
+        if let Some(d) = p.get("delay_for") {
+            let d: u64 = d
+                .parse()
+                .map_err(|_| QueryError::bad(format!("invalid delay_for parameter: {d:?}")))?;
+            if d > MAX_DELAY_FOR {
+                return Err(QueryError::bad("delay_for can't be greater than 5"));
+            }
         }
+        Ok(TailRequest {
+            query,
+            log,
+            limit: p.limit()?,
+            start: p.time("start", now_ns() - params::DEFAULT_SINCE_NS)?,
+            categorize: params::categorize(headers),
+        })
     }
-    let limit = p.limit()?;
-    let start = p.time("start", now_ns() - params::DEFAULT_SINCE_NS)?;
-    let categorize = params::categorize(headers);
+}
+
+/// Upgrades the connection and follows the log (429 when too many tails are open).
+pub fn start(st: QueryState, req: TailRequest, ws: WebSocketUpgrade) -> Response {
     let Ok(permit) = st.tails.clone().try_acquire_owned() else {
-        return Ok((
+        return (
             StatusCode::TOO_MANY_REQUESTS,
             "max concurrent tail requests limit exceeded\n",
         )
-            .into_response());
+            .into_response();
+    };
+    let audit = Audit {
+        query: req.query,
+        start_ns: Some(req.start),
+        end_ns: None,
+        results: 0,
     };
     let tail = Tail {
         st,
-        log,
-        limit,
-        start,
-        categorize,
+        log: req.log,
+        limit: req.limit,
+        start: req.start,
+        categorize: req.categorize,
         _permit: permit,
     };
     let mut r = ws
         .on_upgrade(move |socket| tail.run(socket))
         .into_response();
-    r.extensions_mut().insert(Audit {
-        query: q,
-        start_ns: Some(start),
-        end_ns: None,
-        results: 0,
-    });
-    Ok(r)
+    r.extensions_mut().insert(audit);
+    r
 }
 
 struct Tail {

@@ -25,6 +25,8 @@ pub struct Server {
     pub child: Child,
     pub push: SocketAddr,
     pub local: SocketAddr,
+    /// The remote read listener, when the config sets one.
+    pub remote: Option<SocketAddr>,
     pub data: PathBuf,
     /// The bootstrap token's secret (first start only; empty otherwise).
     pub token: String,
@@ -62,9 +64,15 @@ impl Server {
                 sink.lock().unwrap().push(line);
             }
         });
-        let (mut push, mut local) = (None, None);
+        let (mut push, mut local, mut remote) = (None, None, None);
+        let wants_remote = extra.contains(&"--config")
+            && extra
+                .windows(2)
+                .find(|w| w[0] == "--config")
+                .and_then(|w| std::fs::read_to_string(w[1]).ok())
+                .is_some_and(|t| t.contains("remote_listen"));
         let deadline = Instant::now() + START_TIMEOUT;
-        while push.is_none() || local.is_none() {
+        while push.is_none() || local.is_none() || (wants_remote && remote.is_none()) {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
                 Ok(l) => l,
@@ -84,6 +92,8 @@ impl Server {
                 push = Some(addr(&line));
             } else if line.starts_with("daftari: local listener on ") {
                 local = Some(addr(&line));
+            } else if line.starts_with("daftari: remote read listener on ") {
+                remote = Some(addr(&line));
             }
         }
         let token = std::fs::read_to_string(data.join("bootstrap-token"))
@@ -93,6 +103,7 @@ impl Server {
             child,
             push: push.unwrap(),
             local: local.unwrap(),
+            remote,
             data: data.to_path_buf(),
             token,
             stderr: lines,

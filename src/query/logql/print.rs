@@ -67,7 +67,7 @@ pub fn format_bytes(b: u64) -> String {
     ];
     UNITS
         .iter()
-        .find(|(_, n)| b >= *n && b % n == 0)
+        .find(|(_, n)| b >= *n && b.is_multiple_of(*n))
         .map_or_else(|| format!("{b}B"), |(u, n)| format!("{}{u}", b / n))
 }
 
@@ -394,7 +394,7 @@ fn pretty_metric(m: &MetricExpr, depth: usize, out: &mut String) {
             let _ = write!(out, "\n{pad})");
         }
         MetricExpr::Range(r) => {
-            let _ = write!(out, "{pad}{}(\n", r.op.as_str());
+            let _ = writeln!(out, "{pad}{}(", r.op.as_str());
             if let Some(p) = r.param {
                 let _ = writeln!(out, "{pad}  {},", num(p));
             }

@@ -12,10 +12,14 @@
 
 use std::collections::BTreeMap;
 
-use regex::Regex;
+mod funcs;
+mod lex;
+
+use funcs::call;
+use lex::{T, Toks};
 
 /// Output bytes one template may produce at most: bounds `repeat` and friends.
-const MAX_OUTPUT: usize = 64 * 1024;
+pub(super) const MAX_OUTPUT: usize = 64 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Template {
@@ -102,14 +106,14 @@ pub struct Data<'a> {
 
 /// A value during evaluation.
 #[derive(Debug, Clone, PartialEq)]
-enum Value {
+pub(super) enum Value {
     S(String),
     N(f64),
     B(bool),
 }
 
 impl Value {
-    fn text(&self) -> String {
+    pub(super) fn text(&self) -> String {
         match self {
             Value::S(s) => s.clone(),
             Value::N(n) => crate::query::value::format_float(*n),
@@ -117,7 +121,7 @@ impl Value {
         }
     }
 
-    fn truthy(&self) -> bool {
+    pub(super) fn truthy(&self) -> bool {
         match self {
             Value::S(s) => !s.is_empty(),
             Value::N(n) => *n != 0.0,
@@ -125,7 +129,7 @@ impl Value {
         }
     }
 
-    fn num(&self) -> Result<f64, String> {
+    pub(super) fn num(&self) -> Result<f64, String> {
         match self {
             Value::N(n) => Ok(*n),
             Value::S(s) => s
@@ -250,117 +254,6 @@ fn parse_nodes(pieces: &[Piece], pos: &mut usize) -> Result<(Vec<Node>, Option<S
     Ok((nodes, None))
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum T {
-    Field(String),
-    Word(String),
-    Str(String),
-    Num(f64),
-    Pipe,
-    Open,
-    Close,
-}
-
-struct Toks {
-    toks: Vec<T>,
-    pos: usize,
-}
-
-impl Toks {
-    fn new(s: &str) -> Result<Toks, String> {
-        let b = s.as_bytes();
-        let mut toks = Vec::new();
-        let mut i = 0;
-        while i < b.len() {
-            let c = b[i];
-            let word_end = |mut j: usize| {
-                while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
-                    j += 1;
-                }
-                j
-            };
-            match c {
-                b' ' | b'\t' | b'\n' => i += 1,
-                b'|' => {
-                    toks.push(T::Pipe);
-                    i += 1;
-                }
-                b'(' => {
-                    toks.push(T::Open);
-                    i += 1;
-                }
-                b')' => {
-                    toks.push(T::Close);
-                    i += 1;
-                }
-                b'.' => {
-                    let end = word_end(i + 1);
-                    toks.push(T::Field(s[i + 1..end].to_owned()));
-                    i = end;
-                }
-                b'"' => {
-                    let (lit, len) = go_string(&s[i..])?;
-                    toks.push(T::Str(lit));
-                    i += len;
-                }
-                b'`' => {
-                    let close = s[i + 1..]
-                        .find('`')
-                        .ok_or("template: unterminated raw string")?;
-                    toks.push(T::Str(s[i + 1..i + 1 + close].to_owned()));
-                    i += close + 2;
-                }
-                c if c.is_ascii_digit() || c == b'-' => {
-                    let mut j = i + 1;
-                    while j < b.len() && (b[j].is_ascii_digit() || b[j] == b'.') {
-                        j += 1;
-                    }
-                    let n = s[i..j]
-                        .parse()
-                        .map_err(|_| format!("template: bad number {:?}", &s[i..j]))?;
-                    toks.push(T::Num(n));
-                    i = j;
-                }
-                c if c.is_ascii_alphabetic() || c == b'_' => {
-                    let end = word_end(i);
-                    toks.push(T::Word(s[i..end].to_owned()));
-                    i = end;
-                }
-                _ => return Err(format!("template: unexpected {:?}", c as char)),
-            }
-        }
-        Ok(Toks { toks, pos: 0 })
-    }
-
-    fn peek(&self) -> Option<&T> {
-        self.toks.get(self.pos)
-    }
-}
-
-/// A Go double-quoted string at the start of `s`: its value and its length in `s`.
-fn go_string(s: &str) -> Result<(String, usize), String> {
-    let mut out = String::new();
-    let mut chars = s.char_indices().skip(1);
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '"' => return Ok((out, i + 1)),
-            '\\' => match chars.next().map(|(_, c)| c) {
-                Some('n') => out.push('\n'),
-                Some('t') => out.push('\t'),
-                Some('\\') => out.push('\\'),
-                Some('"') => out.push('"'),
-                Some(c) => {
-                    out.push('\\');
-                    out.push(c);
-                }
-                None => break,
-            },
-            c => out.push(c),
-        }
-    }
-    Err("template: unterminated string".into())
-}
-
 fn parse_pipeline(t: &mut Toks) -> Result<Pipeline, String> {
     let mut cmds = vec![parse_command(t)?];
     while t.peek() == Some(&T::Pipe) {
@@ -461,217 +354,6 @@ fn eval_operand(a: &Operand, data: &Data<'_>) -> Result<Value, String> {
         Operand::Sub(p) => eval_pipeline(p, data)?,
         Operand::Func(f) => call(f, &[], data)?,
     })
-}
-
-fn call(f: &str, args: &[Value], data: &Data<'_>) -> Result<Value, String> {
-    let s = |i: usize| args.get(i).map(Value::text).unwrap_or_default();
-    let want = |n: usize| {
-        if args.len() == n {
-            Ok(())
-        } else {
-            Err(format!("{f}: wants {n} arguments, got {}", args.len()))
-        }
-    };
-    let v = match f {
-        "__line__" => Value::S(data.line.to_owned()),
-        "__timestamp__" => Value::S(crate::clock::rfc3339(data.ts_ns)),
-        "ToUpper" | "upper" => {
-            want(1)?;
-            Value::S(s(0).to_uppercase())
-        }
-        "ToLower" | "lower" => {
-            want(1)?;
-            Value::S(s(0).to_lowercase())
-        }
-        "Title" | "title" => {
-            want(1)?;
-            Value::S(title(&s(0)))
-        }
-        "TrimSpace" | "trim" => {
-            want(1)?;
-            Value::S(s(0).trim().to_owned())
-        }
-        "Trim" => {
-            want(2)?;
-            Value::S(s(0).trim_matches(|c| s(1).contains(c)).to_owned())
-        }
-        "trimAll" => {
-            want(2)?;
-            Value::S(s(1).trim_matches(|c| s(0).contains(c)).to_owned())
-        }
-        "TrimLeft" => {
-            want(2)?;
-            Value::S(s(0).trim_start_matches(|c| s(1).contains(c)).to_owned())
-        }
-        "TrimRight" => {
-            want(2)?;
-            Value::S(s(0).trim_end_matches(|c| s(1).contains(c)).to_owned())
-        }
-        "TrimPrefix" => {
-            want(2)?;
-            Value::S(s(0).strip_prefix(&s(1)).map_or(s(0), str::to_owned))
-        }
-        "TrimSuffix" => {
-            want(2)?;
-            Value::S(s(0).strip_suffix(&s(1)).map_or(s(0), str::to_owned))
-        }
-        "trimPrefix" => {
-            want(2)?;
-            Value::S(s(1).strip_prefix(&s(0)).map_or(s(1), str::to_owned))
-        }
-        "trimSuffix" => {
-            want(2)?;
-            Value::S(s(1).strip_suffix(&s(0)).map_or(s(1), str::to_owned))
-        }
-        "Replace" => {
-            want(4)?;
-            let n = args[3].num()? as i64;
-            let (src, old, new) = (s(0), s(1), s(2));
-            Value::S(if n < 0 {
-                src.replace(&old, &new)
-            } else {
-                src.replacen(&old, &new, n as usize)
-            })
-        }
-        "replace" => {
-            want(3)?;
-            Value::S(s(2).replace(&s(0), &s(1)))
-        }
-        "trunc" => {
-            want(2)?;
-            let n = args[0].num()? as i64;
-            let text: Vec<char> = s(1).chars().collect();
-            let len = text.len() as i64;
-            Value::S(if n >= 0 {
-                text[..n.min(len) as usize].iter().collect()
-            } else {
-                text[(len + n).max(0) as usize..].iter().collect()
-            })
-        }
-        "substr" => {
-            want(3)?;
-            let text: Vec<char> = s(2).chars().collect();
-            let len = text.len() as i64;
-            let (a, b) = (args[0].num()? as i64, args[1].num()? as i64);
-            let a = a.clamp(0, len) as usize;
-            let b = if b < 0 { len } else { b.clamp(0, len) } as usize;
-            Value::S(if a < b {
-                text[a..b].iter().collect()
-            } else {
-                String::new()
-            })
-        }
-        "default" => {
-            want(2)?;
-            if args[1].truthy() {
-                args[1].clone()
-            } else {
-                args[0].clone()
-            }
-        }
-        "contains" => {
-            want(2)?;
-            Value::B(s(1).contains(&s(0)))
-        }
-        "hasPrefix" => {
-            want(2)?;
-            Value::B(s(1).starts_with(&s(0)))
-        }
-        "hasSuffix" => {
-            want(2)?;
-            Value::B(s(1).ends_with(&s(0)))
-        }
-        "regexReplaceAll" | "regexReplaceAllLiteral" => {
-            want(3)?;
-            let re = Regex::new(&s(0)).map_err(|e| format!("{f}: {e}"))?;
-            let (src, repl) = (s(1), s(2));
-            Value::S(if f == "regexReplaceAll" {
-                re.replace_all(&src, repl.as_str()).into_owned()
-            } else {
-                re.replace_all(&src, regex::NoExpand(&repl)).into_owned()
-            })
-        }
-        "repeat" => {
-            want(2)?;
-            let n = args[0].num()?.max(0.0) as usize;
-            if n.saturating_mul(s(1).len()) > MAX_OUTPUT {
-                return Err(format!("repeat: output over {MAX_OUTPUT} bytes"));
-            }
-            Value::S(s(1).repeat(n))
-        }
-        "printf" => Value::S(printf(&s(0), &args[1.min(args.len())..])),
-        "len" => {
-            want(1)?;
-            Value::N(s(0).chars().count() as f64)
-        }
-        "eq" | "ne" => {
-            want(2)?;
-            let same = match (&args[0], &args[1]) {
-                (Value::N(a), b) | (b, Value::N(a)) => b.num().is_ok_and(|b| b == *a),
-                (a, b) => a.text() == b.text(),
-            };
-            Value::B(same == (f == "eq"))
-        }
-        "not" => {
-            want(1)?;
-            Value::B(!args[0].truthy())
-        }
-        "and" => args
-            .iter()
-            .find(|a| !a.truthy())
-            .or(args.last())
-            .cloned()
-            .unwrap_or(Value::B(true)),
-        "or" => args
-            .iter()
-            .find(|a| a.truthy())
-            .or(args.last())
-            .cloned()
-            .unwrap_or(Value::B(false)),
-        other => return Err(format!("function {other:?} not defined")),
-    };
-    Ok(v)
-}
-
-fn title(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut start = true;
-    for c in s.chars() {
-        if start && c.is_alphabetic() {
-            out.extend(c.to_uppercase());
-        } else {
-            out.push(c);
-        }
-        start = !c.is_alphanumeric();
-    }
-    out
-}
-
-/// `printf` with the verbs people use in log formats: `%s %v %d %q %%`.
-fn printf(fmt: &str, args: &[Value]) -> String {
-    let mut out = String::new();
-    let mut it = args.iter();
-    let mut chars = fmt.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('%') => out.push('%'),
-            Some('q') => out.push_str(&format!(
-                "{:?}",
-                it.next().map(Value::text).unwrap_or_default()
-            )),
-            Some('d') => {
-                let n = it.next().and_then(|v| v.num().ok()).unwrap_or(0.0);
-                out.push_str(&(n as i64).to_string());
-            }
-            Some(_) => out.push_str(&it.next().map(Value::text).unwrap_or_default()),
-            None => out.push('%'),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,0 +1,265 @@
+//! The parsers of a pipeline: `json` (all fields flattened with `_`, or chosen paths),
+//! `logfmt` (`--strict`, `--keep-empty`, chosen fields), `regexp`, `pattern` and `unpack`.
+//!
+//! Must not: drop a line: a parse failure sets `__error__` and the line goes on.
+
+use std::borrow::Cow;
+
+use super::super::logql::ast::Parser;
+use super::super::value::Labels;
+use super::set_error;
+
+/// JSON nesting a parser follows at most; deeper values are left out.
+const JSON_MAX_DEPTH: usize = 64;
+
+/// A label name made valid: characters outside `[a-zA-Z0-9_]` become `_`, as Loki does.
+fn sanitize(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.starts_with(|c: char| c.is_ascii_digit()) {
+        s.insert(0, '_');
+    }
+    s
+}
+
+pub(super) fn parse(p: &Parser, line: &mut Cow<'_, str>, labels: &mut Labels) {
+    match p {
+        Parser::Json(paths) => json(paths, line, labels),
+        Parser::Logfmt {
+            strict,
+            keep_empty,
+            fields,
+        } => logfmt(*strict, *keep_empty, fields, line, labels),
+        Parser::Regexp(_, re) => {
+            if let Some(caps) = re.captures(line) {
+                for name in re.capture_names().flatten() {
+                    if let Some(m) = caps.name(name) {
+                        labels.set_parsed(name, m.as_str());
+                    }
+                }
+            }
+        }
+        Parser::Pattern(_, pat) => {
+            if let Some(caps) = pat.captures(line) {
+                for (k, v) in caps {
+                    labels.set_parsed(k, v);
+                }
+            }
+        }
+        Parser::Unpack => unpack(line, labels),
+    }
+}
+
+fn json(paths: &[(String, String)], line: &str, labels: &mut Labels) {
+    let value: serde_json::Value = match serde_json::from_str(line) {
+        Ok(v @ serde_json::Value::Object(_)) => v,
+        Ok(_) => return set_error(labels, "JSONParserErr", "line is not a JSON object"),
+        Err(e) => return set_error(labels, "JSONParserErr", &e.to_string()),
+    };
+    if paths.is_empty() {
+        flatten("", &value, 0, labels);
+        return;
+    }
+    for (name, path) in paths {
+        let found = json_path(path).and_then(|steps| {
+            steps.iter().try_fold(&value, |v, step| match step {
+                PathStep::Key(k) => v.get(k.as_str()),
+                PathStep::Index(i) => v.get(*i),
+            })
+        });
+        let text = match found {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Null) | None => String::new(),
+            Some(v) => v.to_string(),
+        };
+        labels.set_parsed(name, text);
+    }
+}
+
+fn flatten(prefix: &str, v: &serde_json::Value, depth: usize, labels: &mut Labels) {
+    if depth > JSON_MAX_DEPTH {
+        return;
+    }
+    let serde_json::Value::Object(map) = v else {
+        return;
+    };
+    for (k, v) in map {
+        let name = if prefix.is_empty() {
+            sanitize(k)
+        } else {
+            format!("{prefix}_{}", sanitize(k))
+        };
+        match v {
+            serde_json::Value::Object(_) => flatten(&name, v, depth + 1, labels),
+            serde_json::Value::Array(_) | serde_json::Value::Null => {}
+            serde_json::Value::String(s) => labels.set_parsed(&name, s.as_str()),
+            other => labels.set_parsed(&name, other.to_string()),
+        }
+    }
+}
+
+enum PathStep {
+    Key(String),
+    Index(usize),
+}
+
+/// `a.b[0]["c d"]` into steps.
+fn json_path(path: &str) -> Option<Vec<PathStep>> {
+    let mut out = Vec::new();
+    let mut rest = path;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('[') {
+            let close = r.find(']')?;
+            let inner = &r[..close];
+            if let Some(q) = inner.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+                out.push(PathStep::Key(q.to_owned()));
+            } else {
+                out.push(PathStep::Index(inner.parse().ok()?));
+            }
+            rest = &r[close + 1..];
+        } else {
+            let rest2 = rest.strip_prefix('.').unwrap_or(rest);
+            let end = rest2.find(['.', '[']).unwrap_or(rest2.len());
+            out.push(PathStep::Key(rest2[..end].to_owned()));
+            rest = &rest2[end..];
+        }
+    }
+    Some(out)
+}
+
+fn unpack(line: &mut Cow<'_, str>, labels: &mut Labels) {
+    let map: serde_json::Map<String, serde_json::Value> = match serde_json::from_str(line) {
+        Ok(m) => m,
+        Err(e) => return set_error(labels, "JSONParserErr", &e.to_string()),
+    };
+    let mut entry = None;
+    for (k, v) in map {
+        if let serde_json::Value::String(s) = v {
+            if k == "_entry" {
+                entry = Some(s);
+            } else {
+                labels.set_parsed(&sanitize(&k), s);
+            }
+        }
+    }
+    if let Some(e) = entry {
+        *line = Cow::Owned(e);
+    }
+}
+
+fn logfmt(
+    strict: bool,
+    keep_empty: bool,
+    fields: &[(String, String)],
+    line: &str,
+    labels: &mut Labels,
+) {
+    let pairs = match logfmt_pairs(line) {
+        Ok(p) => p,
+        Err((p, e)) => {
+            if strict {
+                return set_error(labels, "LogfmtParserErr", &e);
+            }
+            p
+        }
+    };
+    for (k, v) in pairs {
+        if v.is_none() && !keep_empty {
+            continue;
+        }
+        let v = v.unwrap_or_default();
+        if fields.is_empty() {
+            labels.set_parsed(&sanitize(&k), v);
+        } else if let Some((name, _)) = fields.iter().find(|(_, path)| *path == k) {
+            labels.set_parsed(name, v);
+        }
+    }
+}
+
+type Pairs = Vec<(String, Option<String>)>;
+
+/// `key=value key2="quoted \"v\"" flag` into pairs; a bare key has no value. On a syntax
+/// error, the pairs read so far and the error.
+fn logfmt_pairs(line: &str) -> Result<Pairs, (Pairs, String)> {
+    let mut out = Vec::new();
+    let b = line.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        while i < b.len() && b[i] <= b' ' {
+            i += 1;
+        }
+        if i >= b.len() {
+            break;
+        }
+        let start = i;
+        while i < b.len() && b[i] > b' ' && b[i] != b'=' && b[i] != b'"' {
+            i += 1;
+        }
+        let key = &line[start..i];
+        if key.is_empty() {
+            return Err((
+                out,
+                format!(
+                    "logfmt syntax error at pos {}: unexpected '{}'",
+                    i + 1,
+                    b[i] as char
+                ),
+            ));
+        }
+        if i >= b.len() || b[i] != b'=' {
+            out.push((key.to_owned(), None));
+            continue;
+        }
+        i += 1;
+        if i < b.len() && b[i] == b'"' {
+            let (val, len) = match unquote(&line[i..]) {
+                Some(x) => x,
+                None => {
+                    return Err((
+                        out,
+                        format!(
+                            "logfmt syntax error at pos {}: unterminated quoted value",
+                            i + 1
+                        ),
+                    ));
+                }
+            };
+            out.push((key.to_owned(), Some(val)));
+            i += len;
+        } else {
+            let vstart = i;
+            while i < b.len() && b[i] > b' ' {
+                i += 1;
+            }
+            out.push((key.to_owned(), Some(line[vstart..i].to_owned())));
+        }
+    }
+    Ok(out)
+}
+
+/// A quoted logfmt value at the start of `s`: its text and the bytes it took.
+fn unquote(s: &str) -> Option<(String, usize)> {
+    let mut out = String::new();
+    let mut chars = s.char_indices().skip(1);
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((out, i + 1)),
+            '\\' => match chars.next()?.1 {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                'r' => out.push('\r'),
+                c => out.push(c),
+            },
+            c => out.push(c),
+        }
+    }
+    None
+}
