@@ -740,3 +740,50 @@ fn series_limits_are_enforced_with_lokis_message() {
         "{e}"
     );
 }
+
+#[test]
+fn a_query_opens_only_the_segments_holding_its_streams_in_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 64 KiB segments: each batch below fills one.
+    let (ledger, appender, reader) =
+        store::open(common::small_config(tmp.path(), 64 * 1024)).unwrap();
+    let filler = "x".repeat(200);
+    for k in 0..4i64 {
+        let entries = (0..400)
+            .map(|i| common::entry(&format!("{k} {i} {filler}"), T0 + (k * 1000 + i) * S))
+            .collect();
+        let batch = Batch {
+            source: "t".into(),
+            tenant: String::new(),
+            streams: vec![Stream {
+                labels: common::labels(&[("job", "seg")]),
+                entries,
+            }],
+        };
+        appender.append_blocking(batch).unwrap();
+    }
+    assert!(
+        reader.segments().unwrap().len() >= 4,
+        "one segment per batch"
+    );
+    let engine = Engine::new(reader, Limits::default());
+    let Expr::Log(l) = logql::parse(r#"{job="seg"}"#).unwrap() else {
+        panic!()
+    };
+    let range = (T0 + 2000 * S, T0 + 2100 * S);
+    let (entries, stats) = engine
+        .logs(&l, range, 1000, Order::Forward, budget())
+        .unwrap();
+    assert_eq!(entries.len(), 100);
+    assert!(entries.iter().all(|e| e.line.starts_with("2 ")));
+    assert_eq!(stats.scan.segments_opened, 1);
+    // A stream that does not match opens nothing at all.
+    let Expr::Log(none) = logql::parse(r#"{job="other"}"#).unwrap() else {
+        panic!()
+    };
+    let (_, stats) = engine
+        .logs(&none, range, 1000, Order::Forward, budget())
+        .unwrap();
+    assert_eq!(stats.scan.segments_opened, 0);
+    ledger.close().unwrap();
+}

@@ -1,4 +1,5 @@
-//! `daftari bench ledger`: prints durable append and verify throughput.
+//! `daftari bench ledger`: prints durable append and verify throughput. `daftari bench
+//! query`: prints the latency of the queries Grafana and alert rules send.
 
 use std::path::PathBuf;
 
@@ -6,6 +7,31 @@ use std::path::PathBuf;
 pub enum Which {
     /// Durable appends per second (1 and N appenders) and verify entries per second.
     Ledger(Args),
+    /// Query latency over a ledger of security lines spread over a day.
+    Query(QueryArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    /// Scratch directory for the benchmark ledger (removed afterwards).
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    dir: PathBuf,
+    /// Entries in the ledger.
+    #[arg(long, default_value_t = 1_000_000)]
+    entries: u64,
+    /// Hosts the entries come from (each with 5 jobs).
+    #[arg(long, default_value_t = 20)]
+    hosts: usize,
+    /// Time span the entries cover, ending now.
+    #[arg(long, default_value = "24h", value_parser = parse_span)]
+    span: std::time::Duration,
+    /// Runs per query (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+}
+
+fn parse_span(s: &str) -> Result<std::time::Duration, String> {
+    daftari::config::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration"))
 }
 
 #[derive(Debug, clap::Args)]
@@ -37,7 +63,23 @@ pub struct Args {
 }
 
 pub fn run(which: Which) -> anyhow::Result<u8> {
-    let Which::Ledger(a) = which;
+    let a = match which {
+        Which::Ledger(a) => a,
+        Which::Query(q) => {
+            anyhow::ensure!(
+                q.hosts > 0 && q.entries > 0,
+                "--hosts and --entries must be positive"
+            );
+            daftari::bench::query::run(&daftari::bench::query::Options {
+                dir: q.dir,
+                entries: q.entries,
+                hosts: q.hosts,
+                span: q.span,
+                runs: q.runs,
+            })?;
+            return Ok(0);
+        }
+    };
     anyhow::ensure!(
         a.batch > 0 && a.runs > 0,
         "--batch and --runs must be positive"

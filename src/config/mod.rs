@@ -487,5 +487,6 @@ mod tests {
             crate::store::DEFAULT_SEGMENT_MAX_BYTES
         );
         assert_eq!(c.server.header_timeout, DEFAULT_HEADER_TIMEOUT);
+        assert_eq!(c.query, QueryConfig::default());
     }
 }

@@ -126,35 +126,63 @@ fn json_level(v: &serde_json::Value, depth: usize) -> Option<String> {
     None
 }
 
-/// The value of a `level=`-like key in a logfmt line.
+/// The value of a `level=`-like key in a logfmt line, found in one pass.
 fn logfmt_level(line: &str) -> Option<String> {
-    for part in line.split_ascii_whitespace() {
-        let Some((k, v)) = part.split_once('=') else {
-            continue;
-        };
-        if LEVEL_FIELDS.contains(&k) {
-            return Some(v.trim_matches('"').to_owned());
-        }
+    static KEY: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    if !line.contains('=') {
+        return None;
     }
-    None
+    let re = KEY.get_or_init(|| {
+        let names = LEVEL_FIELDS.join("|");
+        regex::Regex::new(&format!(r#"(?:^|\s)(?:{names})=("[^"]*"|\S*)"#)).ok()
+    });
+    let caps = re.as_ref()?.captures(line)?;
+    Some(caps.get(1)?.as_str().trim_matches('"').to_owned())
 }
 
-/// Loki's keyword detection, in its order.
+/// Loki's keywords, each with the level it means and its rank: when several occur, the
+/// lowest rank wins (Loki tests info, then error, warn, critical, debug).
+const KEYWORDS: &[(&str, &str, u8)] = &[
+    ("info", "info", 0),
+    ("INFO", "info", 0),
+    ("err:", "error", 1),
+    ("ERR:", "error", 1),
+    ("error", "error", 1),
+    ("ERROR", "error", 1),
+    ("warn:", "warn", 2),
+    ("WARN:", "warn", 2),
+    ("warning", "warn", 2),
+    ("WARNING", "warn", 2),
+    ("CRITICAL:", "critical", 3),
+    ("critical:", "critical", 3),
+    ("debug:", "debug", 4),
+    ("DEBUG:", "debug", 4),
+];
+
+/// Loki's keyword detection, in one pass over the line.
 fn keywords(line: &str) -> &'static str {
-    let has = |words: &[&str]| words.iter().any(|w| line.contains(w));
-    if has(&["info:", "INFO:", "info", "INFO"]) {
-        "info"
-    } else if has(&["err:", "ERR:", "error", "ERROR"]) {
-        "error"
-    } else if has(&["warn:", "WARN:", "warning", "WARNING"]) {
-        "warn"
-    } else if has(&["CRITICAL:", "critical:"]) {
-        "critical"
-    } else if has(&["debug:", "DEBUG:"]) {
-        "debug"
-    } else {
-        "unknown"
+    static SET: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let set = SET.get_or_init(|| {
+        let alts: Vec<String> = KEYWORDS.iter().map(|(k, _, _)| regex::escape(k)).collect();
+        regex::Regex::new(&alts.join("|")).ok()
+    });
+    let Some(set) = set else {
+        return "unknown";
+    };
+    let mut best: Option<(u8, &'static str)> = None;
+    // No keyword ends with the start of another, so non-overlapping matches find them all.
+    for m in set.find_iter(line) {
+        let text = m.as_str();
+        if let Some((_, level, rank)) = KEYWORDS.iter().find(|(k, _, _)| *k == text)
+            && best.is_none_or(|(r, _)| *rank < r)
+        {
+            best = Some((*rank, *level));
+            if *rank == 0 {
+                break;
+            }
+        }
     }
+    best.map_or("unknown", |(_, l)| l)
 }
 
 #[cfg(test)]
@@ -223,5 +251,15 @@ mod tests {
             ["warn", "error", "debug", "error", "unknown"]
         );
         assert_eq!(lv(1, 0), "fatal");
+    }
+
+    #[test]
+    fn keywords_rank_as_loki_tests_them() {
+        assert_eq!(keywords("WARNING: disk error, see information"), "info");
+        assert_eq!(keywords("WARNING: disk error"), "error");
+        assert_eq!(keywords("kernel: warning: CRITICAL: temp"), "warn");
+        assert_eq!(keywords("CRITICAL: debug: x"), "critical");
+        assert_eq!(keywords("DEBUG: x"), "debug");
+        assert_eq!(keywords("Accepted publickey"), "unknown");
     }
 }

@@ -1,8 +1,10 @@
 //! The ledger benchmark behind `daftari bench ledger`: durable appends per second from 1 and
-//! more concurrent appenders, and verify speed over a large ledger. It prints figures; it
-//! asserts nothing (speed targets are never timed tests).
+//! more concurrent appenders, and verify speed over a large ledger; `query` holds the read
+//! plane's. They print figures; they assert nothing (speed targets are never timed tests).
 //!
 //! Must not: touch a data directory it did not create.
+
+pub mod query;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -250,7 +252,7 @@ pub fn make_batch(thread: usize, batch: u64, n: usize, line_bytes: usize) -> Bat
     }
 }
 
-fn scratch(base: &Path, name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn scratch(base: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let dir = base.join(format!("daftari-bench-{}-{name}", std::process::id()));
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
@@ -266,7 +268,7 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
