@@ -31,7 +31,9 @@ const BUILD_BATCH: u64 = 1000;
 fn line(job: &str, k: u64) -> String {
     let ip = format!("203.0.113.{}", k % 250);
     match job {
-        "sshd" if k % 3 == 0 => format!("Accepted publickey for ops from {ip} port 22 ssh2"),
+        "sshd" if k.is_multiple_of(3) => {
+            format!("Accepted publickey for ops from {ip} port 22 ssh2")
+        }
         "sshd" => format!(
             "Failed password for root from {ip} port {} ssh2",
             40000 + k % 20000
