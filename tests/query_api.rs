@@ -326,6 +326,49 @@ fn grafana_health_check_and_explore_requests() {
         .collect();
     assert_eq!(lines.len(), 2);
     assert!(lines[0].starts_with("Accepted"));
+    // logcli: float-second steps, `interval` (one entry per interval per stream) and
+    // `series?match=`.
+    let thin = vec![
+        (
+            "query",
+            r#"{host="a", job="sshd"} | drop detected_level, trace_id"#.to_string(),
+        ),
+        ("start", ns(0)),
+        ("end", ns(10)),
+        ("step", "0.5".into()),
+        ("interval", "2".into()),
+        ("direction", "forward".into()),
+    ];
+    let v = json_of(&get_owned(l, "/loki/api/v1/query_range", &thin, &[]));
+    let mut kept: Vec<&str> = v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| {
+            s["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e[0].as_str().unwrap())
+        })
+        .collect();
+    kept.sort();
+    // One stream once metadata is dropped: +2 is within 2 s of +1, +3 is not.
+    assert_eq!(kept, [ns(1), ns(3)]);
+    let v = json_of(&get(
+        l,
+        "/loki/api/v1/series",
+        &[
+            ("match", r#"{host="b"}"#),
+            ("start", &ns(0)),
+            ("end", &ns(10)),
+        ],
+        &[],
+    ));
+    assert_eq!(
+        v["data"],
+        json!([{"host": "b", "job": "sshd", "service_name": "sshd"}])
+    );
     // POST with a form body, under a path prefix.
     let form = enc(&[
         ("query", r#"count_over_time({job="app"}[10s])"#),

@@ -8,7 +8,7 @@
 use axum::http::HeaderMap;
 
 use super::error::QueryError;
-use super::logql::parse_duration;
+use super::logql::{MAX_DURATION_NS, parse_duration};
 use crate::store::Order;
 
 /// Form bodies larger than this are refused: a query is at most
@@ -20,6 +20,10 @@ pub const MAX_POINTS: i64 = 11_000;
 
 /// Default look-back when `start` and `since` are both absent.
 pub const DEFAULT_SINCE_NS: i64 = 3_600 * 1_000_000_000;
+
+/// Timestamps beyond this (about the year 2116) are refused: with durations bounded by
+/// [`MAX_DURATION_NS`], window arithmetic cannot overflow.
+pub const MAX_TIMESTAMP_NS: i64 = i64::MAX / 2;
 
 /// Default `limit`.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -76,11 +80,13 @@ impl Params {
     pub fn time(&self, name: &str, default: i64) -> Result<i64, QueryError> {
         match self.get(name) {
             None => Ok(default),
-            Some(v) => parse_timestamp(v).ok_or_else(|| {
-                QueryError::bad(format!(
-                    "invalid {name} parameter: cannot parse \"{v}\" to a valid timestamp"
-                ))
-            }),
+            Some(v) => parse_timestamp(v)
+                .filter(|t| t.abs() <= MAX_TIMESTAMP_NS)
+                .ok_or_else(|| {
+                    QueryError::bad(format!(
+                        "invalid {name} parameter: cannot parse \"{v}\" to a valid timestamp"
+                    ))
+                }),
         }
     }
 
@@ -201,7 +207,8 @@ pub fn parse_timestamp(v: &str) -> Option<i64> {
 /// A step: float seconds (`15`, `0.5`) or a Prometheus duration (`1m`, `500ms`).
 pub fn parse_step(s: &str) -> Option<i64> {
     if let Ok(f) = s.parse::<f64>() {
-        return f.is_finite().then(|| (f * 1e9).round() as i64);
+        let ns = f * 1e9;
+        return (ns.is_finite() && ns.abs() <= MAX_DURATION_NS as f64).then(|| ns.round() as i64);
     }
     parse_duration(s)
 }
@@ -233,6 +240,11 @@ mod tests {
             Some(1_754_400_000_250_000_000)
         );
         assert_eq!(parse_timestamp("yesterday"), None);
+        let p = Params::parse(Some("start=9223372036854775807"), None).unwrap();
+        assert!(
+            p.time("start", 0).is_err(),
+            "out of range, not overflowing later"
+        );
     }
 
     #[test]

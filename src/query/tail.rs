@@ -135,6 +135,12 @@ impl Tail {
         let mut entries = replay.0;
         entries.reverse();
         self.send(socket, &entries).await?;
+        // Entries appended while the replay ran may be in it and in the first polls.
+        let mut replayed: std::collections::HashSet<u64> = entries
+            .iter()
+            .filter(|e| e.seq >= from)
+            .map(|e| e.seq)
+            .collect();
         let mut tick = tokio::time::interval(TICK);
         loop {
             tokio::select! {
@@ -146,8 +152,11 @@ impl Tail {
                     if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
                         return Ok(());
                     }
-                    let (entries, next) = self.poll(from).await?;
+                    let (mut entries, next) = self.poll(from).await?;
                     from = next;
+                    if !replayed.is_empty() {
+                        entries.retain(|e| !replayed.remove(&e.seq));
+                    }
                     if !entries.is_empty() && self.send(socket, &entries).await.is_err() {
                         return Ok(());
                     }

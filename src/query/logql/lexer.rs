@@ -363,6 +363,10 @@ impl Lexer<'_> {
     }
 }
 
+/// Longest duration accepted (about 36 years): an eighth of `i64` nanoseconds, so that a
+/// timestamp (at most half of `i64`) minus an offset minus a range can never overflow.
+pub const MAX_DURATION_NS: i64 = i64::MAX / 8;
+
 /// A Prometheus duration (`1h30m`, `500ms`, `1d`, `2w`, `1y`) or Go duration (`1.5s`,
 /// `100us`), in nanoseconds.
 pub fn parse_duration(s: &str) -> Option<i64> {
@@ -396,7 +400,7 @@ pub fn parse_duration(s: &str) -> Option<i64> {
         };
         total += n * unit;
     }
-    (total.is_finite() && total < i64::MAX as f64).then_some(total as i64)
+    (total.is_finite() && total <= MAX_DURATION_NS as f64).then_some(total as i64)
 }
 
 /// A byte size such as `20MB`, `1KiB`, `512B` (decimal and binary units, any case).

@@ -15,7 +15,7 @@ mod print;
 pub mod template;
 
 pub use ast::Expr;
-pub use lexer::{parse_bytes, parse_duration};
+pub use lexer::{MAX_DURATION_NS, parse_bytes, parse_duration};
 pub use parser::{MAX_QUERY_BYTES, anchored, parse, parse_selector};
 pub use print::{format_duration, pretty};
 
