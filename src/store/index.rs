@@ -235,12 +235,6 @@ impl StreamIndex {
         inner.streams.get(id).cloned()
     }
 
-    /// The id of the stream with exactly this labels section.
-    pub fn lookup(&self, labels_bytes: &[u8]) -> Option<StreamId> {
-        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        inner.by_labels.get(labels_bytes).copied()
-    }
-
     /// Path of a segment.
     pub fn segment_path(&self, seg_index: u64) -> Option<PathBuf> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());

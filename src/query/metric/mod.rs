@@ -22,7 +22,7 @@ use super::error::QueryError;
 use super::logql::ast::*;
 use super::logql::{parse_bytes, parse_duration};
 use super::pipeline::{ERROR_DETAILS_LABEL, ERROR_LABEL, set_error};
-use super::value::{Series, format_float};
+use super::value::Series;
 use crate::store::Order;
 use ops::{aggregate, binary, label_replace};
 use window::{Agg, window_value};
@@ -363,9 +363,4 @@ pub(super) fn group_labels(s: &mut Series, g: &Grouping) {
     } else {
         s.retain(|k, _| g.labels.contains(k));
     }
-}
-
-/// Formats a sample value for the wire.
-pub fn sample_value(v: f64) -> String {
-    format_float(v)
 }
