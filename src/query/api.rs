@@ -22,6 +22,9 @@ use super::{Audit, QueryState, metric, tail, volume};
 use crate::clock::now_ns;
 use crate::store::Order;
 
+/// A form body must arrive within this: a slow client cannot hold a connection open.
+const FORM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The endpoints of the read API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Endpoint {
@@ -171,11 +174,16 @@ async fn read_form(headers: &HeaderMap, body: Body) -> Result<Option<Vec<u8>>, Q
     if !is_form {
         return Ok(None);
     }
-    let bytes = to_bytes(body, MAX_FORM_BYTES).await.map_err(|_| {
-        QueryError::bad(format!(
-            "request body over {MAX_FORM_BYTES} bytes or unreadable"
-        ))
-    })?;
+    let read = tokio::time::timeout(FORM_TIMEOUT, to_bytes(body, MAX_FORM_BYTES));
+    let bytes = match read.await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            return Err(QueryError::bad(format!(
+                "request body over {MAX_FORM_BYTES} bytes or unreadable"
+            )));
+        }
+        Err(_) => return Err(QueryError::bad("request body not received in time")),
+    };
     Ok(Some(bytes.to_vec()))
 }
 
