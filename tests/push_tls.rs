@@ -1,6 +1,6 @@
 //! TLS on the push listener, with certificates made in the test: HTTP/1.1 and HTTP/2 by
 //! ALPN, reload on SIGHUP without dropping open connections, client certificates (mTLS), and
-//! tokens bound to a certificate identity.
+//! tokens bound to a certificate identity; and TLS on the remote read listener.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -285,4 +285,63 @@ fn mtls_requires_a_client_certificate_from_the_configured_ca() {
         .map(|r| String::from_utf8_lossy(&r.line).into_owned())
         .collect();
     assert_eq!(lines, ["good cert", "bound, right cert"]);
+}
+
+#[test]
+fn the_remote_read_listener_speaks_tls_with_read_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test read CA");
+    let (cert, key) = write_server_cert(tmp.path(), &ca);
+    let cfg = tmp.path().join("daftari.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[query]\nremote_listen = \"127.0.0.1:0\"\nremote_tls_cert = {cert:?}\nremote_tls_key = {key:?}\n"
+        ),
+    )
+    .unwrap();
+    let s = Server::start(
+        &tmp.path().join("data"),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    assert!(
+        s.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("daftari: remote read listener on https://"))
+    );
+    let remote = s.remote.unwrap();
+    let grafana = s.create_token("grafana", &["--read"]);
+    let auth = vec![("authorization", format!("Bearer {grafana}"))];
+    for alpn in [&b"h2"[..], &b"http/1.1"[..]] {
+        let tls = client(&ca, &[alpn], None);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let r = loop {
+            let r = request_tls(
+                remote,
+                &tls,
+                "GET",
+                "/loki/api/v1/labels",
+                &auth,
+                Vec::new(),
+            )
+            .unwrap();
+            if r.status != 401 || std::time::Instant::now() > deadline {
+                break r;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(
+            r.body.starts_with(r#"{"status":"success","data":["#),
+            "{}",
+            r.body
+        );
+    }
+    // Plain HTTP to the TLS listener gets nothing.
+    let plain = std::panic::catch_unwind(|| {
+        common::server::request(remote, "GET", "/loki/api/v1/labels", &auth, Vec::new())
+    });
+    assert!(plain.is_err() || plain.unwrap().status != 200);
 }
