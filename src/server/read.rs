@@ -109,6 +109,7 @@ async fn read_auth(State(auth): State<RemoteAuth>, mut req: Request, next: Next)
         }
         Err(msg) => {
             auth.throttle.fail(ip);
+            tracing::info!(peer = %ip, reason = %msg, "read authentication failed");
             (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer")],
