@@ -280,33 +280,32 @@ impl Engine {
         Ok(out.into_iter().collect())
     }
 
-    /// Streams, entries and bytes of the matching streams in range, from the index alone
-    /// (counts are whole segment spans overlapping the range, as Loki's chunk-based figure).
+    /// Streams, blocks ("chunks"), entries and bytes of the matching streams in range,
+    /// estimated from the block index without reading a record (Grafana's size hint).
     pub fn index_stats(
         &self,
         matchers: &[Matcher],
         start: i64,
         end: i64,
     ) -> Result<IndexStats, QueryError> {
-        let index = self.reader.index()?;
-        let ids: Vec<StreamId> = self
+        let streams: Vec<StreamId> = self
             .select(matchers, start, end)?
             .into_iter()
             .map(|(id, _)| id)
             .collect();
-        let mut st = IndexStats {
-            streams: ids.len() as u64,
-            ..IndexStats::default()
-        };
-        for id in ids {
-            if let Some(info) = index.stream(id) {
-                for s in info.spans.iter().filter(|s| s.overlaps(start, end)) {
-                    st.chunks += 1;
-                    st.entries += s.count;
-                }
-            }
-        }
-        Ok(st)
+        let n = streams.len() as u64;
+        let est = self.reader.estimate(&Scan {
+            streams,
+            start_ns: start,
+            end_ns: end,
+            order: Order::Forward,
+        })?;
+        Ok(IndexStats {
+            streams: n,
+            chunks: est.blocks,
+            bytes: est.bytes,
+            entries: est.entries,
+        })
     }
 }
 

@@ -46,7 +46,7 @@ pub use chain::{Hash, Pairs, Record};
 pub use error::{AppendError, StoreError};
 pub use index::{SegSpan, StreamId, StreamIndex, StreamInfo};
 pub use reader::{Reader, SegmentInfo};
-pub use scan::{Order, Scan, ScanStats, Visit};
+pub use scan::{Estimate, Order, Scan, ScanStats, Visit};
 pub use writer::FATAL_EXIT_CODE;
 
 use append::{Msg, Queue};

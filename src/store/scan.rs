@@ -61,6 +61,17 @@ pub struct ScanStats {
     pub bytes_read: u64,
 }
 
+/// What a scan would read, estimated from the block index without reading a record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Estimate {
+    /// Records of the chosen streams in blocks that overlap the range.
+    pub entries: u64,
+    /// Their share of those blocks' bytes (a block's bytes split by record count).
+    pub bytes: u64,
+    /// Blocks that would be read.
+    pub blocks: u64,
+}
+
 /// One segment's part of the plan.
 #[derive(Debug, Default)]
 struct SegPlan {
@@ -70,8 +81,45 @@ struct SegPlan {
 }
 
 impl Reader {
-    /// Reads the records of `scan.streams` in `[start, end)` into `visitor`.
-    pub fn scan(&self, scan: &Scan, visitor: &mut dyn Visit) -> Result<ScanStats, StoreError> {
+    /// Estimates what [`Reader::scan`] would read, from `block_streams` and block sizes only.
+    pub fn estimate(&self, scan: &Scan) -> Result<Estimate, StoreError> {
+        let (plan, _) = self.plan(scan)?;
+        let index = self.index()?;
+        let mut total = Estimate::default();
+        for (seg_index, p) in plan {
+            let Some(path) = index.segment_path(seg_index) else {
+                continue;
+            };
+            let conn = segment::open_read_only(&path)
+                .map_err(StoreError::sqlite("estimate: open", &path))?;
+            let ids: Vec<String> = p.local_ids.iter().map(i64::to_string).collect();
+            // The ids are integers from the index, never client text.
+            let sql = format!(
+                "SELECT coalesce(sum(s.count), 0), \
+                        coalesce(sum(length(b.records) * s.count / b.count), 0), \
+                        count(DISTINCT s.first_seq) \
+                 FROM block_streams s JOIN blocks b ON b.first_seq = s.first_seq \
+                 WHERE s.stream_id IN ({}) AND s.max_ts_ns >= ?1 AND s.min_ts_ns < ?2",
+                ids.join(",")
+            );
+            let (entries, bytes, blocks): (i64, i64, i64) = conn
+                .query_row(&sql, params![scan.start_ns, scan.end_ns], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(StoreError::sqlite("estimate", &path))?;
+            total.entries += entries as u64;
+            total.bytes += bytes as u64;
+            total.blocks += blocks as u64;
+        }
+        Ok(total)
+    }
+
+    /// Segments holding the chosen streams in range (with their local ids and time span),
+    /// and the labels section of each chosen stream.
+    fn plan(
+        &self,
+        scan: &Scan,
+    ) -> Result<(BTreeMap<u64, SegPlan>, HashMap<Vec<u8>, StreamId>), StoreError> {
         let index = self.index()?;
         let mut wanted: HashMap<Vec<u8>, StreamId> = HashMap::new();
         let mut plan: BTreeMap<u64, SegPlan> = BTreeMap::new();
@@ -95,6 +143,13 @@ impl Reader {
             }
             wanted.insert(info.labels_bytes, id);
         }
+        Ok((plan, wanted))
+    }
+
+    /// Reads the records of `scan.streams` in `[start, end)` into `visitor`.
+    pub fn scan(&self, scan: &Scan, visitor: &mut dyn Visit) -> Result<ScanStats, StoreError> {
+        let index = self.index()?;
+        let (plan, wanted) = self.plan(scan)?;
         let mut order: Vec<(u64, SegPlan)> = plan.into_iter().collect();
         match scan.order {
             Order::Forward => order.sort_by_key(|(_, p)| p.min_ts),
