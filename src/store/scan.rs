@@ -72,6 +72,9 @@ pub struct Estimate {
     pub blocks: u64,
 }
 
+/// Segment index to that segment's part of the plan.
+type Plan = BTreeMap<u64, SegPlan>;
+
 /// One segment's part of the plan.
 #[derive(Debug, Default)]
 struct SegPlan {
@@ -116,13 +119,10 @@ impl Reader {
 
     /// Segments holding the chosen streams in range (with their local ids and time span),
     /// and the labels section of each chosen stream.
-    fn plan(
-        &self,
-        scan: &Scan,
-    ) -> Result<(BTreeMap<u64, SegPlan>, HashMap<Vec<u8>, StreamId>), StoreError> {
+    fn plan(&self, scan: &Scan) -> Result<(Plan, HashMap<Vec<u8>, StreamId>), StoreError> {
         let index = self.index()?;
         let mut wanted: HashMap<Vec<u8>, StreamId> = HashMap::new();
-        let mut plan: BTreeMap<u64, SegPlan> = BTreeMap::new();
+        let mut plan = Plan::new();
         for &id in &scan.streams {
             let Some(info) = index.stream(id) else {
                 continue;
