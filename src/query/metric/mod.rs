@@ -27,6 +27,9 @@ use crate::store::Order;
 use ops::{aggregate, binary, label_replace};
 use window::{Agg, window_value};
 
+/// Steps evaluated between two deadline checks.
+const STEPS_PER_CHECK: usize = 256;
+
 /// Values at each step: a scalar per step, or series with their points.
 #[derive(Debug, Clone)]
 pub enum Val {
@@ -233,6 +236,9 @@ impl Cx<'_> {
             return Ok(b.m);
         }
         for (k, t) in self.times.iter().enumerate() {
+            if k % STEPS_PER_CHECK == 0 {
+                self.budget.check()?;
+            }
             let (lo, hi) = (
                 edge_at(t - r.offset_ns - r.range_ns),
                 edge_at(t - r.offset_ns),
