@@ -308,22 +308,8 @@ impl Display for MetricExpr {
                 lhs,
                 rhs,
             } => {
-                write!(f, "{lhs} {}", op.as_str())?;
-                if *bool_mod {
-                    f.write_str(" bool")?;
-                }
-                if let Some(m) = matching {
-                    write!(
-                        f,
-                        " {}({})",
-                        if m.on { "on" } else { "ignoring" },
-                        m.labels.join(", ")
-                    )?;
-                    if let Some(right) = m.group_right {
-                        write!(f, " {}", group(right, &m.include))?;
-                    }
-                }
-                write!(f, " {rhs}")
+                let mods = modifiers(*bool_mod, matching.as_ref());
+                write!(f, "{lhs} {}{mods} {rhs}", op.as_str())
             }
             MetricExpr::Literal(v) => f.write_str(&num(*v)),
             MetricExpr::Vector(v) => write!(f, "vector({})", num(*v)),
@@ -345,6 +331,22 @@ impl Display for MetricExpr {
             MetricExpr::Paren(e) => write!(f, "({e})"),
         }
     }
+}
+
+/// What follows a binary operator: `bool`, `on(...)`/`ignoring(...)`, `group_*(...)`.
+fn modifiers(bool_mod: bool, matching: Option<&VectorMatching>) -> String {
+    let mut out = String::new();
+    if bool_mod {
+        out.push_str(" bool");
+    }
+    if let Some(m) = matching {
+        let word = if m.on { "on" } else { "ignoring" };
+        let _ = write!(out, " {word}({})", m.labels.join(", "));
+        if let Some(right) = m.group_right {
+            let _ = write!(out, " {}", group(right, &m.include));
+        }
+    }
+    out
 }
 
 /// `group_left`/`group_right`, with its label list when it has one.
@@ -427,21 +429,8 @@ fn pretty_metric(m: &MetricExpr, depth: usize, out: &mut String) {
             rhs,
         } => {
             pretty_metric(lhs, depth, out);
-            let _ = write!(out, "\n{pad}{}", op.as_str());
-            if *bool_mod {
-                out.push_str(" bool");
-            }
-            if let Some(mm) = matching {
-                let _ = write!(
-                    out,
-                    " {}({})",
-                    if mm.on { "on" } else { "ignoring" },
-                    mm.labels.join(", ")
-                );
-                if let Some(right) = mm.group_right {
-                    let _ = write!(out, " {}", group(right, &mm.include));
-                }
-            }
+            let mods = modifiers(*bool_mod, matching.as_ref());
+            let _ = write!(out, "\n{pad}{}{mods}", op.as_str());
             out.push('\n');
             pretty_metric(rhs, depth, out);
         }

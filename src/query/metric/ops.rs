@@ -74,6 +74,17 @@ pub(super) fn aggregate(a: &VecAgg, inner: Matrix) -> Matrix {
     b.m
 }
 
+/// What `x op y` leaves: the arithmetic result, 1 or 0 with `bool`, or for a filtering
+/// comparison `keep` when it holds and nothing when it does not.
+fn outcome(op: BinOp, bool_mod: bool, x: f64, y: f64, keep: f64) -> Option<f64> {
+    let (res, held) = apply(op, x, y);
+    if !op.is_comparison() || bool_mod {
+        Some(res)
+    } else {
+        held.then_some(keep)
+    }
+}
+
 /// `op` on two numbers: the value, and for comparisons whether it held.
 fn apply(op: BinOp, a: f64, b: f64) -> (f64, bool) {
     let cmp = |c: bool| (if c { 1.0 } else { 0.0 }, c);
@@ -150,15 +161,9 @@ fn vector_scalar(
     for (k, points) in m.points.iter().enumerate() {
         for &(sid, v) in points {
             let (x, y) = if scalar_left { (s[k], v) } else { (v, s[k]) };
-            let (res, held) = apply(op, x, y);
-            let value = if !op.is_comparison() || bool_mod {
-                res
-            } else if held {
-                v
-            } else {
-                continue;
-            };
-            b.push(k, &m.series[sid], value);
+            if let Some(value) = outcome(op, bool_mod, x, y, v) {
+                b.push(k, &m.series[sid], value);
+            }
         }
     }
     Ok(Val::Vector(b.m))
@@ -225,12 +230,7 @@ fn vector_vector(
                 )));
             }
             let (x, y) = if swapped { (ov, v) } else { (v, ov) };
-            let (res, held) = apply(op, x, y);
-            let value = if !op.is_comparison() || bool_mod {
-                res
-            } else if held {
-                x
-            } else {
+            let Some(value) = outcome(op, bool_mod, x, y, x) else {
                 continue;
             };
             let labels = result_labels(&many.series[sid], &one.series[oid], matching);
