@@ -13,6 +13,7 @@
 //! - [`token`]: push tokens: secrets, keyed hashes, the token database, the verifier.
 //! - [`store`]: the ledger. The append handle, the single writer thread with group commit,
 //!   segment files, the canonical record format and chain, read-only readers.
+//! - [`seal`]: forward-secure seals: the epoch key ratchet, the seal chain, the sealer.
 //! - [`verify`]: the offline audit of a data directory over read-only files, with a report
 //!   that names the first break.
 //! - [`metrics`]: counters and their Prometheus rendering.
@@ -27,6 +28,7 @@ pub mod loadgen;
 pub mod metrics;
 pub mod push;
 pub mod query;
+pub mod seal;
 pub mod server;
 pub mod store;
 pub mod token;

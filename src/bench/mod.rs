@@ -90,6 +90,7 @@ fn verify_runs(opts: &Options) -> anyhow::Result<()> {
             &verify::Options {
                 data_dir: dir.clone(),
                 jobs,
+                pubkey: None,
             },
             &verify::Progress::default(),
         )?;

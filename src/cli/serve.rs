@@ -50,6 +50,9 @@ pub struct Args {
     /// daftari's own log format [default: text].
     #[arg(long, value_parser = parse_format)]
     log_format: Option<LogFormat>,
+    /// Seconds per epoch before it is sealed (1s to 60s; default 10s).
+    #[arg(long, value_parser = parse_interval)]
+    epoch_interval: Option<std::time::Duration>,
 }
 
 fn parse_format(s: &str) -> Result<LogFormat, String> {
@@ -69,6 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         tls_key: args.tls_key,
         tls_client_ca: args.tls_client_ca,
         log_format: args.log_format,
+        epoch_interval: args.epoch_interval,
     };
     let cfg = Config::load(args.config.as_deref(), &flags)?;
     init_logging(cfg.log_format);
@@ -103,6 +107,10 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel(8);
     tokio::spawn(signals(tx));
     server::run(cfg, listeners, rx).await
+}
+
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    daftari::config::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration"))
 }
 
 /// Maps signals to control messages; a second stop signal exits at once.

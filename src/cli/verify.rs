@@ -1,4 +1,4 @@
-//! `daftari verify [--data-dir DIR] [--json] [--jobs N]`.
+//! `daftari verify [--data-dir DIR] [--pubkey KEY] [--json] [--jobs N]`.
 //!
 //! Exit codes: 0 intact, 1 integrity failure, 2 could not run.
 
@@ -23,6 +23,10 @@ pub struct Args {
     /// Threads to verify with (default: all cores).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Your off-box copy of the epoch-0 public key (base64, printed when the log was
+    /// created): checks the seal chain. Never read from the data directory.
+    #[arg(long)]
+    pubkey: Option<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
@@ -31,9 +35,18 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             .map(|n| n.get())
             .unwrap_or(1)
     });
+    let pubkey = match args.pubkey.as_deref().map(daftari::seal::decode_pk) {
+        None => None,
+        Some(Ok(pk)) => Some(pk),
+        Some(Err(e)) => {
+            eprintln!("daftari verify: --pubkey: {e}");
+            return Ok(verify::EXIT_CANNOT_RUN);
+        }
+    };
     let opts = verify::Options {
         data_dir: args.data_dir.clone(),
         jobs,
+        pubkey,
     };
     let progress = Progress::default();
     let show_bar = !args.json && std::io::stderr().is_terminal();

@@ -18,6 +18,7 @@ use crate::store::StoreConfig;
 
 mod duration;
 mod query;
+mod seal;
 
 pub use duration::parse_duration;
 pub use query::QueryConfig;
@@ -101,6 +102,8 @@ pub struct Config {
     pub limits: Limits,
     pub store: StoreConfig,
     pub query: QueryConfig,
+    /// How long an epoch lasts before it is sealed.
+    pub epoch_interval: Duration,
     pub log_format: LogFormat,
 }
 
@@ -114,6 +117,7 @@ pub struct Overrides {
     pub tls_key: Option<PathBuf>,
     pub tls_client_ca: Option<PathBuf>,
     pub log_format: Option<LogFormat>,
+    pub epoch_interval: Option<Duration>,
 }
 
 /// The file's shape. Unknown keys are errors, so a typo does not silently keep a default.
@@ -134,6 +138,8 @@ struct File {
     store: StoreFile,
     #[serde(default)]
     query: query::QueryFile,
+    #[serde(default)]
+    seal: seal::SealFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -260,6 +266,7 @@ fn build(f: File, flags: &Overrides) -> Result<Config, ConfigError> {
         limits,
         store,
         query: query::build(&f.query)?,
+        epoch_interval: seal::epoch_interval(&f.seal, flags.epoch_interval)?,
         log_format: flags.log_format.or(f.log_format).unwrap_or(LogFormat::Text),
     })
 }

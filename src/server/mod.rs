@@ -6,8 +6,8 @@
 //! stop at will); signals are the CLI's business.
 //!
 //! Shutdown: `/ready` fails, listeners stop accepting, in-flight pushes finish (each answered
-//! only once durable) within the grace period, token state is flushed, and the ledger closes
-//! cleanly.
+//! only once durable) within the grace period, token state is flushed, the last epoch gets a
+//! shutdown seal, and the ledger closes cleanly.
 //!
 //! Must not: contain handlers or SQL.
 //!
@@ -35,6 +35,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::push::{self, PushState};
 use crate::query::{Engine, QueryState};
+use crate::seal::Sealer;
 use crate::store;
 use crate::token::{Manager, Verifier};
 
@@ -97,15 +98,17 @@ pub async fn run(
     use anyhow::Context;
     let store_cfg = cfg.store.clone();
     let data_dir = cfg.data_dir.clone();
-    let (ledger, appender, reader, verifier, sync) = tokio::task::spawn_blocking(move || {
-        let (ledger, appender, reader) = store::open(store_cfg).context("open the ledger")?;
-        let manager = Manager::open(&data_dir).context("open the token database")?;
-        let verifier = Arc::new(Verifier::new(manager.key().clone()));
-        let mut sync = tokens::Sync::new(manager, Arc::clone(&verifier), appender.clone());
-        sync.tick().context("load tokens")?;
-        anyhow::Ok((ledger, appender, reader, verifier, sync))
-    })
-    .await??;
+    let (ledger, appender, reader, verifier, sync, sealer) =
+        tokio::task::spawn_blocking(move || {
+            let (ledger, appender, reader) = store::open(store_cfg).context("open the ledger")?;
+            let sealer = open_sealer(&data_dir, &reader)?;
+            let manager = Manager::open(&data_dir).context("open the token database")?;
+            let verifier = Arc::new(Verifier::new(manager.key().clone()));
+            let mut sync = tokens::Sync::new(manager, Arc::clone(&verifier), appender.clone());
+            sync.tick().context("load tokens")?;
+            anyhow::Ok((ledger, appender, reader, verifier, sync, sealer))
+        })
+        .await??;
     let load_tls = |t: &Option<crate::config::TlsConfig>| -> anyhow::Result<_> {
         Ok(match t {
             Some(t) => Some(Arc::new(
@@ -172,6 +175,10 @@ pub async fn run(
     });
     let push_task = tokio::spawn(accept::serve(push_ep, stop_rx.clone()));
     let local_task = tokio::spawn(accept::serve(local_ep, stop_rx));
+    let seal_stop = Arc::new(AtomicBool::new(false));
+    let seal_thread = sealer
+        .spawn(cfg.epoch_interval, Arc::clone(&seal_stop))
+        .context("start the sealer")?;
     let sync_stop = Arc::new(AtomicBool::new(false));
     let sync_thread = tokens::spawn(sync, Arc::clone(&sync_stop), cfg.data_dir.clone())
         .context("start the token sync thread")?;
@@ -199,11 +206,41 @@ pub async fn run(
     sync_stop.store(true, Ordering::Release);
     tokio::task::spawn_blocking(move || {
         let _ = sync_thread.join();
+        // Everything acknowledged is committed: the shutdown seal covers it.
+        seal_stop.store(true, Ordering::Release);
+        let _ = seal_thread.join();
         ledger.close().context("close the ledger")
     })
     .await??;
     tracing::info!("stopped: the ledger is closed");
     Ok(())
+}
+
+/// Opens the seal chain for the ledger (recovering from any crash point); on the first start
+/// prints the epoch-0 public key, which the operator must keep off the box.
+fn open_sealer(data_dir: &std::path::Path, reader: &store::Reader) -> anyhow::Result<Sealer> {
+    use anyhow::Context;
+    let origin = reader
+        .segments()
+        .context("read the ledger's origin")?
+        .first()
+        .map(|s| s.meta.origin.clone())
+        .unwrap_or_default();
+    let (sealer, created) =
+        Sealer::open(data_dir, &origin, reader.index()?).map_err(anyhow::Error::msg)?;
+    if let Some(pk) = created {
+        eprintln!(
+            "daftari: new seal chain; epoch-0 public key: {}",
+            crate::seal::encode_pk(&pk)
+        );
+        eprintln!(
+            "daftari: keep a copy of that key OFF this box: `daftari verify --pubkey <key>` \
+             checks the seals with it (a convenience copy is in {})",
+            data_dir.join(crate::seal::EPOCH0_PUB_FILE).display()
+        );
+    }
+    tracing::info!(epoch = sealer.epoch(), "sealing");
+    Ok(sealer)
 }
 
 fn reload(tls: Option<&tls::TlsState>, metrics: &Metrics) {

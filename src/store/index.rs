@@ -10,11 +10,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
+
+use rusqlite::OptionalExtension;
 
 use super::block::StreamSpan;
-use super::chain::{self, Pairs};
+use super::chain::{self, Hash, Pairs};
 use super::error::StoreError;
 use super::segment;
 
@@ -47,6 +49,8 @@ pub(crate) struct Position {
     pub first_seq: u64,
     /// Sequence number after the commit.
     pub next_seq: u64,
+    /// Chain head after the commit.
+    pub head: Hash,
 }
 
 /// A stream: its labels and where it has records.
@@ -65,6 +69,8 @@ pub struct StreamIndex {
     inner: RwLock<Inner>,
     /// Sequence number of the next record: everything below it is durable and indexed.
     next_seq: AtomicU64,
+    /// The durable tip: next sequence number and the head after the record before it.
+    tip: Mutex<(u64, Hash)>,
 }
 
 #[derive(Debug, Default)]
@@ -136,10 +142,27 @@ impl StreamIndex {
                 detail: "no meta row".into(),
             })?;
         let count: u64 = spans.iter().map(|s| s.count).sum();
+        let last_heads: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT heads FROM blocks ORDER BY first_seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(StoreError::sqlite("index: read the last head", path))?;
+        let head = match last_heads {
+            Some(h) if h.len() >= 32 => {
+                let mut a = [0u8; 32];
+                a.copy_from_slice(&h[h.len() - 32..]);
+                a
+            }
+            _ => meta.prev_head,
+        };
         let at = Position {
             segment: seg_index,
             first_seq: meta.first_seq,
             next_seq: meta.first_seq + count,
+            head,
         };
         self.record(at, path, &streams, &spans)
             .map_err(|detail| StoreError::Corrupt {
@@ -160,6 +183,12 @@ impl StreamIndex {
         let seg_index = at.segment;
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         self.next_seq.fetch_max(at.next_seq, Ordering::AcqRel);
+        {
+            let mut tip = self.tip.lock().unwrap_or_else(|e| e.into_inner());
+            if at.next_seq >= tip.0 {
+                *tip = (at.next_seq, at.head);
+            }
+        }
         let Inner {
             streams,
             by_labels,
@@ -239,6 +268,11 @@ impl StreamIndex {
     pub fn segment_path(&self, seg_index: u64) -> Option<PathBuf> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         inner.segments.get(&seg_index).map(|s| s.path.clone())
+    }
+
+    /// The durable tip: the next sequence number and the chain head after the last record.
+    pub fn tip(&self) -> (u64, Hash) {
+        *self.tip.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Sequence number the next record will get.

@@ -217,6 +217,7 @@ fn commit(
                 segment: active.meta.segment_index,
                 first_seq: active.meta.first_seq,
                 next_seq: active.next_seq,
+                head: active.head,
             };
             if let Err(e) = index.record(at, &active.path, &new_streams, &spans) {
                 eprintln!("daftari: ledger: stream index: {e}");

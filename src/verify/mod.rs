@@ -8,7 +8,7 @@
 //! (the open segment through its WAL, read-only) as well as a copy.
 //!
 //! Layout: `structure` (per-segment checks), `links` (between segments), `rows` (the walk over
-//! records), `recover` (reading a crashed segment through a private copy), `pool`
+//! records), `seals` (the seal chain, with the pinned key), `recover` (reading a crashed segment through a private copy), `pool`
 //! (parallelism), `report` (findings and the report).
 
 mod links;
@@ -16,6 +16,7 @@ mod pool;
 mod recover;
 mod report;
 mod rows;
+mod seals;
 mod structure;
 
 use std::path::PathBuf;
@@ -43,6 +44,9 @@ pub struct Options {
     pub data_dir: PathBuf,
     /// Threads to use (at least 1).
     pub jobs: usize,
+    /// The operator's copy of the epoch-0 public key; without it the seal chain is not
+    /// checked (and the report says so).
+    pub pubkey: Option<[u8; 32]>,
 }
 
 /// Counters a caller may watch while verify runs (for a progress bar).
@@ -132,6 +136,19 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
     report::sort_findings(&mut findings);
 
     let (next_seq, head) = tip(&scans);
+    match &opts.pubkey {
+        Some(pk) => {
+            let (f, n) = seals::check(&opts.data_dir, pk, &scans, next_seq);
+            findings.extend(f);
+            notes.extend(n);
+        }
+        None if crate::seal::store::seals_path(&opts.data_dir).exists() => notes.push(
+            "seals present but not checked: pass --pubkey with your off-box copy of the \
+             epoch-0 public key"
+                .into(),
+        ),
+        None => {}
+    }
     let seconds = started.elapsed().as_secs_f64();
     Ok(Report {
         verdict: if findings.is_empty() {

@@ -32,6 +32,9 @@ pub enum Kind {
     SchemaChanged,
     /// SQLite cannot read the file, or its own check fails.
     Corrupt,
+    /// The seal chain does not verify under the pinned epoch-0 key, or does not match the
+    /// records it seals.
+    SealChain,
 }
 
 impl Kind {
@@ -48,6 +51,7 @@ impl Kind {
             Kind::Duplicated => 6,
             Kind::Reordered => 7,
             Kind::Modified => 8,
+            Kind::SealChain => 9,
         }
     }
 
@@ -62,6 +66,7 @@ impl Kind {
             Kind::SegmentReplaced => "segment replaced or reordered",
             Kind::SchemaChanged => "schema changed",
             Kind::Corrupt => "corrupt file",
+            Kind::SealChain => "seal chain broken",
         }
     }
 }

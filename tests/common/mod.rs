@@ -134,9 +134,15 @@ impl Verdict {
 }
 
 pub fn verify(data: &Path) -> Verdict {
+    verify_with(data, &[])
+}
+
+/// `daftari verify --json --data-dir DATA` with `extra` arguments.
+pub fn verify_with(data: &Path, extra: &[&str]) -> Verdict {
     let out = Command::new(BIN)
         .args(["verify", "--json", "--data-dir"])
         .arg(data)
+        .args(extra)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -1,0 +1,255 @@
+//! Forward-secure seals: every epoch (a few seconds, counted on the monotonic clock, never
+//! derived from wall time) ends with a seal that binds the chain head and the records of the
+//! epoch, signed with a key that is then ratcheted forward and destroyed. Someone who roots
+//! the box later holds only the current key, and cannot re-seal the past.
+//!
+//! Owns: the key ratchet and key file (`keys`), the seal encoding (`record`), the seal chain
+//! file (`store`), the sealer thread with its crash-safe order at the end of an epoch
+//! ([`Sealer`]), and checking a seal chain against the pinned epoch-0 public key
+//! (`check`, used by verify).
+//!
+//! The end of epoch `e`, in this order: its records are already durable (the tip the sealer
+//! reads is updated only after a commit); the seal is committed to `seals.sqlite`; the key
+//! file is replaced with `K(e+1)`; `K(e)` is zeroized. Recovery: a key file for `e` with a
+//! seal for `e` means the crash came between the last two steps, so the key is advanced; a
+//! key file for `e` without its seal means epoch `e` is still open.
+//!
+//! Must not: seal a record that is not durable, or keep an old epoch's key.
+
+pub mod check;
+pub mod keys;
+pub mod record;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+
+use crate::store::{Hash, StreamIndex};
+use keys::EpochKey;
+use record::{Seal, SealKind};
+use store::SealStore;
+
+/// Default epoch length: the window in which entries are not yet forward-secure.
+/// Key `seal.epoch_interval`.
+pub const DEFAULT_EPOCH_INTERVAL: Duration = Duration::from_secs(10);
+/// Shortest and longest epoch allowed.
+pub const MIN_EPOCH_INTERVAL: Duration = Duration::from_secs(1);
+pub const MAX_EPOCH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The epoch-0 public key, written beside the ledger for convenience. verify never reads it:
+/// the operator passes a copy kept off the box.
+pub const EPOCH0_PUB_FILE: &str = "epoch0.pub";
+
+/// A public key as printed and as `verify --pubkey` takes it.
+pub fn encode_pk(pk: &[u8; 32]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(pk)
+}
+
+pub fn decode_pk(s: &str) -> Result<[u8; 32], String> {
+    let b = base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .map_err(|e| format!("public key: not base64: {e}"))?;
+    <[u8; 32]>::try_from(b).map_err(|_| "public key: not 32 bytes".into())
+}
+
+/// Seals epochs of one ledger.
+#[derive(Debug)]
+pub struct Sealer {
+    data_dir: PathBuf,
+    origin: String,
+    store: SealStore,
+    key: EpochKey,
+    index: Arc<StreamIndex>,
+    /// First sequence number the next seal covers.
+    next_first: u64,
+    prev_digest: Hash,
+}
+
+impl Sealer {
+    /// Opens the seal chain and the key, recovering from a crash at any step; creates the
+    /// epoch-0 key on the first start and returns its public key then.
+    pub fn open(
+        data_dir: &Path,
+        origin: &str,
+        index: Arc<StreamIndex>,
+    ) -> Result<(Sealer, Option<[u8; 32]>), String> {
+        let store = SealStore::open(data_dir)?;
+        let last = store.last()?;
+        let mut created = None;
+        let key = match (keys::read(data_dir)?, &last) {
+            (None, None) => {
+                let k = EpochKey::generate()?;
+                keys::write(data_dir, &k)?;
+                let pk = k.public_key();
+                let path = data_dir.join(EPOCH0_PUB_FILE);
+                std::fs::write(&path, format!("{}\n", encode_pk(&pk)))
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                created = Some(pk);
+                k
+            }
+            (None, Some(_)) => {
+                return Err(format!(
+                    "{} is missing but seals exist: sealing cannot continue without the \
+                     current epoch key; restore it from backup, or move seals.sqlite aside \
+                     to start a new seal chain (verify will report the break)",
+                    keys::key_path(data_dir).display()
+                ));
+            }
+            (Some(k), None) if k.epoch() == 0 => k,
+            (Some(k), Some(s)) if s.epoch + 1 == k.epoch() => k,
+            (Some(k), Some(s)) if s.epoch == k.epoch() => {
+                // The crash came after the seal and before the key file was replaced.
+                let next = k.next();
+                keys::write(data_dir, &next)?;
+                next
+            }
+            (Some(k), last) => {
+                return Err(format!(
+                    "the key file is for epoch {} but the last seal is for {:?}: refusing to \
+                     seal out of order",
+                    k.epoch(),
+                    last.as_ref().map(|s| s.epoch)
+                ));
+            }
+        };
+        let (next_first, prev_digest) = match &last {
+            None => (0, [0; 32]),
+            Some(s) => {
+                let seal = Seal::decode(&s.body)?;
+                (seal.first_seq + seal.count, record::digest(&s.body, &s.sig))
+            }
+        };
+        Ok((
+            Sealer {
+                data_dir: data_dir.to_owned(),
+                origin: origin.to_owned(),
+                store,
+                key,
+                index,
+                next_first,
+                prev_digest,
+            },
+            created,
+        ))
+    }
+
+    /// The epoch now open.
+    pub fn epoch(&self) -> u64 {
+        self.key.epoch()
+    }
+
+    /// Ends the open epoch: seal, commit, ratchet the key file, forget the old key.
+    pub fn seal(&mut self, kind: SealKind) -> Result<(), String> {
+        let (next_seq, head) = self.index.tip();
+        let seal = Seal {
+            kind,
+            origin: self.origin.clone(),
+            epoch: self.key.epoch(),
+            first_seq: self.next_first,
+            count: next_seq.saturating_sub(self.next_first),
+            head,
+            prev_digest: self.prev_digest,
+            wall_ns: crate::clock::now_ns(),
+            next_pk: self.key.next().public_key(),
+        };
+        let body = seal.encode();
+        let sig = seal.sign(&self.key.signing_key());
+        self.store
+            .append(seal.epoch, kind as u8, &body, &sig)
+            .map_err(|e| format!("seal epoch {}: {e}", seal.epoch))?;
+        let next = self.key.next();
+        keys::write(&self.data_dir, &next)?;
+        // The old key is dropped (and zeroized) here.
+        self.key = next;
+        self.next_first = seal.first_seq + seal.count;
+        self.prev_digest = record::digest(&body, &sig);
+        Ok(())
+    }
+
+    /// Runs the epoch timer until `stop`, then writes a shutdown seal.
+    pub fn spawn(
+        mut self,
+        interval: Duration,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("sealer".into())
+            .spawn(move || {
+                let mut deadline = Instant::now() + interval;
+                loop {
+                    while Instant::now() < deadline {
+                        if stop.load(Ordering::Acquire) {
+                            if let Err(e) = self.seal(SealKind::Shutdown) {
+                                tracing::error!(error = %e, "shutdown seal failed");
+                            }
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    // Epochs are counted: a late tick seals one epoch and the next follows.
+                    deadline += interval;
+                    if let Err(e) = self.seal(SealKind::Epoch) {
+                        tracing::error!(error = %e, "sealing failed; retrying next epoch");
+                    }
+                }
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path) -> (Sealer, Option<[u8; 32]>) {
+        Sealer::open(dir, "test/log", Arc::new(StreamIndex::default())).unwrap()
+    }
+
+    #[test]
+    fn the_first_open_creates_epoch_0_and_later_opens_continue() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, pk) = open(dir.path());
+        let pk = pk.expect("a new chain prints its key");
+        assert_eq!(s.epoch(), 0);
+        assert_eq!(keys::read(dir.path()).unwrap().unwrap().public_key(), pk);
+        s.seal(SealKind::Epoch).unwrap();
+        s.seal(SealKind::Epoch).unwrap();
+        drop(s);
+        let (s, again) = open(dir.path());
+        assert!(again.is_none());
+        assert_eq!(s.epoch(), 2);
+    }
+
+    #[test]
+    fn a_crash_between_the_seal_and_the_key_file_advances_the_key_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = open(dir.path());
+        s.seal(SealKind::Epoch).unwrap();
+        // The state a crash after step 2 leaves: seal 1 committed, key file still at epoch 1.
+        let k1 = keys::read(dir.path()).unwrap().unwrap();
+        s.seal(SealKind::Epoch).unwrap();
+        keys::write(dir.path(), &k1).unwrap();
+        drop(s);
+        let (mut s, _) = open(dir.path());
+        assert_eq!(s.epoch(), 2, "the key was ratcheted past the sealed epoch");
+        s.seal(SealKind::Epoch).unwrap();
+        let all = store::read_all(dir.path()).unwrap().unwrap();
+        let epochs: Vec<u64> = all.iter().map(|x| x.epoch).collect();
+        assert_eq!(epochs, [0, 1, 2]);
+    }
+
+    #[test]
+    fn a_missing_key_file_with_seals_refuses_to_continue() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = open(dir.path());
+        s.seal(SealKind::Epoch).unwrap();
+        drop(s);
+        std::fs::remove_file(keys::key_path(dir.path())).unwrap();
+        let e = Sealer::open(dir.path(), "test/log", Arc::new(StreamIndex::default())).unwrap_err();
+        assert!(e.contains("sealing cannot continue"), "{e}");
+    }
+}

@@ -1,0 +1,213 @@
+//! The seal record (`SEAL_V1`): its bytes, its digest, and its signature.
+//!
+//! Owns: the one definition of what a seal binds, byte for byte, as `VERIFY.md` documents:
+//! `kind u8 ‖ bstr origin ‖ u64 epoch ‖ u64 first_seq ‖ u64 count ‖ head[32] ‖
+//! prev_digest[32] ‖ i64 wall_ns ‖ next_pk[32]`, integers big-endian, `bstr` a u32 length
+//! and the bytes. The signature is Ed25519 over `"daftari v1 seal" ‖ SEAL_V1`; the digest that
+//! the next seal links to is blake3 derive-key `"daftari v1 seal digest"` over
+//! `SEAL_V1 ‖ signature`.
+//!
+//! Must not: do I/O, or accept trailing bytes when decoding.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+
+use crate::store::Hash;
+
+/// Version byte of the seal encoding (first byte of the signed message's body).
+pub const SEAL_VERSION: u8 = 1;
+/// Domain separation of seal signatures.
+pub const SIGN_PREFIX: &[u8] = b"daftari v1 seal";
+/// Context of the digest the next seal links to.
+pub const CTX_SEAL_DIGEST: &str = "daftari v1 seal digest";
+
+/// What a seal closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealKind {
+    /// The end of an epoch.
+    Epoch = 0,
+    /// The last epoch before a clean shutdown.
+    Shutdown = 3,
+}
+
+impl SealKind {
+    fn from_u8(b: u8) -> Option<SealKind> {
+        match b {
+            0 => Some(SealKind::Epoch),
+            3 => Some(SealKind::Shutdown),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SealKind::Epoch => "epoch",
+            SealKind::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// One seal, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seal {
+    pub kind: SealKind,
+    pub origin: String,
+    pub epoch: u64,
+    /// First sequence number the epoch covers.
+    pub first_seq: u64,
+    /// Records the epoch covers (0 for an empty epoch).
+    pub count: u64,
+    /// Chain head after the last covered record (unchanged by an empty epoch).
+    pub head: Hash,
+    /// Digest of the previous seal (zero for epoch 0).
+    pub prev_digest: Hash,
+    /// Wall clock at sealing, for people; never used to order anything.
+    pub wall_ns: i64,
+    /// Public key of the next epoch: the one that must verify the next seal.
+    pub next_pk: [u8; 32],
+}
+
+impl Seal {
+    /// The `SEAL_V1` bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(160 + self.origin.len());
+        out.push(SEAL_VERSION);
+        out.push(self.kind as u8);
+        out.extend_from_slice(&(self.origin.len() as u32).to_be_bytes());
+        out.extend_from_slice(self.origin.as_bytes());
+        out.extend_from_slice(&self.epoch.to_be_bytes());
+        out.extend_from_slice(&self.first_seq.to_be_bytes());
+        out.extend_from_slice(&self.count.to_be_bytes());
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(&self.prev_digest);
+        out.extend_from_slice(&self.wall_ns.to_be_bytes());
+        out.extend_from_slice(&self.next_pk);
+        out
+    }
+
+    /// Decodes `SEAL_V1` bytes, refusing anything malformed or trailing.
+    pub fn decode(b: &[u8]) -> Result<Seal, String> {
+        let mut c = Cur { b, pos: 0 };
+        if c.take(1)?[0] != SEAL_VERSION {
+            return Err("unknown seal version".into());
+        }
+        let kind = SealKind::from_u8(c.take(1)?[0]).ok_or("unknown seal kind")?;
+        let n = u32::from_be_bytes(c.arr()?) as usize;
+        if n > 255 {
+            return Err("origin longer than 255 bytes".into());
+        }
+        let origin = String::from_utf8(c.take(n)?.to_vec()).map_err(|_| "origin not UTF-8")?;
+        let seal = Seal {
+            kind,
+            origin,
+            epoch: u64::from_be_bytes(c.arr()?),
+            first_seq: u64::from_be_bytes(c.arr()?),
+            count: u64::from_be_bytes(c.arr()?),
+            head: c.arr()?,
+            prev_digest: c.arr()?,
+            wall_ns: i64::from_be_bytes(c.arr()?),
+            next_pk: c.arr()?,
+        };
+        if c.pos != b.len() {
+            return Err(format!("{} bytes after the seal", b.len() - c.pos));
+        }
+        Ok(seal)
+    }
+
+    /// Signs the seal with its epoch's key.
+    pub fn sign(&self, key: &SigningKey) -> [u8; 64] {
+        key.sign(&message(&self.encode())).to_bytes()
+    }
+}
+
+/// The signed message: the domain prefix and the seal bytes.
+fn message(body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(SIGN_PREFIX.len() + body.len());
+    m.extend_from_slice(SIGN_PREFIX);
+    m.extend_from_slice(body);
+    m
+}
+
+/// Whether `sig` is `pk`'s signature over the seal bytes `body` (strict verification).
+pub fn verify_sig(pk: &[u8; 32], body: &[u8], sig: &[u8]) -> bool {
+    let (Ok(pk), Ok(sig)) = (VerifyingKey::from_bytes(pk), Signature::from_slice(sig)) else {
+        return false;
+    };
+    pk.verify_strict(&message(body), &sig).is_ok() && pk.verify(&message(body), &sig).is_ok()
+}
+
+/// The digest the next seal links to.
+pub fn digest(body: &[u8], sig: &[u8]) -> Hash {
+    let mut h = blake3::Hasher::new_derive_key(CTX_SEAL_DIGEST);
+    h.update(body);
+    h.update(sig);
+    *h.finalize().as_bytes()
+}
+
+struct Cur<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cur<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.b.len())
+            .ok_or("seal ends early")?;
+        let out = &self.b[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
+
+    fn arr<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seal() -> Seal {
+        Seal {
+            kind: SealKind::Epoch,
+            origin: "sink.example/log".into(),
+            epoch: 7,
+            first_seq: 100,
+            count: 5,
+            head: [1; 32],
+            prev_digest: [2; 32],
+            wall_ns: 1_754_400_000_000_000_000,
+            next_pk: [3; 32],
+        }
+    }
+
+    #[test]
+    fn decode_inverts_encode_and_refuses_trailing_bytes() {
+        let b = seal().encode();
+        assert_eq!(Seal::decode(&b).unwrap(), seal());
+        let mut longer = b.clone();
+        longer.push(0);
+        assert!(Seal::decode(&longer).is_err());
+        assert!(Seal::decode(&b[..b.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn a_signature_covers_every_byte() {
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let pk = key.verifying_key().to_bytes();
+        let body = seal().encode();
+        let sig = seal().sign(&key);
+        assert!(verify_sig(&pk, &body, &sig));
+        for i in 0..body.len() {
+            let mut bad = body.clone();
+            bad[i] ^= 1;
+            assert!(!verify_sig(&pk, &bad, &sig), "byte {i}");
+        }
+        let other = SigningKey::from_bytes(&[8; 32]).verifying_key().to_bytes();
+        assert!(!verify_sig(&other, &body, &sig));
+    }
+}

@@ -1,0 +1,112 @@
+//! `seals.sqlite`: the append-only seal chain.
+//!
+//! Owns: its schema (`migrations/seals/`), appending a seal in its own durable transaction
+//! (WAL, `synchronous=FULL`), and reading the chain back, read-only, for recovery and verify.
+//!
+//! Must not: update or delete a row.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+/// The seal chain file, inside the data directory.
+pub const SEALS_FILE: &str = "seals.sqlite";
+
+const SCHEMA: &str = include_str!("../../migrations/seals/0001_init.sql");
+
+/// A stored seal: its bytes and signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub n: u64,
+    pub epoch: u64,
+    pub body: Vec<u8>,
+    pub sig: Vec<u8>,
+}
+
+pub fn seals_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SEALS_FILE)
+}
+
+/// The writable seal chain (the sealer's only connection).
+#[derive(Debug)]
+pub struct SealStore {
+    conn: Connection,
+}
+
+impl SealStore {
+    pub fn open(data_dir: &Path) -> Result<SealStore, String> {
+        let path = seals_path(data_dir);
+        let err = |e: rusqlite::Error| format!("{}: {e}", path.display());
+        let conn = Connection::open(&path).map_err(err)?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(format!(
+                "{}: journal_mode reads back {mode}",
+                path.display()
+            ));
+        }
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(err)?;
+        if version == 0 {
+            conn.execute_batch(SCHEMA).map_err(err)?;
+            conn.pragma_update(None, "user_version", 1).map_err(err)?;
+        }
+        Ok(SealStore { conn })
+    }
+
+    /// Appends one seal; durable when this returns.
+    pub fn append(&self, epoch: u64, kind: u8, body: &[u8], sig: &[u8]) -> Result<(), String> {
+        self.conn
+            .execute(
+                "INSERT INTO seals (epoch, kind, body, sig) VALUES (?1, ?2, ?3, ?4)",
+                params![epoch as i64, kind, body, sig],
+            )
+            .map(|_| ())
+            .map_err(|e| format!("append seal of epoch {epoch}: {e}"))
+    }
+
+    /// The newest seal.
+    pub fn last(&self) -> Result<Option<Stored>, String> {
+        self.conn
+            .query_row(
+                "SELECT n, epoch, body, sig FROM seals ORDER BY n DESC LIMIT 1",
+                [],
+                row,
+            )
+            .optional()
+            .map_err(|e| format!("read the last seal: {e}"))
+    }
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
+    Ok(Stored {
+        n: r.get::<_, i64>(0)? as u64,
+        epoch: r.get::<_, i64>(1)? as u64,
+        body: r.get(2)?,
+        sig: r.get(3)?,
+    })
+}
+
+/// Every seal, in order, read-only (`None` when there is no seal file).
+pub fn read_all(data_dir: &Path) -> Result<Option<Vec<Stored>>, String> {
+    let path = seals_path(data_dir);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let err = |e: rusqlite::Error| format!("{}: {e}", path.display());
+    let conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(err)?;
+    let mut stmt = conn
+        .prepare("SELECT n, epoch, body, sig FROM seals ORDER BY n")
+        .map_err(err)?;
+    let rows = stmt.query_map([], row).map_err(err)?;
+    rows.collect::<Result<Vec<_>, _>>().map(Some).map_err(err)
+}
