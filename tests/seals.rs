@@ -168,3 +168,65 @@ fn records_cut_off_the_end_are_invisible_to_the_chain_but_not_to_the_seals() {
     let what = v.first_break()["what"].as_str().unwrap().to_owned();
     assert!(what.contains("truncated"), "{what}");
 }
+
+fn vkey_of(s: &Server) -> String {
+    s.wait_for_log("verifier key: ");
+    let lines = s.stderr.lock().unwrap();
+    let line = lines.iter().find(|l| l.contains("verifier key: ")).unwrap();
+    line.rsplit("verifier key: ")
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn exported_checkpoints_anchor_the_ledger_and_show_a_cut_tail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let s = Server::start(&data, &["--epoch-interval", EPOCH]);
+    let vkey = vkey_of(&s);
+    push(&s, 4);
+    std::thread::sleep(Duration::from_millis(2200));
+    s.stop();
+    // The operator's off-box copy of the exported checkpoints.
+    let anchors = tmp.path().join("anchors.note");
+    std::fs::copy(data.join("checkpoints.note"), &anchors).unwrap();
+    let a = anchors.to_str().unwrap();
+    let v = verify_with(&data, &["--vkey", &vkey, "--anchors", a]);
+    assert_eq!(v.code, 0, "{:#}", v.json);
+    assert!(v.json["notes"].to_string().contains("checkpoints checked"));
+    let out = std::process::Command::new(common::BIN)
+        .args(["checkpoint", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let latest = String::from_utf8(out.stdout).unwrap();
+    assert!(latest.starts_with("daftari-checkpoint/v1\n"), "{latest}");
+    // Cut the newest block off and drop the seals too: only the anchor can tell.
+    let seg = common::segment_files(&data).pop().unwrap();
+    let conn = common::open_rw(&seg);
+    conn.execute_batch(
+        "DELETE FROM block_streams WHERE first_seq = (SELECT max(first_seq) FROM blocks);
+         DELETE FROM blocks WHERE first_seq = (SELECT max(first_seq) FROM blocks);",
+    )
+    .unwrap();
+    drop(conn);
+    std::fs::remove_file(data.join("seals.sqlite")).unwrap();
+    assert_eq!(
+        verify_with(&data, &[]).code,
+        0,
+        "undetectable without an anchor"
+    );
+    let v = verify_with(&data, &["--vkey", &vkey, "--anchors", a]);
+    assert_eq!(v.code, 1, "{:#}", v.json);
+    assert_eq!(v.kinds()[0], "anchor");
+    assert!(
+        v.first_break()["what"]
+            .as_str()
+            .unwrap()
+            .contains("truncated")
+    );
+    // Anchors without the key cannot be judged.
+    assert_eq!(verify_with(&data, &["--anchors", a]).code, 2);
+}

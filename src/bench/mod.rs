@@ -91,6 +91,7 @@ fn verify_runs(opts: &Options) -> anyhow::Result<()> {
                 data_dir: dir.clone(),
                 jobs,
                 pubkey: None,
+                anchors: None,
             },
             &verify::Progress::default(),
         )?;

@@ -4,6 +4,7 @@
 //! Must not: hold logic a test cannot reach without a process.
 
 mod bench;
+mod checkpoint;
 mod loadgen;
 mod serve;
 mod token;
@@ -28,6 +29,8 @@ enum Command {
     Token(token::Cmd),
     /// Audit the ledger offline: re-hash every record, check every link, report the first break.
     Verify(verify::Args),
+    /// Print the newest exported checkpoint (a signed note of the log's size and head).
+    Checkpoint(checkpoint::Args),
     /// Push Alloy-like load at a server and print entries/s, latency and peak RSS.
     Loadgen(loadgen::Args),
     /// Measure the ledger: durable appends per second and verify speed.
@@ -52,6 +55,7 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Serve(args) => serve::run(args),
         Command::Token(cmd) => token::run(cmd),
         Command::Verify(args) => verify::run(args),
+        Command::Checkpoint(args) => checkpoint::run(args),
         Command::Bench(which) => bench::run(which),
         Command::Loadgen(args) => loadgen::run(args),
     }

@@ -1,4 +1,5 @@
-//! `daftari verify [--data-dir DIR] [--pubkey KEY] [--json] [--jobs N]`.
+//! `daftari verify [--data-dir DIR] [--pubkey KEY] [--vkey VKEY --anchors FILE...] [--json]
+//! [--jobs N]`.
 //!
 //! Exit codes: 0 intact, 1 integrity failure, 2 could not run.
 
@@ -27,6 +28,15 @@ pub struct Args {
     /// created): checks the seal chain. Never read from the data directory.
     #[arg(long)]
     pubkey: Option<String>,
+    /// Your off-box copy of the checkpoint verifier key (`<origin>+<id>+<key>`, printed when
+    /// the log was created). Needed with --anchors.
+    #[arg(long)]
+    vkey: Option<String>,
+    /// Files of checkpoints exported off the box (as `checkpoints.note` or the JSON lines'
+    /// notes hold them): each must match the ledger, and one newer than the ledger shows a
+    /// truncation.
+    #[arg(long, num_args = 1..)]
+    anchors: Vec<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
@@ -43,10 +53,25 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             return Ok(verify::EXIT_CANNOT_RUN);
         }
     };
+    let anchors = match (&args.vkey, args.anchors.is_empty()) {
+        (None, true) => None,
+        (None, false) => {
+            eprintln!("daftari verify: --anchors needs --vkey (your copy of the verifier key)");
+            return Ok(verify::EXIT_CANNOT_RUN);
+        }
+        (Some(v), _) => match daftari::seal::note::VKey::parse(v) {
+            Ok(k) => Some((k, args.anchors.clone())),
+            Err(e) => {
+                eprintln!("daftari verify: --vkey: {e}");
+                return Ok(verify::EXIT_CANNOT_RUN);
+            }
+        },
+    };
     let opts = verify::Options {
         data_dir: args.data_dir.clone(),
         jobs,
         pubkey,
+        anchors,
     };
     let progress = Progress::default();
     let show_bar = !args.json && std::io::stderr().is_terminal();

@@ -17,7 +17,9 @@
 //! Must not: seal a record that is not durable, or keep an old epoch's key.
 
 pub mod check;
+pub mod export;
 pub mod keys;
+pub mod note;
 pub mod record;
 pub mod store;
 
@@ -68,6 +70,8 @@ pub struct Sealer {
     /// First sequence number the next seal covers.
     next_first: u64,
     prev_digest: Hash,
+    /// Checkpoints after every seal, when configured.
+    exporter: Option<export::Exporter>,
 }
 
 impl Sealer {
@@ -133,9 +137,16 @@ impl Sealer {
                 index,
                 next_first,
                 prev_digest,
+                exporter: None,
             },
             created,
         ))
+    }
+
+    /// Exports a signed checkpoint after every seal.
+    pub fn with_exporter(mut self, exporter: export::Exporter) -> Sealer {
+        self.exporter = Some(exporter);
+        self
     }
 
     /// The epoch now open.
@@ -168,6 +179,15 @@ impl Sealer {
         self.key = next;
         self.next_first = seal.first_seq + seal.count;
         self.prev_digest = record::digest(&body, &sig);
+        if let Some(x) = self.exporter.as_mut() {
+            x.export(&note::Checkpoint {
+                origin: seal.origin,
+                size: self.next_first,
+                head: seal.head,
+                epoch: seal.epoch,
+                time_s: seal.wall_ns.div_euclid(1_000_000_000),
+            });
+        }
         Ok(())
     }
 

@@ -9,7 +9,7 @@
 //!
 //! Must not: do I/O, or accept trailing bytes when decoding.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use crate::store::Hash;
 
@@ -129,10 +129,15 @@ fn message(body: &[u8]) -> Vec<u8> {
 
 /// Whether `sig` is `pk`'s signature over the seal bytes `body` (strict verification).
 pub fn verify_sig(pk: &[u8; 32], body: &[u8], sig: &[u8]) -> bool {
+    verify_ed25519(pk, &message(body), sig)
+}
+
+/// Whether `sig` is `pk`'s strict Ed25519 signature over `msg`.
+pub fn verify_ed25519(pk: &[u8; 32], msg: &[u8], sig: &[u8]) -> bool {
     let (Ok(pk), Ok(sig)) = (VerifyingKey::from_bytes(pk), Signature::from_slice(sig)) else {
         return false;
     };
-    pk.verify_strict(&message(body), &sig).is_ok() && pk.verify(&message(body), &sig).is_ok()
+    pk.verify_strict(msg, &sig).is_ok()
 }
 
 /// The digest the next seal links to.

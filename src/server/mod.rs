@@ -36,6 +36,8 @@ use crate::metrics::Metrics;
 use crate::push::{self, PushState};
 use crate::query::{Engine, QueryState};
 use crate::seal::Sealer;
+use crate::seal::export::Exporter;
+use crate::seal::note::NoteSigner;
 use crate::store;
 use crate::token::{Manager, Verifier};
 
@@ -228,6 +230,11 @@ fn open_sealer(data_dir: &std::path::Path, reader: &store::Reader) -> anyhow::Re
         .unwrap_or_default();
     let (sealer, created) =
         Sealer::open(data_dir, &origin, reader.index()?).map_err(anyhow::Error::msg)?;
+    let (signer, vkey) = NoteSigner::open(data_dir, &origin).map_err(anyhow::Error::msg)?;
+    if let Some(vkey) = vkey {
+        eprintln!("daftari: new checkpoint key; verifier key: {vkey}");
+    }
+    let sealer = sealer.with_exporter(Exporter::new(signer, data_dir, true));
     if let Some(pk) = created {
         eprintln!(
             "daftari: new seal chain; epoch-0 public key: {}",

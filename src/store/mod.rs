@@ -121,9 +121,12 @@ impl StoreConfig {
         let bad = |key: &str, why: &str| Err(StoreError::Config(format!("{key}: {why}")));
         if self.origin.is_empty()
             || self.origin.len() > 255
-            || self.origin.chars().any(char::is_whitespace)
+            || self.origin.chars().any(|c| c.is_whitespace() || c == '+')
         {
-            return bad("origin", "must be 1 to 255 bytes without white space");
+            return bad(
+                "origin",
+                "must be 1 to 255 bytes without white space or '+'",
+            );
         }
         if self.segment_max_bytes < 64 * 1024 {
             return bad("segment_max_bytes", "must be at least 64 KiB");

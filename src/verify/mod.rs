@@ -11,6 +11,7 @@
 //! records), `seals` (the seal chain, with the pinned key), `recover` (reading a crashed segment through a private copy), `pool`
 //! (parallelism), `report` (findings and the report).
 
+mod anchors;
 mod links;
 mod pool;
 mod recover;
@@ -47,6 +48,8 @@ pub struct Options {
     /// The operator's copy of the epoch-0 public key; without it the seal chain is not
     /// checked (and the report says so).
     pub pubkey: Option<[u8; 32]>,
+    /// The operator's checkpoint verifier key and files of exported checkpoints.
+    pub anchors: Option<(crate::seal::note::VKey, Vec<PathBuf>)>,
 }
 
 /// Counters a caller may watch while verify runs (for a progress bar).
@@ -148,6 +151,11 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
                 .into(),
         ),
         None => {}
+    }
+    if let Some((vkey, files)) = &opts.anchors {
+        let (f, n) = anchors::check(vkey, files, &scans, next_seq);
+        findings.extend(f);
+        notes.extend(n);
     }
     let seconds = started.elapsed().as_secs_f64();
     Ok(Report {

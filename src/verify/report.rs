@@ -35,6 +35,8 @@ pub enum Kind {
     /// The seal chain does not verify under the pinned epoch-0 key, or does not match the
     /// records it seals.
     SealChain,
+    /// An exported checkpoint disagrees with the ledger: rewritten, forked or truncated.
+    Anchor,
 }
 
 impl Kind {
@@ -52,6 +54,7 @@ impl Kind {
             Kind::Reordered => 7,
             Kind::Modified => 8,
             Kind::SealChain => 9,
+            Kind::Anchor => 10,
         }
     }
 
@@ -67,6 +70,7 @@ impl Kind {
             Kind::SchemaChanged => "schema changed",
             Kind::Corrupt => "corrupt file",
             Kind::SealChain => "seal chain broken",
+            Kind::Anchor => "anchor mismatch",
         }
     }
 }

@@ -79,7 +79,7 @@ pub(crate) fn check(
 
 /// The ledger's head before sequence number `n`: the genesis (or a segment's `prev_head`) at
 /// a segment's start, else the stored head of record `n - 1`. `None` past the end.
-fn head_before(scans: &[Scan], next_seq: u64, n: u64) -> Option<Hash> {
+pub(crate) fn head_before(scans: &[Scan], next_seq: u64, n: u64) -> Option<Hash> {
     if n > next_seq {
         return None;
     }
