@@ -104,6 +104,8 @@ pub struct Config {
     pub query: QueryConfig,
     /// How long an epoch lasts before it is sealed.
     pub epoch_interval: Duration,
+    /// Print each checkpoint on stdout as a JSON line.
+    pub checkpoint_stdout: bool,
     pub log_format: LogFormat,
 }
 
@@ -267,6 +269,7 @@ fn build(f: File, flags: &Overrides) -> Result<Config, ConfigError> {
         store,
         query: query::build(&f.query)?,
         epoch_interval: seal::epoch_interval(&f.seal, flags.epoch_interval)?,
+        checkpoint_stdout: seal::checkpoint_stdout(&f.seal),
         log_format: flags.log_format.or(f.log_format).unwrap_or(LogFormat::Text),
     })
 }

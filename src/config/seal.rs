@@ -1,4 +1,4 @@
-//! The `[seal]` section: how long an epoch lasts.
+//! The `[seal]` section: how long an epoch lasts, and where checkpoints go.
 //!
 //! Owns: its keys, defaults (named in `seal`) and validation.
 //!
@@ -15,6 +15,12 @@ use crate::seal::{DEFAULT_EPOCH_INTERVAL, MAX_EPOCH_INTERVAL, MIN_EPOCH_INTERVAL
 #[serde(deny_unknown_fields)]
 pub(super) struct SealFile {
     epoch_interval: Option<String>,
+    checkpoint_stdout: Option<bool>,
+}
+
+/// Whether each checkpoint is printed on stdout as a JSON line (default yes).
+pub(super) fn checkpoint_stdout(f: &SealFile) -> bool {
+    f.checkpoint_stdout.unwrap_or(true)
 }
 
 /// The epoch length: the flag, else the file, else the default; 1 s to 60 s.

@@ -99,11 +99,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     use anyhow::Context;
     let store_cfg = cfg.store.clone();
+    let checkpoint_stdout = cfg.checkpoint_stdout;
     let data_dir = cfg.data_dir.clone();
     let (ledger, appender, reader, verifier, sync, sealer) =
         tokio::task::spawn_blocking(move || {
             let (ledger, appender, reader) = store::open(store_cfg).context("open the ledger")?;
-            let sealer = open_sealer(&data_dir, &reader)?;
+            let sealer = open_sealer(&data_dir, &reader, checkpoint_stdout)?;
             let manager = Manager::open(&data_dir).context("open the token database")?;
             let verifier = Arc::new(Verifier::new(manager.key().clone()));
             let mut sync = tokens::Sync::new(manager, Arc::clone(&verifier), appender.clone());
@@ -220,7 +221,11 @@ pub async fn run(
 
 /// Opens the seal chain for the ledger (recovering from any crash point); on the first start
 /// prints the epoch-0 public key, which the operator must keep off the box.
-fn open_sealer(data_dir: &std::path::Path, reader: &store::Reader) -> anyhow::Result<Sealer> {
+fn open_sealer(
+    data_dir: &std::path::Path,
+    reader: &store::Reader,
+    checkpoint_stdout: bool,
+) -> anyhow::Result<Sealer> {
     use anyhow::Context;
     let origin = reader
         .segments()
@@ -234,7 +239,7 @@ fn open_sealer(data_dir: &std::path::Path, reader: &store::Reader) -> anyhow::Re
     if let Some(vkey) = vkey {
         eprintln!("daftari: new checkpoint key; verifier key: {vkey}");
     }
-    let sealer = sealer.with_exporter(Exporter::new(signer, data_dir, true));
+    let sealer = sealer.with_exporter(Exporter::new(signer, data_dir, checkpoint_stdout));
     if let Some(pk) = created {
         eprintln!(
             "daftari: new seal chain; epoch-0 public key: {}",
