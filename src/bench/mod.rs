@@ -5,6 +5,7 @@
 //! Must not: touch a data directory it did not create.
 
 pub mod query;
+pub mod seal;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

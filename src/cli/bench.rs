@@ -9,6 +9,18 @@ pub enum Which {
     Ledger(Args),
     /// Query latency over a ledger of security lines spread over a day.
     Query(QueryArgs),
+    /// The cost of one epoch end (seal, fsyncs, key rotation) and of checking seals.
+    Seal(SealArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SealArgs {
+    /// Scratch directory (removed afterwards).
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    dir: PathBuf,
+    /// Epochs to seal.
+    #[arg(long, default_value_t = 500)]
+    epochs: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -65,6 +77,11 @@ pub struct Args {
 pub fn run(which: Which) -> anyhow::Result<u8> {
     let a = match which {
         Which::Ledger(a) => a,
+        Which::Seal(s) => {
+            anyhow::ensure!(s.epochs > 0, "--epochs must be positive");
+            daftari::bench::seal::run(&s.dir, s.epochs)?;
+            return Ok(0);
+        }
         Which::Query(q) => {
             anyhow::ensure!(
                 q.hosts > 0 && q.entries > 0,
