@@ -72,6 +72,8 @@ pub struct Sealer {
     prev_digest: Hash,
     /// Checkpoints after every seal, when configured.
     exporter: Option<export::Exporter>,
+    /// The last seal was committed but the key file still holds the epoch before.
+    key_file_behind: bool,
 }
 
 impl Sealer {
@@ -138,6 +140,7 @@ impl Sealer {
                 next_first,
                 prev_digest,
                 exporter: None,
+                key_file_behind: false,
             },
             created,
         ))
@@ -156,6 +159,12 @@ impl Sealer {
 
     /// Ends the open epoch: seal, commit, ratchet the key file, forget the old key.
     pub fn seal(&mut self, kind: SealKind) -> Result<(), String> {
+        if self.key_file_behind {
+            // The last seal is committed but its key file was not replaced: finish that first,
+            // so the file never falls more than one epoch behind the seals.
+            keys::write(&self.data_dir, &self.key)?;
+            self.key_file_behind = false;
+        }
         let (next_seq, head) = self.index.tip();
         let seal = Seal {
             kind,
@@ -173,12 +182,13 @@ impl Sealer {
         self.store
             .append(seal.epoch, kind as u8, &body, &sig)
             .map_err(|e| format!("seal epoch {}: {e}", seal.epoch))?;
-        let next = self.key.next();
-        keys::write(&self.data_dir, &next)?;
-        // The old key is dropped (and zeroized) here.
-        self.key = next;
+        // The epoch is sealed: move on in memory whatever happens to the key file (the old
+        // key is dropped, and zeroized, here).
+        self.key = self.key.next();
         self.next_first = seal.first_seq + seal.count;
         self.prev_digest = record::digest(&body, &sig);
+        let written = keys::write(&self.data_dir, &self.key);
+        self.key_file_behind = written.is_err();
         if let Some(x) = self.exporter.as_mut() {
             x.export(&note::Checkpoint {
                 origin: seal.origin,
@@ -188,7 +198,7 @@ impl Sealer {
                 time_s: seal.wall_ns.div_euclid(1_000_000_000),
             });
         }
-        Ok(())
+        written
     }
 
     /// Runs the epoch timer until `stop`, then writes a shutdown seal.
@@ -260,6 +270,36 @@ mod tests {
         let all = store::read_all(dir.path()).unwrap().unwrap();
         let epochs: Vec<u64> = all.iter().map(|x| x.epoch).collect();
         assert_eq!(epochs, [0, 1, 2]);
+    }
+
+    #[test]
+    fn a_key_file_that_cannot_be_replaced_is_retried_before_the_next_seal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = open(dir.path());
+        // A directory where the temporary key file goes makes the replacement fail.
+        let tmp = dir.path().join("state").join("epoch.key.tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        assert!(
+            s.seal(SealKind::Epoch).is_err(),
+            "the key file could not be replaced"
+        );
+        assert_eq!(s.epoch(), 1, "epoch 0 is sealed all the same");
+        assert!(
+            s.seal(SealKind::Epoch).is_err(),
+            "no new seal while the file lags"
+        );
+        std::fs::remove_dir(&tmp).unwrap();
+        s.seal(SealKind::Epoch).unwrap();
+        drop(s);
+        let (s, _) = open(dir.path());
+        assert_eq!(s.epoch(), 2);
+        let epochs: Vec<u64> = store::read_all(dir.path())
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(|x| x.epoch)
+            .collect();
+        assert_eq!(epochs, [0, 1]);
     }
 
     #[test]
