@@ -65,6 +65,17 @@ fn sealed_ledger(root: &Path) -> (std::path::PathBuf, String) {
     (data, pk)
 }
 
+/// Deletes the newest block and its index rows: what remains is a consistent, shorter chain.
+fn cut_newest_block(data: &Path) {
+    let seg = common::segment_files(data).pop().unwrap();
+    let conn = common::open_rw(&seg);
+    conn.execute_batch(
+        "DELETE FROM block_streams WHERE first_seq = (SELECT max(first_seq) FROM blocks);
+         DELETE FROM blocks WHERE first_seq = (SELECT max(first_seq) FROM blocks);",
+    )
+    .unwrap();
+}
+
 #[test]
 fn every_epoch_is_sealed_and_verifies_with_the_pinned_key() {
     let tmp = tempfile::tempdir().unwrap();
@@ -150,14 +161,7 @@ fn records_cut_off_the_end_are_invisible_to_the_chain_but_not_to_the_seals() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, pk) = sealed_ledger(tmp.path());
     // Cut the newest block (and its index rows): what remains is a consistent, shorter chain.
-    let seg = common::segment_files(&data).pop().unwrap();
-    let conn = common::open_rw(&seg);
-    conn.execute_batch(
-        "DELETE FROM block_streams WHERE first_seq = (SELECT max(first_seq) FROM blocks);
-         DELETE FROM blocks WHERE first_seq = (SELECT max(first_seq) FROM blocks);",
-    )
-    .unwrap();
-    drop(conn);
+    cut_newest_block(&data);
     let chain_only = verify_with(&data, &[]);
     assert_eq!(
         chain_only.code, 0,
@@ -204,14 +208,7 @@ fn exported_checkpoints_anchor_the_ledger_and_show_a_cut_tail() {
     let latest = String::from_utf8(out.stdout).unwrap();
     assert!(latest.starts_with("daftari-checkpoint/v1\n"), "{latest}");
     // Cut the newest block off and drop the seals too: only the anchor can tell.
-    let seg = common::segment_files(&data).pop().unwrap();
-    let conn = common::open_rw(&seg);
-    conn.execute_batch(
-        "DELETE FROM block_streams WHERE first_seq = (SELECT max(first_seq) FROM blocks);
-         DELETE FROM blocks WHERE first_seq = (SELECT max(first_seq) FROM blocks);",
-    )
-    .unwrap();
-    drop(conn);
+    cut_newest_block(&data);
     std::fs::remove_file(data.join("seals.sqlite")).unwrap();
     assert_eq!(
         verify_with(&data, &[]).code,

@@ -146,21 +146,12 @@ pub fn key_path(data_dir: &Path) -> PathBuf {
     data_dir.join(super::keys::STATE_DIR).join(LOG_KEY_FILE)
 }
 
+/// Writes a new private (0600) file, creating its directory.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| format!("{}: {e}", path.display()))
+    crate::token::write_private(path, bytes).map_err(|e| e.to_string())
 }
 
 fn key_id(name: &str, pk: &[u8; 32]) -> [u8; 4] {
