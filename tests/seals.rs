@@ -227,3 +227,17 @@ fn exported_checkpoints_anchor_the_ledger_and_show_a_cut_tail() {
     // Anchors without the key cannot be judged.
     assert_eq!(verify_with(&data, &["--anchors", a]).code, 2);
 }
+
+#[test]
+fn the_server_runs_without_core_dumps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"), &[]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", s.child.id())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(&fields[4..6], ["0", "0"], "{core}");
+    s.stop();
+}

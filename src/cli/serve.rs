@@ -76,6 +76,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     let cfg = Config::load(args.config.as_deref(), &flags)?;
     init_logging(cfg.log_format);
+    // The epoch key must not end up in a core file.
+    daftari::seal::forbid_core_dumps().context("disable core dumps")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("daftari")

@@ -47,6 +47,20 @@ pub const MAX_EPOCH_INTERVAL: Duration = Duration::from_secs(60);
 /// the operator passes a copy kept off the box.
 pub const EPOCH0_PUB_FILE: &str = "epoch0.pub";
 
+/// Keeps the current epoch key out of core dumps: the core size limit goes to zero and the
+/// process is marked not dumpable (which also keeps other users' debuggers out). Called by
+/// `serve` before any key is read.
+pub fn forbid_core_dumps() -> std::io::Result<()> {
+    use rustix::process::{DumpableBehavior, Resource, Rlimit, set_dumpable_behavior, setrlimit};
+    let zero = Rlimit {
+        current: Some(0),
+        maximum: Some(0),
+    };
+    setrlimit(Resource::Core, zero)?;
+    set_dumpable_behavior(DumpableBehavior::NotDumpable)?;
+    Ok(())
+}
+
 /// A public key as printed and as `verify --pubkey` takes it.
 pub fn encode_pk(pk: &[u8; 32]) -> String {
     base64::engine::general_purpose::STANDARD.encode(pk)
