@@ -17,6 +17,7 @@ use crate::push::Limits;
 use crate::store::StoreConfig;
 
 mod duration;
+mod limits;
 mod query;
 mod seal;
 
@@ -135,7 +136,7 @@ struct File {
     #[serde(default)]
     local: LocalFile,
     #[serde(default)]
-    limits: LimitsFile,
+    limits: limits::LimitsFile,
     #[serde(default)]
     store: StoreFile,
     #[serde(default)]
@@ -161,26 +162,6 @@ struct PushFile {
 #[serde(deny_unknown_fields)]
 struct LocalFile {
     listen: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LimitsFile {
-    max_body_bytes: Option<usize>,
-    max_decompressed_bytes: Option<usize>,
-    max_entries_per_request: Option<usize>,
-    max_inflight_pushes: Option<usize>,
-    max_line_size: Option<usize>,
-    max_label_names_per_series: Option<usize>,
-    max_label_name_length: Option<usize>,
-    max_label_value_length: Option<usize>,
-    max_structured_metadata_size: Option<usize>,
-    max_structured_metadata_entries_count: Option<usize>,
-    creation_grace_period: Option<String>,
-    token_entries_per_second: Option<u64>,
-    token_bytes_per_second: Option<u64>,
-    token_burst_seconds: Option<u64>,
-    auth_failures_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -255,7 +236,7 @@ fn build(f: File, flags: &Overrides) -> Result<Config, ConfigError> {
     }
     let tls = tls(&f.push, flags)?;
     let server = server_limits(&f)?;
-    let limits = limits(&f.limits)?;
+    let limits = limits::build(&f.limits)?;
     let mut store = StoreConfig::new(&data_dir);
     apply_store(&mut store, &f.store, f.origin.clone())?;
     store.validate().map_err(|e| bad("store", e.to_string()))?;
@@ -333,75 +314,6 @@ fn server_limits(f: &File) -> Result<ServerLimits, ConfigError> {
         }
     }
     Ok(s)
-}
-
-fn limits(l: &LimitsFile) -> Result<Limits, ConfigError> {
-    let d = Limits::default();
-    let out = Limits {
-        max_body_bytes: l.max_body_bytes.unwrap_or(d.max_body_bytes),
-        max_decompressed_bytes: l.max_decompressed_bytes.unwrap_or(d.max_decompressed_bytes),
-        max_entries_per_request: l
-            .max_entries_per_request
-            .unwrap_or(d.max_entries_per_request),
-        max_inflight_pushes: l.max_inflight_pushes.unwrap_or(d.max_inflight_pushes),
-        max_line_size: l.max_line_size.unwrap_or(d.max_line_size),
-        max_label_names_per_series: l
-            .max_label_names_per_series
-            .unwrap_or(d.max_label_names_per_series),
-        max_label_name_length: l.max_label_name_length.unwrap_or(d.max_label_name_length),
-        max_label_value_length: l.max_label_value_length.unwrap_or(d.max_label_value_length),
-        max_metadata_bytes: l
-            .max_structured_metadata_size
-            .unwrap_or(d.max_metadata_bytes),
-        max_metadata_entries: l
-            .max_structured_metadata_entries_count
-            .unwrap_or(d.max_metadata_entries),
-        creation_grace: dur(
-            "limits.creation_grace_period",
-            &l.creation_grace_period,
-            d.creation_grace,
-        )?,
-        token_entries_per_second: l
-            .token_entries_per_second
-            .unwrap_or(d.token_entries_per_second),
-        token_bytes_per_second: l.token_bytes_per_second.unwrap_or(d.token_bytes_per_second),
-        token_burst_seconds: l.token_burst_seconds.unwrap_or(d.token_burst_seconds),
-        auth_failures_per_minute: l
-            .auth_failures_per_minute
-            .unwrap_or(d.auth_failures_per_minute),
-        body_timeout: d.body_timeout,
-    };
-    let positive = [
-        ("limits.max_body_bytes", out.max_body_bytes),
-        ("limits.max_decompressed_bytes", out.max_decompressed_bytes),
-        (
-            "limits.max_entries_per_request",
-            out.max_entries_per_request,
-        ),
-        ("limits.max_inflight_pushes", out.max_inflight_pushes),
-        ("limits.max_line_size", out.max_line_size),
-        (
-            "limits.max_label_names_per_series",
-            out.max_label_names_per_series,
-        ),
-        ("limits.max_label_name_length", out.max_label_name_length),
-        ("limits.max_label_value_length", out.max_label_value_length),
-    ];
-    for (key, v) in positive {
-        if v == 0 {
-            return Err(bad(key, "must be at least 1"));
-        }
-    }
-    if out.max_line_size >= crate::store::chain::MAX_BSTR {
-        return Err(bad(
-            "limits.max_line_size",
-            format!("must be below {} bytes", crate::store::chain::MAX_BSTR),
-        ));
-    }
-    if out.token_burst_seconds == 0 {
-        return Err(bad("limits.token_burst_seconds", "must be at least 1"));
-    }
-    Ok(out)
 }
 
 fn apply_store(
