@@ -49,6 +49,74 @@ pub struct Metrics {
     /// Successful and failed certificate reloads.
     pub tls_reloads: AtomicU64,
     pub tls_reload_failures: AtomicU64,
+    /// Seals and checkpoint exports.
+    pub seal: SealStats,
+}
+
+/// What the sealer reports: the newest seal, and checkpoint exports by channel.
+#[derive(Debug, Default)]
+pub struct SealStats {
+    pub last_epoch: AtomicU64,
+    /// Wall time of the newest seal, Unix seconds (0 before the first).
+    pub last_seal_unix: AtomicU64,
+    pub exports_file: AtomicU64,
+    pub exports_stdout: AtomicU64,
+    pub exports_push: AtomicU64,
+    pub export_failures_file: AtomicU64,
+    pub export_failures_stdout: AtomicU64,
+    pub export_failures_push: AtomicU64,
+}
+
+impl SealStats {
+    fn render(&self, out: &mut String) {
+        let gauges = [
+            (
+                "daftari_seal_last_epoch",
+                "The newest sealed epoch.",
+                &self.last_epoch,
+            ),
+            (
+                "daftari_seal_last_timestamp_seconds",
+                "Wall time of the newest seal (alert when it stops moving).",
+                &self.last_seal_unix,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            header(out, name, "gauge", help);
+            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+        }
+        let by_channel = [
+            ("file", &self.exports_file, &self.export_failures_file),
+            ("stdout", &self.exports_stdout, &self.export_failures_stdout),
+            ("push", &self.exports_push, &self.export_failures_push),
+        ];
+        header(
+            out,
+            "daftari_checkpoint_exports_total",
+            "counter",
+            "Checkpoints exported, by channel.",
+        );
+        for (ch, ok, _) in by_channel {
+            let _ = writeln!(
+                out,
+                "daftari_checkpoint_exports_total{{channel=\"{ch}\"}} {}",
+                ok.load(Ordering::Relaxed)
+            );
+        }
+        header(
+            out,
+            "daftari_checkpoint_export_failures_total",
+            "counter",
+            "Checkpoint exports that failed (each is retried or superseded), by channel.",
+        );
+        for (ch, _, failed) in by_channel {
+            let _ = writeln!(
+                out,
+                "daftari_checkpoint_export_failures_total{{channel=\"{ch}\"}} {}",
+                failed.load(Ordering::Relaxed)
+            );
+        }
+    }
 }
 
 impl Metrics {
@@ -132,6 +200,7 @@ impl Metrics {
             header(&mut out, name, kind, help);
             let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
         }
+        self.seal.render(&mut out);
         out
     }
 }

@@ -93,6 +93,7 @@ fn verify_runs(opts: &Options) -> anyhow::Result<()> {
                 jobs,
                 pubkey: None,
                 anchors: None,
+                retention: None,
             },
             &verify::Progress::default(),
         )?;

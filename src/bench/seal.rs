@@ -39,7 +39,7 @@ pub fn run(dir: &Path, epochs: usize) -> anyhow::Result<()> {
         .unwrap_or_default();
     let genesis = [0u8; 32];
     let t = Instant::now();
-    let out = check::check(&seals, &pk0, "bench", &|_| Some(genesis));
+    let out = check::check(&seals, &pk0, "bench", &|_| check::HeadAt::Known(genesis));
     let secs = t.elapsed().as_secs_f64();
     anyhow::ensure!(out.breaks.is_empty(), "the benchmark chain did not verify");
     println!(

@@ -6,6 +6,7 @@
 mod bench;
 mod checkpoint;
 mod loadgen;
+mod prove;
 mod serve;
 mod token;
 mod verify;
@@ -31,6 +32,10 @@ enum Command {
     Verify(verify::Args),
     /// Print the newest exported checkpoint (a signed note of the log's size and head).
     Checkpoint(checkpoint::Args),
+    /// Print a self-contained proof that one entry is in a sealed segment.
+    Prove(prove::ProveArgs),
+    /// Check an inclusion proof without the ledger, with your off-box keys.
+    VerifyProof(prove::CheckArgs),
     /// Push Alloy-like load at a server and print entries/s, latency and peak RSS.
     Loadgen(loadgen::Args),
     /// Measure the ledger: durable appends per second and verify speed.
@@ -56,6 +61,8 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Token(cmd) => token::run(cmd),
         Command::Verify(args) => verify::run(args),
         Command::Checkpoint(args) => checkpoint::run(args),
+        Command::Prove(args) => prove::prove(args),
+        Command::VerifyProof(args) => prove::verify_proof(args),
         Command::Bench(which) => bench::run(which),
         Command::Loadgen(args) => loadgen::run(args),
     }

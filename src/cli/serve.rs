@@ -53,6 +53,13 @@ pub struct Args {
     /// Seconds per epoch before it is sealed (1s to 60s; default 10s).
     #[arg(long, value_parser = parse_interval)]
     epoch_interval: Option<std::time::Duration>,
+    /// Remove whole closed segments once this old, e.g. 400d (default: keep forever).
+    #[arg(long, value_parser = parse_retention)]
+    retention: Option<std::time::Duration>,
+}
+
+fn parse_retention(s: &str) -> Result<std::time::Duration, String> {
+    daftari::config::parse_duration(s).ok_or_else(|| "expected a duration such as 400d".into())
 }
 
 fn parse_format(s: &str) -> Result<LogFormat, String> {
@@ -73,6 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         tls_client_ca: args.tls_client_ca,
         log_format: args.log_format,
         epoch_interval: args.epoch_interval,
+        retention: args.retention,
     };
     let cfg = Config::load(args.config.as_deref(), &flags)?;
     init_logging(cfg.log_format);

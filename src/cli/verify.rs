@@ -1,5 +1,5 @@
-//! `daftari verify [--data-dir DIR] [--pubkey KEY] [--vkey VKEY --anchors FILE...] [--json]
-//! [--jobs N]`.
+//! `daftari verify [--data-dir DIR] [--pubkey KEY] [--retention DURATION] [--vkey VKEY
+//! --anchors FILE...] [--json] [--jobs N]`.
 //!
 //! Exit codes: 0 intact, 1 integrity failure, 2 could not run.
 
@@ -37,6 +37,14 @@ pub struct Args {
     /// truncation.
     #[arg(long, num_args = 1..)]
     anchors: Vec<PathBuf>,
+    /// Your retention policy (e.g. 400d): segments removed by retention must have been kept
+    /// at least this long. Needed once the log has pruned segments.
+    #[arg(long, value_parser = parse_retention)]
+    retention: Option<Duration>,
+}
+
+fn parse_retention(s: &str) -> Result<Duration, String> {
+    daftari::config::parse_duration(s).ok_or_else(|| "expected a duration such as 400d".into())
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
@@ -72,6 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         jobs,
         pubkey,
         anchors,
+        retention: args.retention,
     };
     let progress = Progress::default();
     let show_bar = !args.json && std::io::stderr().is_terminal();
@@ -120,6 +129,9 @@ fn print_text(report: &Report) {
     }
     for note in &report.notes {
         println!("note: {note}");
+    }
+    for why in &report.inconclusive {
+        println!("CANNOT CONCLUDE: {why}");
     }
     println!(
         "head after seq {}: {}",

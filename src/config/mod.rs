@@ -107,6 +107,10 @@ pub struct Config {
     pub epoch_interval: Duration,
     /// Print each checkpoint on stdout as a JSON line.
     pub checkpoint_stdout: bool,
+    /// Remove whole closed segments once this old (`None`: keep forever).
+    pub retention: Option<Duration>,
+    /// Push each checkpoint to another Loki-compatible endpoint.
+    pub checkpoint_push: Option<crate::seal::remote::PushTarget>,
     pub log_format: LogFormat,
 }
 
@@ -121,6 +125,7 @@ pub struct Overrides {
     pub tls_client_ca: Option<PathBuf>,
     pub log_format: Option<LogFormat>,
     pub epoch_interval: Option<Duration>,
+    pub retention: Option<Duration>,
 }
 
 /// The file's shape. Unknown keys are errors, so a typo does not silently keep a default.
@@ -174,6 +179,7 @@ struct StoreFile {
     group_max_entries: Option<usize>,
     group_max_bytes: Option<usize>,
     group_linger: Option<String>,
+    retention: Option<String>,
 }
 
 impl Config {
@@ -251,6 +257,8 @@ fn build(f: File, flags: &Overrides) -> Result<Config, ConfigError> {
         query: query::build(&f.query)?,
         epoch_interval: seal::epoch_interval(&f.seal, flags.epoch_interval)?,
         checkpoint_stdout: seal::checkpoint_stdout(&f.seal),
+        retention: retention(&f.store, flags.retention)?,
+        checkpoint_push: seal::checkpoint_push(&f.seal)?,
         log_format: flags.log_format.or(f.log_format).unwrap_or(LogFormat::Text),
     })
 }
@@ -314,6 +322,15 @@ fn server_limits(f: &File) -> Result<ServerLimits, ConfigError> {
         }
     }
     Ok(s)
+}
+
+/// `store.retention` (or `--retention`): absent or "0" keeps everything forever.
+fn retention(f: &StoreFile, flag: Option<Duration>) -> Result<Option<Duration>, ConfigError> {
+    let d = match flag {
+        Some(d) => d,
+        None => dur("store.retention", &f.retention, Duration::ZERO)?,
+    };
+    Ok((!d.is_zero()).then_some(d))
 }
 
 fn apply_store(

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{ConfigError, bad, dur};
+use crate::seal::remote::PushTarget;
 use crate::seal::{DEFAULT_EPOCH_INTERVAL, MAX_EPOCH_INTERVAL, MIN_EPOCH_INTERVAL};
 
 #[derive(Debug, Default, Deserialize)]
@@ -16,6 +17,45 @@ use crate::seal::{DEFAULT_EPOCH_INTERVAL, MAX_EPOCH_INTERVAL, MIN_EPOCH_INTERVAL
 pub(super) struct SealFile {
     epoch_interval: Option<String>,
     checkpoint_stdout: Option<bool>,
+    checkpoint_push_url: Option<String>,
+    checkpoint_push_token_file: Option<std::path::PathBuf>,
+    checkpoint_push_ca: Option<std::path::PathBuf>,
+    checkpoint_push_tenant: Option<String>,
+}
+
+/// Where checkpoints are pushed, if anywhere: the URL and a file holding the push token of
+/// the receiving endpoint (read at start; never logged).
+pub(super) fn checkpoint_push(f: &SealFile) -> Result<Option<PushTarget>, ConfigError> {
+    let Some(url) = &f.checkpoint_push_url else {
+        return Ok(None);
+    };
+    let Some(token_file) = &f.checkpoint_push_token_file else {
+        return Err(bad(
+            "seal.checkpoint_push_token_file",
+            "checkpoint_push_url needs the file that holds the endpoint's push token",
+        ));
+    };
+    let token = std::fs::read_to_string(token_file)
+        .map_err(|e| {
+            bad(
+                "seal.checkpoint_push_token_file",
+                format!("{}: {e}", token_file.display()),
+            )
+        })?
+        .trim()
+        .to_owned();
+    if token.is_empty() || token.contains(char::is_whitespace) {
+        return Err(bad(
+            "seal.checkpoint_push_token_file",
+            "must hold one token",
+        ));
+    }
+    Ok(Some(PushTarget {
+        url: url.clone(),
+        token,
+        ca_file: f.checkpoint_push_ca.clone(),
+        tenant: f.checkpoint_push_tenant.clone(),
+    }))
 }
 
 /// Whether each checkpoint is printed on stdout as a JSON line (default yes).

@@ -4,11 +4,14 @@
 //! (epoch 0's is pinned by the operator, each later one is carried by the seal before it);
 //! digests linked; sequence ranges contiguous; each sealed head equal to the ledger's head at
 //! that point; nothing sealed beyond the end of the ledger. What follows the last seal is
-//! reported as present but not yet forward-secure.
+//! reported as present but not yet forward-secure. Segment-close seals come in index order
+//! and cover their segment's range; a prune seal names only segments whose close seal it
+//! repeats by digest, oldest first. The caller matches close seals against the segment files
+//! and prune seals against the retention policy.
 //!
 //! Must not: trust anything on the box about keys: the public key comes from the caller.
 
-use super::record::{self, Seal};
+use super::record::{self, Extra, Seal, SegmentClose};
 use super::store::Stored;
 use crate::store::Hash;
 
@@ -23,6 +26,33 @@ pub struct Break {
     pub found: String,
 }
 
+/// A verified segment-close seal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseFact {
+    pub epoch: u64,
+    pub wall_ns: i64,
+    pub digest: Hash,
+    pub close: SegmentClose,
+}
+
+/// A verified prune seal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PruneFact {
+    pub epoch: u64,
+    pub wall_ns: i64,
+    pub indices: Vec<u64>,
+}
+
+/// The ledger's head before a sequence number, as the caller knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadAt {
+    Known(Hash),
+    /// In segments removed by retention (whose prune seals the caller checks).
+    Pruned,
+    /// Past the end of the ledger.
+    Beyond,
+}
+
 /// What the check concluded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -31,6 +61,9 @@ pub struct Outcome {
     pub epochs: u64,
     /// Records covered by verified seals (sequence numbers `0..sealed`).
     pub sealed: u64,
+    /// Verified segment-close seals, by segment index.
+    pub closes: Vec<CloseFact>,
+    pub prunes: Vec<PruneFact>,
 }
 
 /// What the next seal must continue from.
@@ -48,7 +81,7 @@ pub fn check(
     seals: &[Stored],
     pk0: &[u8; 32],
     origin: &str,
-    head_before: &dyn Fn(u64) -> Option<Hash>,
+    head_before: &dyn Fn(u64) -> HeadAt,
 ) -> Outcome {
     let mut out = Outcome::default();
     let mut want = Expect {
@@ -59,7 +92,11 @@ pub fn check(
         origin,
     };
     for s in seals {
-        match one(s, &want, head_before) {
+        let checked = one(s, &want, head_before).and_then(|seal| {
+            kind_rules(&seal, &s.body, &s.sig, &mut out)?;
+            Ok(seal)
+        });
+        match checked {
             Ok(seal) => {
                 want.epoch += 1;
                 want.pk = seal.next_pk;
@@ -77,12 +114,73 @@ pub fn check(
     out
 }
 
+/// The rules of segment-close and prune seals; records them in `out`.
+fn kind_rules(seal: &Seal, body: &[u8], sig: &[u8], out: &mut Outcome) -> Result<(), Break> {
+    let brk = |what: &str, expected: String, found: String| Break {
+        epoch: seal.epoch,
+        seq: Some(seal.first_seq),
+        what: what.into(),
+        expected,
+        found,
+    };
+    match &seal.extra {
+        Extra::None => {}
+        Extra::Segment(c) => {
+            let want = out.closes.last().map_or(0, |f| f.close.index + 1);
+            if c.index != want {
+                let what = "segment-close seal (segments are sealed in order)";
+                return Err(brk(what, want.to_string(), c.index.to_string()));
+            }
+            if let Some(prev) = out.closes.last()
+                && c.first_seq != prev.close.first_seq + prev.close.count
+            {
+                let expected = (prev.close.first_seq + prev.close.count).to_string();
+                let what = "segment-close seal: first seq";
+                return Err(brk(what, expected, c.first_seq.to_string()));
+            }
+            if c.first_seq + c.count > seal.first_seq + seal.count {
+                let what = "segment-close seal: the segment ends after the sealed range";
+                let expected = format!("at most seq {}", seal.first_seq + seal.count);
+                return Err(brk(what, expected, (c.first_seq + c.count).to_string()));
+            }
+            out.closes.push(CloseFact {
+                epoch: seal.epoch,
+                wall_ns: seal.wall_ns,
+                digest: record::digest(body, sig),
+                close: c.clone(),
+            });
+        }
+        Extra::Prune(list) => {
+            let first = out
+                .prunes
+                .iter()
+                .flat_map(|p| p.indices.last())
+                .max()
+                .map_or(0, |i| i + 1);
+            for (next, p) in (first..).zip(list) {
+                let close = out.closes.iter().find(|f| f.close.index == p.index);
+                if p.index != next {
+                    let what = "prune seal (only the oldest segments, in order)";
+                    return Err(brk(what, next.to_string(), p.index.to_string()));
+                }
+                if close.map(|f| f.digest) != Some(p.close_digest) {
+                    let what = "prune seal: the pruned segment's close seal";
+                    let expected = close.map_or("a close seal".into(), |f| hex::encode(f.digest));
+                    return Err(brk(what, expected, hex::encode(p.close_digest)));
+                }
+            }
+            out.prunes.push(PruneFact {
+                epoch: seal.epoch,
+                wall_ns: seal.wall_ns,
+                indices: list.iter().map(|p| p.index).collect(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Checks one stored seal against what must come next.
-fn one(
-    s: &Stored,
-    want: &Expect<'_>,
-    head_before: &dyn Fn(u64) -> Option<Hash>,
-) -> Result<Seal, Break> {
+fn one(s: &Stored, want: &Expect<'_>, head_before: &dyn Fn(u64) -> HeadAt) -> Result<Seal, Break> {
     let brk = |seq, what: &str, expected: String, found: String| Break {
         epoch: want.epoch,
         seq,
@@ -140,19 +238,27 @@ fn one(
         ));
     }
     let end = seal.first_seq + seal.count;
+    if s.kind != seal.kind as u8 {
+        return Err(brk(
+            seq,
+            "seal kind column",
+            (seal.kind as u8).to_string(),
+            s.kind.to_string(),
+        ));
+    }
     match head_before(end) {
-        None => Err(brk(
+        HeadAt::Beyond => Err(brk(
             seq,
             "sealed records (the ledger ends before them: truncated)",
             format!("records up to seq {}", end.saturating_sub(1)),
             "fewer records".into(),
         )),
-        Some(h) if h != seal.head => Err(brk(
+        HeadAt::Known(h) if h != seal.head => Err(brk(
             seq,
             "sealed head",
             hex::encode(seal.head),
             hex::encode(h),
         )),
-        Some(_) => Ok(seal),
+        HeadAt::Known(_) | HeadAt::Pruned => Ok(seal),
     }
 }

@@ -1,18 +1,23 @@
 //! Exporting checkpoints: after every seal, one signed note for the sealed size and head,
 //! written as one JSON line on stdout (for journald or any log shipper to carry to another
-//! host) and appended to a local file (`checkpoints.note`, for an operator to copy off the
-//! box or to feed `verify --anchors`).
+//! host), appended to a local file (`checkpoints.note`, for an operator to copy off the box
+//! or to feed `verify --anchors`), and optionally pushed to another Loki-compatible endpoint
+//! (`remote`).
 //!
-//! Owns: both channels and their retry: a note the file could not take is kept (up to
-//! [`MAX_PENDING`]) and written before the next one. An export failure is logged and never
-//! stops sealing or ingest.
+//! Owns: the channels, their counters in `/metrics`, and the file's retry: a note the file
+//! could not take is kept (up to [`MAX_PENDING`]) and written before the next one. An export
+//! failure is counted, logged and never stops sealing or ingest.
 //!
 //! Must not: block on a slow channel for longer than a write.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::note::{Checkpoint, NoteSigner};
+use super::remote::Pusher;
+use crate::metrics::Metrics;
 
 /// The local checkpoint file, inside the data directory.
 pub const CHECKPOINT_FILE: &str = "checkpoints.note";
@@ -27,40 +32,67 @@ pub struct Exporter {
     pending: Vec<String>,
     /// Whether to print each note as a JSON line on stdout.
     stdout: bool,
+    push: Option<Pusher>,
+    metrics: Arc<Metrics>,
 }
 
 impl Exporter {
-    pub fn new(signer: NoteSigner, data_dir: &Path, stdout: bool) -> Exporter {
+    pub fn new(
+        signer: NoteSigner,
+        data_dir: &Path,
+        stdout: bool,
+        push: Option<Pusher>,
+        metrics: Arc<Metrics>,
+    ) -> Exporter {
         Exporter {
             signer,
             file: data_dir.join(CHECKPOINT_FILE),
             pending: Vec::new(),
             stdout,
+            push,
+            metrics,
         }
     }
 
     /// Signs and exports one checkpoint.
     pub fn export(&mut self, cp: &Checkpoint) {
+        let stats = &self.metrics.seal;
+        stats.last_epoch.store(cp.epoch, Ordering::Relaxed);
+        stats
+            .last_seal_unix
+            .store(cp.time_s.max(0) as u64, Ordering::Relaxed);
         let note = self.signer.sign(cp);
         if self.stdout {
             let line =
                 serde_json::json!({"daftari_checkpoint": note, "size": cp.size, "epoch": cp.epoch});
             let mut out = std::io::stdout().lock();
-            if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            if writeln!(out, "{line}").and_then(|()| out.flush()).is_ok() {
+                stats.exports_stdout.fetch_add(1, Ordering::Relaxed);
+            } else {
+                stats.export_failures_stdout.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("checkpoint: stdout closed");
             }
+        }
+        if let Some(p) = &self.push {
+            p.send(cp.time_s.saturating_mul(1_000_000_000), note.clone());
         }
         self.pending.push(note);
         if self.pending.len() > MAX_PENDING {
             self.pending.remove(0);
         }
         match append(&self.file, &self.pending.concat()) {
-            Ok(()) => self.pending.clear(),
-            Err(e) => tracing::error!(
-                error = %e,
-                pending = self.pending.len(),
-                "checkpoint export to the local file failed; retrying with the next one"
-            ),
+            Ok(()) => {
+                stats.exports_file.fetch_add(1, Ordering::Relaxed);
+                self.pending.clear();
+            }
+            Err(e) => {
+                stats.export_failures_file.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    error = %e,
+                    pending = self.pending.len(),
+                    "checkpoint export to the local file failed; retrying with the next one"
+                );
+            }
         }
     }
 }

@@ -21,6 +21,8 @@ pub mod export;
 pub mod keys;
 pub mod note;
 pub mod record;
+pub mod remote;
+pub mod segments;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -33,7 +35,7 @@ use base64::Engine;
 
 use crate::store::{Hash, StreamIndex};
 use keys::EpochKey;
-use record::{Seal, SealKind};
+use record::{Extra, Seal, SealKind};
 use store::SealStore;
 
 /// Default epoch length: the window in which entries are not yet forward-secure.
@@ -88,6 +90,16 @@ pub struct Sealer {
     exporter: Option<export::Exporter>,
     /// The last seal was committed but the key file still holds the epoch before.
     key_file_behind: bool,
+    /// Close seals and retention.
+    segments: segments::Segments,
+}
+
+/// A committed seal.
+struct Sealed {
+    digest: Hash,
+    wall_ns: i64,
+    /// Whether the key file was replaced (retried before the next seal if not).
+    key_file: Result<(), String>,
 }
 
 impl Sealer {
@@ -144,8 +156,12 @@ impl Sealer {
                 (seal.first_seq + seal.count, record::digest(&s.body, &s.sig))
             }
         };
+        let segments = segments::Segments::load(
+            &store.of_kinds(&[SealKind::SegmentClose as u8, SealKind::Prune as u8])?,
+        )?;
         Ok((
             Sealer {
+                segments,
                 data_dir: data_dir.to_owned(),
                 origin: origin.to_owned(),
                 store,
@@ -166,13 +182,43 @@ impl Sealer {
         self
     }
 
+    /// Removes the oldest closed segments once their close seal is older than `retention`,
+    /// recording each removal on the admin stream through `admin` first.
+    pub fn with_retention(
+        mut self,
+        retention: Option<Duration>,
+        admin: segments::AdminLog,
+    ) -> Sealer {
+        self.segments.retention = retention;
+        self.segments.admin = Some(admin);
+        self
+    }
+
     /// The epoch now open.
     pub fn epoch(&self) -> u64 {
         self.key.epoch()
     }
 
+    /// One end of epoch: close seals for newly closed segments, retention, then the seal of
+    /// `kind`. A failure of the first two is logged and retried at the next end of epoch;
+    /// the epoch is sealed all the same.
+    pub fn tick(&mut self, kind: SealKind) -> Result<(), String> {
+        if let Err(e) = self.seal_closed_segments() {
+            tracing::error!(error = %e, "segment-close seal failed; retrying later");
+        }
+        if let Err(e) = self.apply_retention() {
+            tracing::error!(error = %e, "retention failed; retrying next epoch");
+        }
+        self.seal(kind)
+    }
+
     /// Ends the open epoch: seal, commit, ratchet the key file, forget the old key.
     pub fn seal(&mut self, kind: SealKind) -> Result<(), String> {
+        self.seal_with(kind, Extra::None)?.key_file
+    }
+
+    /// Seals the open epoch with `extra`; `Err` only when no seal was committed.
+    fn seal_with(&mut self, kind: SealKind, extra: Extra) -> Result<Sealed, String> {
         if self.key_file_behind {
             // The last seal is committed but its key file was not replaced: finish that first,
             // so the file never falls more than one epoch behind the seals.
@@ -190,6 +236,7 @@ impl Sealer {
             prev_digest: self.prev_digest,
             wall_ns: crate::clock::now_ns(),
             next_pk: self.key.next().public_key(),
+            extra,
         };
         let body = seal.encode();
         let sig = seal.sign(&self.key.signing_key());
@@ -209,10 +256,15 @@ impl Sealer {
                 size: self.next_first,
                 head: seal.head,
                 epoch: seal.epoch,
+                seal: self.prev_digest,
                 time_s: seal.wall_ns.div_euclid(1_000_000_000),
             });
         }
-        written
+        Ok(Sealed {
+            digest: self.prev_digest,
+            wall_ns: seal.wall_ns,
+            key_file: written,
+        })
     }
 
     /// Runs the epoch timer until `stop`, then writes a shutdown seal.
@@ -228,7 +280,7 @@ impl Sealer {
                 loop {
                     while Instant::now() < deadline {
                         if stop.load(Ordering::Acquire) {
-                            if let Err(e) = self.seal(SealKind::Shutdown) {
+                            if let Err(e) = self.tick(SealKind::Shutdown) {
                                 tracing::error!(error = %e, "shutdown seal failed");
                             }
                             return;
@@ -237,7 +289,7 @@ impl Sealer {
                     }
                     // Epochs are counted: a late tick seals one epoch and the next follows.
                     deadline += interval;
-                    if let Err(e) = self.seal(SealKind::Epoch) {
+                    if let Err(e) = self.tick(SealKind::Epoch) {
                         tracing::error!(error = %e, "sealing failed; retrying next epoch");
                     }
                 }

@@ -10,6 +10,7 @@
 //! <size: the next sequence number>
 //! <base64 head after record size-1>
 //! epoch <e>
+//! seal <base64 digest of epoch e's seal>
 //! time <unix seconds>
 //! ```
 //!
@@ -45,17 +46,21 @@ pub struct Checkpoint {
     pub size: u64,
     pub head: Hash,
     pub epoch: u64,
+    /// Digest of the seal of `epoch` (binds the seal chain, and so every close seal and
+    /// Merkle root before it, to this checkpoint).
+    pub seal: Hash,
     pub time_s: i64,
 }
 
 impl Checkpoint {
     pub fn body(&self) -> String {
         format!(
-            "{HEADER}\n{}\n{}\n{}\nepoch {}\ntime {}\n",
+            "{HEADER}\n{}\n{}\n{}\nepoch {}\nseal {}\ntime {}\n",
             self.origin,
             self.size,
             B64.encode(self.head),
             self.epoch,
+            B64.encode(self.seal),
             self.time_s
         )
     }
@@ -66,9 +71,9 @@ impl Checkpoint {
             .ok_or("body must end with a newline")?
             .split('\n')
             .collect();
-        let [header, origin, size, head, epoch, time] = lines[..] else {
+        let [header, origin, size, head, epoch, seal, time] = lines[..] else {
             return Err(format!(
-                "a checkpoint body has 6 lines, this one {}",
+                "a checkpoint body has 7 lines, this one {}",
                 lines.len()
             ));
         };
@@ -80,6 +85,11 @@ impl Checkpoint {
             .ok()
             .and_then(|b| <Hash>::try_from(b).ok())
             .ok_or("head is not 32 base64 bytes")?;
+        let seal = seal
+            .strip_prefix("seal ")
+            .and_then(|v| B64.decode(v).ok())
+            .and_then(|b| <Hash>::try_from(b).ok())
+            .ok_or("bad \"seal \" line")?;
         let num = |line: &str, key: &str| -> Result<i64, String> {
             line.strip_prefix(key)
                 .and_then(|v| v.parse().ok())
@@ -90,6 +100,7 @@ impl Checkpoint {
             size: size.parse().map_err(|_| "bad size line")?,
             head,
             epoch: num(epoch, "epoch ")? as u64,
+            seal,
             time_s: num(time, "time ")?,
         })
     }
@@ -125,6 +136,18 @@ impl NoteSigner {
         };
         let vkey = created.then(|| signer.vkey());
         Ok((signer, vkey))
+    }
+
+    /// Reads an existing `state/log.key` (never creates one).
+    pub fn load(data_dir: &Path, origin: &str) -> Result<NoteSigner, String> {
+        let path = key_path(data_dir);
+        let b = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let seed =
+            <[u8; 32]>::try_from(b).map_err(|_| format!("{}: not 32 bytes", path.display()))?;
+        Ok(NoteSigner {
+            origin: origin.to_owned(),
+            key: SigningKey::from_bytes(&seed),
+        })
     }
 
     /// The verifier key in C2SP form.
@@ -254,6 +277,7 @@ mod tests {
             size: 1234,
             head: [7; 32],
             epoch: 99,
+            seal: [8; 32],
             time_s: 1_754_400_000,
         }
     }

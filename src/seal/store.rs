@@ -12,13 +12,18 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 /// The seal chain file, inside the data directory.
 pub const SEALS_FILE: &str = "seals.sqlite";
 
-const SCHEMA: &str = include_str!("../../migrations/seals/0001_init.sql");
+/// The migrations, in order; `user_version` counts those applied.
+const MIGRATIONS: [&str; 2] = [
+    include_str!("../../migrations/seals/0001_init.sql"),
+    include_str!("../../migrations/seals/0002_by_kind.sql"),
+];
 
 /// A stored seal: its bytes and signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     pub n: u64,
     pub epoch: u64,
+    pub kind: u8,
     pub body: Vec<u8>,
     pub sig: Vec<u8>,
 }
@@ -52,9 +57,12 @@ impl SealStore {
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(err)?;
-        if version == 0 {
-            conn.execute_batch(SCHEMA).map_err(err)?;
-            conn.pragma_update(None, "user_version", 1).map_err(err)?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+            let tx = conn.unchecked_transaction().map_err(err)?;
+            tx.execute_batch(sql).map_err(err)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)
+                .map_err(err)?;
+            tx.commit().map_err(err)?;
         }
         Ok(SealStore { conn })
     }
@@ -70,11 +78,30 @@ impl SealStore {
             .map_err(|e| format!("append seal of epoch {epoch}: {e}"))
     }
 
+    /// The seals of the given kinds, in order.
+    pub fn of_kinds(&self, kinds: &[u8]) -> Result<Vec<Stored>, String> {
+        let mut out = Vec::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT n, epoch, kind, body, sig FROM seals WHERE kind = ?1 ORDER BY n")
+            .map_err(|e| format!("read seals: {e}"))?;
+        for k in kinds {
+            let rows = stmt
+                .query_map([k], row)
+                .map_err(|e| format!("read seals: {e}"))?;
+            for r in rows {
+                out.push(r.map_err(|e| format!("read seals: {e}"))?);
+            }
+        }
+        out.sort_by_key(|s| s.n);
+        Ok(out)
+    }
+
     /// The newest seal.
     pub fn last(&self) -> Result<Option<Stored>, String> {
         self.conn
             .query_row(
-                "SELECT n, epoch, body, sig FROM seals ORDER BY n DESC LIMIT 1",
+                "SELECT n, epoch, kind, body, sig FROM seals ORDER BY n DESC LIMIT 1",
                 [],
                 row,
             )
@@ -87,8 +114,9 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
     Ok(Stored {
         n: r.get::<_, i64>(0)? as u64,
         epoch: r.get::<_, i64>(1)? as u64,
-        body: r.get(2)?,
-        sig: r.get(3)?,
+        kind: r.get(2)?,
+        body: r.get(3)?,
+        sig: r.get(4)?,
     })
 }
 
@@ -105,7 +133,7 @@ pub fn read_all(data_dir: &Path) -> Result<Option<Vec<Stored>>, String> {
     )
     .map_err(err)?;
     let mut stmt = conn
-        .prepare("SELECT n, epoch, body, sig FROM seals ORDER BY n")
+        .prepare("SELECT n, epoch, kind, body, sig FROM seals ORDER BY n")
         .map_err(err)?;
     let rows = stmt.query_map([], row).map_err(err)?;
     rows.collect::<Result<Vec<_>, _>>().map(Some).map_err(err)

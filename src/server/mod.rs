@@ -100,11 +100,21 @@ pub async fn run(
     use anyhow::Context;
     let store_cfg = cfg.store.clone();
     let checkpoint_stdout = cfg.checkpoint_stdout;
+    let retention = cfg.retention;
+    let push_target = cfg.checkpoint_push.clone();
+    let metrics = Arc::new(Metrics::default());
+    let seal_metrics = Arc::clone(&metrics);
     let data_dir = cfg.data_dir.clone();
     let (ledger, appender, reader, verifier, sync, sealer) =
         tokio::task::spawn_blocking(move || {
             let (ledger, appender, reader) = store::open(store_cfg).context("open the ledger")?;
-            let sealer = open_sealer(&data_dir, &reader, checkpoint_stdout)?;
+            let exports = Exports {
+                stdout: checkpoint_stdout,
+                push: push_target,
+                metrics: seal_metrics,
+            };
+            let sealer = open_sealer(&data_dir, &reader, exports)?
+                .with_retention(retention, tokens::admin_log(appender.clone()));
             let manager = Manager::open(&data_dir).context("open the token database")?;
             let verifier = Arc::new(Verifier::new(manager.key().clone()));
             let mut sync = tokens::Sync::new(manager, Arc::clone(&verifier), appender.clone());
@@ -128,7 +138,6 @@ pub async fn run(
         q.max_concurrent,
         q.max_concurrent_tails,
     );
-    let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(true));
     let mut limits = cfg.limits.clone();
     limits.body_timeout = cfg.server.body_timeout;
@@ -219,12 +228,19 @@ pub async fn run(
     Ok(())
 }
 
+/// Where checkpoints go.
+struct Exports {
+    stdout: bool,
+    push: Option<crate::seal::remote::PushTarget>,
+    metrics: Arc<Metrics>,
+}
+
 /// Opens the seal chain for the ledger (recovering from any crash point); on the first start
 /// prints the epoch-0 public key, which the operator must keep off the box.
 fn open_sealer(
     data_dir: &std::path::Path,
     reader: &store::Reader,
-    checkpoint_stdout: bool,
+    exports: Exports,
 ) -> anyhow::Result<Sealer> {
     use anyhow::Context;
     let origin = reader
@@ -239,7 +255,15 @@ fn open_sealer(
     if let Some(vkey) = vkey {
         eprintln!("daftari: new checkpoint key; verifier key: {vkey}");
     }
-    let sealer = sealer.with_exporter(Exporter::new(signer, data_dir, checkpoint_stdout));
+    let pusher = match exports.push {
+        Some(t) => Some(
+            crate::seal::remote::Pusher::start(t, &origin, Arc::clone(&exports.metrics))
+                .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
+    let exporter = Exporter::new(signer, data_dir, exports.stdout, pusher, exports.metrics);
+    let sealer = sealer.with_exporter(exporter);
     if let Some(pk) = created {
         eprintln!(
             "daftari: new seal chain; epoch-0 public key: {}",

@@ -61,24 +61,7 @@ impl Sync {
         if events.is_empty() {
             return Ok(());
         }
-        let Ok(labels) = Pairs::new(vec![(ADMIN_LABEL.0.into(), ADMIN_LABEL.1.into())]) else {
-            return Ok(());
-        };
-        let batch = Batch {
-            source: ADMIN_SOURCE.into(),
-            tenant: String::new(),
-            streams: vec![Stream {
-                labels,
-                entries: events
-                    .iter()
-                    .map(|e| NewEntry {
-                        ts_ns: e.ts_ns,
-                        metadata: Pairs::default(),
-                        line: e.line.clone().into_bytes(),
-                    })
-                    .collect(),
-            }],
-        };
+        let batch = admin_batch(events.iter().map(|e| (e.ts_ns, e.line.clone())).collect());
         match self.appender.append_blocking(batch) {
             Ok(receipt) => {
                 for (i, e) in events.iter().enumerate() {
@@ -103,6 +86,36 @@ impl Sync {
         }
         self.manager.record_use(&uses)
     }
+}
+
+/// A batch of lines for the admin stream.
+fn admin_batch(lines: Vec<(i64, String)>) -> Batch {
+    let labels = Pairs::new(vec![(ADMIN_LABEL.0.into(), ADMIN_LABEL.1.into())]).unwrap_or_default();
+    Batch {
+        source: ADMIN_SOURCE.into(),
+        tenant: String::new(),
+        streams: vec![Stream {
+            labels,
+            entries: lines
+                .into_iter()
+                .map(|(ts_ns, line)| NewEntry {
+                    ts_ns,
+                    metadata: Pairs::default(),
+                    line: line.into_bytes(),
+                })
+                .collect(),
+        }],
+    }
+}
+
+/// How the sealer records a retention removal on the admin stream: one durable entry.
+pub fn admin_log(appender: Appender) -> crate::seal::segments::AdminLog {
+    Box::new(move |line| {
+        appender
+            .append_blocking(admin_batch(vec![(crate::clock::now_ns(), line)]))
+            .map(|_| ())
+            .map_err(|e| format!("admin entry: {e}"))
+    })
 }
 
 /// Runs [`Sync`] on its own thread until `stop` is set; a last flush happens on the way out.

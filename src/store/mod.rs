@@ -6,7 +6,8 @@
 //! chain live in the submodules.
 //!
 //! Must not: export `rusqlite` types or SQL, hand out a writable connection, or offer any way
-//! to change or delete a record.
+//! to change or delete a record. Whole closed segments leave only through `closed::remove`,
+//! which the sealer calls for retention after it has sealed the removal.
 //!
 //! Layout:
 //! - `chain`: the canonical record encoding and the blake3 chain (no I/O);
@@ -19,10 +20,15 @@
 //! - `checkpointer`: copies the active segment's WAL into its file beside the writer;
 //! - `index`: the in-memory stream index (label sets, and their time spans per segment);
 //! - `reader`: read-only access for queries and tests;
-//! - `scan`: reading the records of chosen streams in a time range, newest or oldest first.
+//! - `scan`: reading the records of chosen streams in a time range, newest or oldest first;
+//! - `merkle`: the per-segment Merkle tree (no I/O);
+//! - `closed`: closed segments summarized for their close seal, inclusion proofs, and the
+//!   removal of a whole closed segment by the retention policy (never a record).
 
 pub mod block;
 pub mod chain;
+pub mod closed;
+pub mod merkle;
 pub mod schema;
 pub mod segment;
 

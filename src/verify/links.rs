@@ -1,19 +1,23 @@
 //! The links between segments: the files form an unbroken run of indices from 0, all from
 //! one log, and each segment's meta continues the one before (first_seq, prev_head, and the
-//! hash of the closed predecessor's file). The first segment starts at the genesis.
+//! hash of the closed predecessor's file). The first segment starts at the genesis, or, once
+//! retention removed the oldest segments, continues the close seal of the last one removed
+//! (the caller passes it only after checking the prune seals).
 //!
 //! Must not: open files (it works on the scans).
 
 use super::report::{At, Finding, Kind};
 use super::structure::Scan;
+use crate::seal::record::SegmentClose;
 use crate::store::chain;
 use crate::store::segment::{self, Meta};
 
-/// Checks every link; returns findings and notes.
-pub(crate) fn check(scans: &[Scan]) -> (Vec<Finding>, Vec<String>) {
+/// Checks every link; returns findings and notes. `pruned` is the close seal of the last
+/// segment that verified prune seals removed, if any.
+pub(crate) fn check(scans: &[Scan], pruned: Option<&SegmentClose>) -> (Vec<Finding>, Vec<String>) {
     let mut findings = Vec::new();
     let mut notes = Vec::new();
-    check_indices(scans, &mut findings);
+    check_indices(scans, pruned.map_or(0, |c| c.index + 1), &mut findings);
     let first_meta = scans.iter().find_map(|s| s.meta.as_ref());
     for (i, scan) in scans.iter().enumerate() {
         let Some(meta) = &scan.meta else { continue };
@@ -30,7 +34,10 @@ pub(crate) fn check(scans: &[Scan]) -> (Vec<Finding>, Vec<String>) {
         }
         let prev = if i == 0 { None } else { Some(&scans[i - 1]) };
         match prev {
-            None => check_start(scan, meta, &mut findings),
+            None => match pruned {
+                Some(c) => check_after_pruned(scan, meta, c, &mut findings),
+                None => check_start(scan, meta, &mut findings),
+            },
             Some(p) if p.at.segment_index + 1 == scan.at.segment_index => {
                 check_link(p, scan, meta, &mut findings)
             }
@@ -57,9 +64,9 @@ pub(crate) fn check(scans: &[Scan]) -> (Vec<Finding>, Vec<String>) {
     (findings, notes)
 }
 
-/// File indices run 0, 1, 2, ... without a gap.
-fn check_indices(scans: &[Scan], findings: &mut Vec<Finding>) {
-    let mut expected = 0u64;
+/// File indices run `first`, `first + 1`, ... without a gap.
+fn check_indices(scans: &[Scan], first: u64, findings: &mut Vec<Finding>) {
+    let mut expected = first;
     for scan in scans {
         let found = scan.at.segment_index;
         if found != expected {
@@ -112,6 +119,33 @@ fn check_start(scan: &Scan, meta: &Meta, findings: &mut Vec<Finding>) {
         );
         findings.push(f);
     }
+}
+
+/// The oldest remaining segment continues the close seal of the last pruned one.
+fn check_after_pruned(scan: &Scan, meta: &Meta, c: &SegmentClose, findings: &mut Vec<Finding>) {
+    if scan.at.segment_index != c.index + 1 {
+        return; // reported as missing segments
+    }
+    let mut differs = |what: &str, expected: String, found: String| {
+        if expected != found {
+            let f = scan.at.finding(Kind::Modified, None, what, expected, found);
+            findings.push(f);
+        }
+    };
+    let what = "meta.first_seq (continues the last pruned segment's close seal)";
+    differs(
+        what,
+        (c.first_seq + c.count).to_string(),
+        meta.first_seq.to_string(),
+    );
+    let what = "meta.prev_head (the last pruned segment's sealed end head)";
+    differs(what, hex::encode(c.end_head), hex::encode(meta.prev_head));
+    let what = "meta.prev_file_hash (the last pruned segment's sealed file hash)";
+    differs(
+        what,
+        hex::encode(c.file_hash),
+        hex::encode(meta.prev_file_hash),
+    );
 }
 
 /// Segment `scan` continues `prev`.

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 pub use report::{Finding, Kind, Report};
 
-use crate::store::{self, chain, segment};
+use crate::store::{self, chain, merkle, segment};
 
 /// Exit status: the ledger verified intact.
 pub const EXIT_INTACT: u8 = 0;
@@ -50,6 +50,9 @@ pub struct Options {
     pub pubkey: Option<[u8; 32]>,
     /// The operator's checkpoint verifier key and files of exported checkpoints.
     pub anchors: Option<(crate::seal::note::VKey, Vec<PathBuf>)>,
+    /// The operator's retention policy: segments removed under prune seals must have been
+    /// kept at least this long after their close.
+    pub retention: Option<std::time::Duration>,
 }
 
 /// Counters a caller may watch while verify runs (for a progress bar).
@@ -116,6 +119,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
 
     let mut findings: Vec<Finding> = Vec::new();
     let mut entries = 0;
+    let mut trees: std::collections::BTreeMap<u64, Option<merkle::Builder>> = Default::default();
     for d in done {
         match d {
             Done::Hash(i, Ok(h)) => scans[i].file_hash = Some(h),
@@ -129,29 +133,53 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
             Done::Walk(w) => {
                 entries += w.rows;
                 findings.extend(w.findings);
+                let tree = trees
+                    .entry(w.segment_index)
+                    .or_insert_with(|| Some(merkle::Builder::default()));
+                let joined = match (tree.as_mut(), &w.merkle) {
+                    (Some(t), Some(pieces)) => t.push_pieces(pieces),
+                    _ => false,
+                };
+                if !joined {
+                    *tree = None;
+                }
             }
         }
     }
+    for scan in scans.iter_mut() {
+        let tree = trees.get(&scan.at.segment_index).and_then(Option::as_ref);
+        scan.merkle_root = match (tree, scan.close) {
+            (Some(t), Some((count, _))) if t.count() == count => Some(t.root()),
+            (None, Some((0, _))) => Some(merkle::empty_root()),
+            _ => None,
+        };
+    }
     findings.extend(scans.iter().flat_map(|s| s.findings.iter().cloned()));
-    let (link_findings, mut notes) = links::check(&scans);
-    notes.extend(scans.iter().flat_map(|s| s.notes.iter().cloned()));
-    findings.extend(link_findings);
-    report::sort_findings(&mut findings);
-
     let (next_seq, head) = tip(&scans);
+    let mut facts = seals::SealFacts::default();
     match &opts.pubkey {
-        Some(pk) => {
-            let (f, n) = seals::check(&opts.data_dir, pk, &scans, next_seq);
-            findings.extend(f);
-            notes.extend(n);
+        Some(pk0) => {
+            let policy = seals::Policy {
+                pk0,
+                retention: opts.retention,
+                now_ns: crate::clock::now_ns(),
+            };
+            facts = seals::check(&opts.data_dir, policy, &scans, next_seq);
         }
-        None if crate::seal::store::seals_path(&opts.data_dir).exists() => notes.push(
+        None if crate::seal::store::seals_path(&opts.data_dir).exists() => facts.notes.push(
             "seals present but not checked: pass --pubkey with your off-box copy of the \
              epoch-0 public key"
                 .into(),
         ),
         None => {}
     }
+    let (link_findings, mut notes) = links::check(&scans, facts.pruned_last.as_ref());
+    notes.extend(scans.iter().flat_map(|s| s.notes.iter().cloned()));
+    findings.extend(link_findings);
+    findings.extend(facts.findings);
+    notes.extend(facts.notes);
+    report::sort_findings(&mut findings);
+
     if let Some((vkey, files)) = &opts.anchors {
         let (f, n) = anchors::check(vkey, files, &scans, next_seq);
         findings.extend(f);
@@ -159,11 +187,12 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
     }
     let seconds = started.elapsed().as_secs_f64();
     Ok(Report {
-        verdict: if findings.is_empty() {
-            "intact"
-        } else {
-            "broken"
+        verdict: match (findings.is_empty(), facts.inconclusive.is_empty()) {
+            (false, _) => "broken",
+            (true, false) => "inconclusive",
+            (true, true) => "intact",
         },
+        inconclusive: facts.inconclusive,
         segments: scans.len(),
         entries,
         bytes: scans.iter().map(|s| s.bytes).sum(),
@@ -248,9 +277,11 @@ fn tip(scans: &[structure::Scan]) -> (u64, String) {
 
 /// The exit status for a finished run.
 pub fn exit_code(report: &Report) -> u8 {
-    if report.intact() {
-        EXIT_INTACT
-    } else {
+    if !report.intact() {
         EXIT_BROKEN
+    } else if !report.inconclusive.is_empty() {
+        EXIT_CANNOT_RUN
+    } else {
+        EXIT_INTACT
     }
 }

@@ -136,7 +136,7 @@ impl At {
 /// The outcome of a verify run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// "intact" or "broken".
+    /// "intact", "broken", or "inconclusive".
     pub verdict: &'static str,
     pub segments: usize,
     pub entries: u64,
@@ -153,6 +153,8 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Facts worth knowing that are not breaks.
     pub notes: Vec<String>,
+    /// Why the run could not conclude although nothing broke (exit 2).
+    pub inconclusive: Vec<String>,
 }
 
 impl Report {

@@ -20,7 +20,7 @@ use rusqlite::{Connection, OptionalExtension};
 use super::report::{At, Finding, Kind};
 use crate::store::block::{self, StreamSpan};
 use crate::store::chain::{self, Hash};
-use crate::store::segment;
+use crate::store::{merkle, segment};
 
 /// Findings one chunk reports at most; past the first few, more add nothing to the report.
 const MAX_FINDINGS_PER_CHUNK: usize = 32;
@@ -45,11 +45,20 @@ pub(crate) struct Chunk {
 pub(crate) struct Walked {
     pub rows: u64,
     pub findings: Vec<Finding>,
+    /// The chunk's stretch of its segment's Merkle tree (leaf positions within the
+    /// segment), when every record of the stretch was read in order.
+    pub merkle: Option<Vec<(u64, u32, Hash)>>,
+    /// The segment the chunk belongs to.
+    pub segment_index: u64,
 }
 
 pub(crate) fn walk(chunk: &Chunk, hasher: &chain::Hasher, progress: &AtomicU64) -> Walked {
-    let mut out = Walked::default();
+    let mut out = Walked {
+        segment_index: chunk.at.segment_index,
+        ..Walked::default()
+    };
     if let Err(e) = walk_blocks(chunk, hasher, progress, &mut out) {
+        out.merkle = None;
         let f = chunk.at.finding(
             Kind::Corrupt,
             Some(chunk.lo),
@@ -73,10 +82,12 @@ struct Block<'a> {
     heads: &'a [u8],
 }
 
-/// Where the walk stands: the next expected seq and the stored head before it.
+/// Where the walk stands: the next expected seq and the stored head before it, and the
+/// Merkle stretch so far (dropped at the first break).
 struct Cursor {
     expected: u64,
     prev: Option<Hash>,
+    tree: Option<merkle::Pieces>,
 }
 
 fn walk_blocks(
@@ -128,9 +139,11 @@ fn walk_blocks(
         out.rows += n;
         progress.fetch_add(n, Ordering::Relaxed);
         if out.findings.len() >= MAX_FINDINGS_PER_CHUNK {
+            cur.tree = None;
             break;
         }
     }
+    out.merkle = cur.tree.map(merkle::Pieces::into_vec);
     Ok(())
 }
 
@@ -146,15 +159,22 @@ fn start(chunk: &Chunk, conn: &Connection) -> Result<Cursor, String> {
         .optional()
         .map_err(|e| e.to_string())?;
     Ok(match before {
-        Some((first, count, heads)) if chunk.lo > chunk.seg_first => Cursor {
-            expected: (first + count) as u64,
-            prev: usize::try_from(count - 1)
-                .ok()
-                .and_then(|last| block::head(&heads, last)),
-        },
+        Some((first, count, heads)) if chunk.lo > chunk.seg_first => {
+            let expected = (first + count) as u64;
+            Cursor {
+                expected,
+                prev: usize::try_from(count - 1)
+                    .ok()
+                    .and_then(|last| block::head(&heads, last)),
+                tree: expected
+                    .checked_sub(chunk.seg_first)
+                    .map(merkle::Pieces::starting_at),
+            }
+        }
         _ => Cursor {
             expected: chunk.seg_first,
             prev: Some(chunk.seg_prev_head),
+            tree: Some(merkle::Pieces::starting_at(0)),
         },
     })
 }
@@ -206,6 +226,7 @@ fn check_block(
             b.first_seq,
         ));
         cur.prev = None;
+        cur.tree = None;
     } else if b.first_seq < cur.expected {
         let what = "blocks (a block overlaps the records before it)";
         out.push(at.finding(
@@ -216,6 +237,7 @@ fn check_block(
             b.first_seq,
         ));
         cur.prev = None;
+        cur.tree = None;
     }
     let mut derived = block::Builder::new(b.first_seq);
     let mut walked = 0u64;
@@ -277,8 +299,12 @@ fn check_block(
             broke = true;
             break;
         };
+        let leaf = hasher.leaf(canon);
+        if let Some(t) = cur.tree.as_mut() {
+            t.push_leaf(leaf);
+        }
         if let Some(prev) = &cur.prev {
-            let computed = hasher.next_head(prev, canon);
+            let computed = hasher.link(prev, &leaf);
             if computed != stored_head {
                 let what = "record or head (the record does not chain from its predecessor)";
                 out.push(at.finding(
@@ -297,6 +323,7 @@ fn check_block(
     if broke {
         cur.expected = b.first_seq + walked.max(b.count.max(0) as u64);
         cur.prev = None;
+        cur.tree = None;
     } else {
         cur.expected = b.first_seq + walked;
         check_derived(at, b, &derived, stored_spans, out);

@@ -1,72 +1,111 @@
 //! The seal chain part of verify: run only with the operator's pinned epoch-0 public key.
 //!
-//! Owns: reading `seals.sqlite` read-only, giving the seal check the ledger's head before any
-//! sequence number (from the segments' stored heads, which the record walk has checked), and
-//! turning its outcome into findings and notes.
+//! Owns: reading `seals.sqlite` read-only; giving the seal check the ledger's head before any
+//! sequence number (from the segments' stored heads, which the record walk has checked);
+//! matching every segment-close seal against its segment (range, end head, Merkle root, file
+//! hash); accepting a missing oldest segment only under a verified prune seal that respects
+//! the operator's retention period; and turning all that into findings and notes.
 //!
-//! Must not: read a public key from the data directory.
+//! Must not: read a public key or a retention policy from the data directory.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
 
 use rusqlite::{OptionalExtension, params};
 
 use super::report::{At, Finding, Kind};
 use super::structure::Scan;
-use crate::seal::{self, check};
+use crate::seal::check::{self, CloseFact, HeadAt, Outcome};
+use crate::seal::record::SegmentClose;
+use crate::seal::{self};
 use crate::store::{Hash, segment};
+
+/// What the seal chain says about the ledger.
+#[derive(Debug, Default)]
+pub(crate) struct SealFacts {
+    pub findings: Vec<Finding>,
+    pub notes: Vec<String>,
+    /// Why the run cannot conclude (exit 2) even without findings.
+    pub inconclusive: Vec<String>,
+    /// The close seal of the newest segment that verified prune seals removed.
+    pub pruned_last: Option<SegmentClose>,
+}
+
+/// The operator's policy for the check.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Policy<'a> {
+    pub pk0: &'a [u8; 32],
+    pub retention: Option<Duration>,
+    /// The verifier's clock, in ns since the epoch.
+    pub now_ns: i64,
+}
+
+fn at() -> At {
+    At {
+        segment: seal::store::SEALS_FILE.into(),
+        segment_index: u64::MAX,
+    }
+}
 
 /// Findings and notes about the seal chain of the ledger under `data_dir`.
 pub(crate) fn check(
     data_dir: &std::path::Path,
-    pk0: &[u8; 32],
+    policy: Policy<'_>,
     scans: &[Scan],
     next_seq: u64,
-) -> (Vec<Finding>, Vec<String>) {
-    let at = At {
-        segment: seal::store::SEALS_FILE.into(),
-        segment_index: u64::MAX,
-    };
+) -> SealFacts {
+    let mut facts = SealFacts::default();
     let seals = match seal::store::read_all(data_dir) {
         Ok(Some(s)) => s,
         Ok(None) => {
-            let f = at.finding(
+            let f = at().finding(
                 Kind::SealChain,
                 None,
                 "seal chain",
                 "seals.sqlite",
                 "no file",
             );
-            return (vec![f], Vec::new());
+            facts.findings.push(f);
+            return facts;
         }
         Err(e) => {
-            let f = at.finding(
+            let f = at().finding(
                 Kind::Corrupt,
                 None,
                 "seal chain",
                 "a readable seals.sqlite",
                 e,
             );
-            return (vec![f], Vec::new());
+            facts.findings.push(f);
+            return facts;
         }
     };
     let origin = scans
         .iter()
         .find_map(|s| s.meta.as_ref().map(|m| m.origin.clone()))
         .unwrap_or_default();
-    let head_before = |n: u64| head_before(scans, next_seq, n);
-    let outcome = check::check(&seals, pk0, &origin, &head_before);
-    let findings: Vec<Finding> = outcome
-        .breaks
+    let first_present = scans
         .iter()
-        .map(|b| {
-            let what = format!("epoch {}: {}", b.epoch, b.what);
-            at.finding(Kind::SealChain, b.seq, &what, &b.expected, &b.found)
-        })
-        .collect();
-    let mut notes = vec![format!(
-        "seal chain: {} epochs verified with the given epoch-0 key, covering seq 0..{}",
-        outcome.epochs, outcome.sealed
-    )];
-    if findings.is_empty() && next_seq > outcome.sealed {
-        notes.push(format!(
+        .find_map(|s| s.meta.as_ref().map(|m| m.first_seq));
+    let head_before = |n: u64| match first_present {
+        Some(f) if n < f => HeadAt::Pruned,
+        _ => head_before(scans, next_seq, n).map_or(HeadAt::Beyond, HeadAt::Known),
+    };
+    let outcome = check::check(&seals, policy.pk0, &origin, &head_before);
+    facts.findings.extend(outcome.breaks.iter().map(|b| {
+        let what = format!("epoch {}: {}", b.epoch, b.what);
+        at().finding(Kind::SealChain, b.seq, &what, &b.expected, &b.found)
+    }));
+    facts.notes.push(format!(
+        "seal chain: {} epochs verified with the given epoch-0 key, covering seq 0..{}; {} \
+         segment-close seals, {} prune seals",
+        outcome.epochs,
+        outcome.sealed,
+        outcome.closes.len(),
+        outcome.prunes.len()
+    ));
+    if outcome.breaks.is_empty() && next_seq > outcome.sealed {
+        facts.notes.push(format!(
             "{} records after the last seal (seq {}..{}) are present but not yet \
              forward-secure",
             next_seq - outcome.sealed,
@@ -74,7 +113,155 @@ pub(crate) fn check(
             next_seq
         ));
     }
-    (findings, notes)
+    check_closes(&outcome, scans, &mut facts);
+    check_prunes(&outcome, scans, policy, &mut facts);
+    facts
+}
+
+/// Each close seal against its segment; each closed segment has its close seal in turn.
+fn check_closes(outcome: &Outcome, scans: &[Scan], facts: &mut SealFacts) {
+    for f in &outcome.closes {
+        if let Some(scan) = scans.iter().find(|s| s.at.segment_index == f.close.index) {
+            facts.findings.extend(match_close(f, scan));
+        }
+    }
+    let newest_sealed = outcome.closes.last().map(|f| f.close.index);
+    for scan in scans.iter().filter(|s| s.close.is_some()) {
+        let i = scan.at.segment_index;
+        if outcome.closes.iter().any(|f| f.close.index == i) {
+            continue;
+        }
+        if newest_sealed.is_some_and(|n| n > i) || !outcome.breaks.is_empty() {
+            if outcome.breaks.is_empty() {
+                let what = "segment-close seal (a later segment has one)";
+                let f = scan
+                    .at
+                    .finding(Kind::SealChain, None, what, "a close seal", "none");
+                facts.findings.push(f);
+            }
+        } else {
+            facts.notes.push(format!(
+                "{} is closed but not yet close-sealed (the next epoch end seals it)",
+                scan.at.segment
+            ));
+        }
+    }
+}
+
+/// Findings where a segment differs from its close seal.
+fn match_close(f: &CloseFact, scan: &Scan) -> Vec<Finding> {
+    let c = &f.close;
+    let mut out = Vec::new();
+    let mut differs = |what: &str, sealed: String, found: String| {
+        if sealed != found {
+            let what = format!("{what} (sealed by epoch {})", f.epoch);
+            out.push(scan.at.finding(Kind::SealChain, None, &what, sealed, found));
+        }
+    };
+    let first = scan.meta.as_ref().map(|m| m.first_seq);
+    let first = first.map_or("none".into(), |v| v.to_string());
+    differs("segment first seq", c.first_seq.to_string(), first);
+    let Some((count, end_head)) = scan.close else {
+        differs("segment close row", "a close row".into(), "none".into());
+        return out;
+    };
+    differs("segment count", c.count.to_string(), count.to_string());
+    differs(
+        "segment end head",
+        hex::encode(c.end_head),
+        hex::encode(end_head),
+    );
+    let hex_opt = |h: Option<Hash>| {
+        h.map_or(
+            "not computable (see the other findings)".into(),
+            hex::encode,
+        )
+    };
+    differs(
+        "segment Merkle root",
+        hex::encode(c.merkle_root),
+        hex_opt(scan.merkle_root),
+    );
+    differs(
+        "segment file hash",
+        hex::encode(c.file_hash),
+        hex_opt(scan.file_hash),
+    );
+    out
+}
+
+/// Missing oldest segments are accepted only under verified prune seals within retention.
+fn check_prunes(outcome: &Outcome, scans: &[Scan], policy: Policy<'_>, facts: &mut SealFacts) {
+    let pruned: BTreeSet<u64> = outcome
+        .prunes
+        .iter()
+        .flat_map(|p| p.indices.iter().copied())
+        .collect();
+    let oldest_present = scans.first().map_or(0, |s| s.at.segment_index);
+    // The removed prefix: 0, 1, ... as long as prune seals name them and no file is there.
+    let mut last = None;
+    for i in 0..oldest_present {
+        if !pruned.contains(&i) {
+            break;
+        }
+        last = Some(i);
+    }
+    facts.pruned_last = last.and_then(|i| {
+        outcome
+            .closes
+            .iter()
+            .find(|f| f.close.index == i)
+            .map(|f| f.close.clone())
+    });
+    for i in pruned.iter().filter(|i| **i >= oldest_present) {
+        if scans.iter().any(|s| s.at.segment_index == *i) {
+            facts.notes.push(format!(
+                "{} was pruned by a prune seal but its file is still there (a removal the \
+                 server finishes on its next epoch end)",
+                segment::file_name(*i)
+            ));
+        }
+    }
+    if outcome.prunes.is_empty() {
+        return;
+    }
+    let Some(retention) = policy.retention else {
+        facts.inconclusive.push(format!(
+            "{} segments were removed under prune seals: pass --retention with your \
+             retention policy to check that none was removed early",
+            pruned.len()
+        ));
+        return;
+    };
+    for p in &outcome.prunes {
+        for i in &p.indices {
+            let Some(c) = outcome.closes.iter().find(|f| f.close.index == *i) else {
+                continue; // the chain check already refused a prune without a close seal
+            };
+            let kept_ns = p.wall_ns.min(policy.now_ns).saturating_sub(c.wall_ns);
+            if kept_ns < retention.as_nanos() as i64 {
+                let at = At {
+                    segment: segment::file_name(*i),
+                    segment_index: *i,
+                };
+                let what = format!(
+                    "segment removed before the retention period (prune seal of epoch {})",
+                    p.epoch
+                );
+                let expected = format!("kept at least {}s after its close", retention.as_secs());
+                let found = format!("removed {}s after its close", kept_ns / 1_000_000_000);
+                facts
+                    .findings
+                    .push(at.finding(Kind::SegmentMissing, None, &what, expected, found));
+            }
+        }
+    }
+    if let Some(c) = &facts.pruned_last {
+        facts.notes.push(format!(
+            "segments 0..={} were removed by retention under verified prune seals",
+            c.index
+        ));
+    }
 }
 
 /// The ledger's head before sequence number `n`: the genesis (or a segment's `prev_head`) at
@@ -90,7 +277,7 @@ pub(crate) fn head_before(scans: &[Scan], next_seq: u64, n: u64) -> Option<Hash>
     if let Some((_, m)) = first {
         return Some(m.prev_head);
     }
-    let seq = n - 1;
+    let seq = n.checked_sub(1)?;
     let (scan, _) = scans
         .iter()
         .filter_map(|s| s.meta.as_ref().map(|m| (s, m)))

@@ -31,6 +31,8 @@ pub(crate) struct Scan {
     pub close: Option<(u64, Hash)>,
     /// `file_blake3` of a closed segment's file.
     pub file_hash: Option<Hash>,
+    /// Merkle root recomputed from the records, when the walk read every one in order.
+    pub merkle_root: Option<Hash>,
     /// Stream id of each labels section in the streams table.
     pub streams: Arc<HashMap<Vec<u8>, i64>>,
     /// Smallest and largest stored seq, and the number of records, if any.
@@ -69,6 +71,7 @@ pub(crate) fn scan(index: u64, path: &std::path::Path) -> Scan {
         meta: None,
         close: None,
         file_hash: None,
+        merkle_root: None,
         streams: Arc::default(),
         seqs: None,
         last_head: None,

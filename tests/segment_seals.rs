@@ -1,0 +1,295 @@
+//! Segment-close seals, retention and inclusion proofs through the real binary: closed
+//! segments are sealed with their Merkle root and file hash; retention removes only whole,
+//! sealed, oldest segments, after a prune seal and an admin entry; verify accepts a removal
+//! only under a prune seal within the operator's retention; one entry proves to an auditor
+//! without the ledger, and a proof that was changed in any part does not.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine;
+use common::server::{Server, records};
+use common::{BIN, copy_dir, verify_with};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// The value printed after `marker` on the first start.
+fn printed(s: &Server, marker: &str) -> String {
+    s.wait_for_log(marker);
+    let lines = s.stderr.lock().unwrap();
+    let line = lines.iter().find(|l| l.contains(marker)).unwrap();
+    line.rsplit(marker).next().unwrap().trim().to_owned()
+}
+
+/// A ledger whose segments rotate every second, pushed to for `secs` seconds; returns the
+/// data directory, the epoch-0 public key and the checkpoint verifier key.
+fn ledger(root: &Path, store_toml: &str, secs: u64) -> (PathBuf, String, String) {
+    let data = root.join("data");
+    let config = root.join("daftari.toml");
+    std::fs::write(
+        &config,
+        format!("[store]\nsegment_max_age = \"1s\"\n{store_toml}"),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let s = Server::start(&data, &["--config", cfg, "--epoch-interval", "1s"]);
+    let pk = printed(&s, "epoch-0 public key: ");
+    let vkey = printed(&s, "verifier key: ");
+    for i in 0..secs * 4 {
+        let ts = daftari::clock::now_ns();
+        let body = format!(
+            r#"{{"streams":[{{"stream":{{"job":"sshd"}},"values":[["{ts}","Accepted publickey for admin {i}"]]}}]}}"#
+        );
+        assert_eq!(s.push_json(&s.token, &body).status, 204);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Two more epochs: the last closed segment gets its close seal. Then one entry that
+    // stays in the open segment.
+    std::thread::sleep(Duration::from_millis(2200));
+    let ts = daftari::clock::now_ns();
+    let body =
+        format!(r#"{{"streams":[{{"stream":{{"job":"sshd"}},"values":[["{ts}","last"]]}}]}}"#);
+    assert_eq!(s.push_json(&s.token, &body).status, 204);
+    s.stop();
+    (data, pk, vkey)
+}
+
+/// (epoch, kind) of every seal.
+fn seal_kinds(data: &Path) -> Vec<u8> {
+    let conn = rusqlite::Connection::open(data.join("seals.sqlite")).unwrap();
+    let mut stmt = conn.prepare("SELECT kind FROM seals ORDER BY n").unwrap();
+    stmt.query_map([], |r| r.get::<_, u8>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn segment_indices(data: &Path) -> Vec<u64> {
+    common::segment_files(data)
+        .iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            name[4..16].parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn retention_removes_only_under_a_prune_seal_and_verify_holds_it_to_the_policy() {
+    let root = tempfile::tempdir().unwrap();
+    let (data, pk, _) = ledger(root.path(), "retention = \"3s\"\n", 7);
+    let kinds = seal_kinds(&data);
+    assert!(kinds.contains(&1), "segments were close-sealed: {kinds:?}");
+    assert!(kinds.contains(&2), "a prune seal was written: {kinds:?}");
+    let present = segment_indices(&data);
+    assert_ne!(present[0], 0, "the oldest segments are gone: {present:?}");
+    let admin: Vec<String> = records(&data)
+        .iter()
+        .filter(|r| r.labels.get("__daftari__") == Some("admin"))
+        .map(|r| String::from_utf8_lossy(&r.line).into_owned())
+        .collect();
+    assert!(
+        admin
+            .iter()
+            .any(|l| l.starts_with("event=prune segments=0")),
+        "the removal is on the admin stream: {admin:?}"
+    );
+
+    let ok = verify_with(&data, &["--pubkey", &pk, "--retention", "3s"]);
+    assert_eq!(ok.code, 0, "{}", ok.json);
+    let notes = ok.json["notes"].to_string();
+    assert!(notes.contains("removed by retention"), "{notes}");
+
+    let no_policy = verify_with(&data, &["--pubkey", &pk]);
+    assert_eq!(
+        no_policy.code, 2,
+        "a removal cannot be judged without the policy"
+    );
+    assert_eq!(no_policy.json["verdict"], "inconclusive");
+
+    let stricter = verify_with(&data, &["--pubkey", &pk, "--retention", "1h"]);
+    assert_eq!(
+        stricter.code, 1,
+        "removed before a 1h retention: {}",
+        stricter.json
+    );
+    assert_eq!(stricter.first_break()["kind"], "segment_missing");
+
+    // Removing the oldest remaining segment by hand: no prune seal covers it.
+    let copy = root.path().join("removed");
+    copy_dir(&data, &copy);
+    std::fs::remove_file(common::segment_files(&copy).remove(0)).unwrap();
+    let v = verify_with(&copy, &["--pubkey", &pk, "--retention", "3s"]);
+    assert_eq!(v.code, 1, "{}", v.json);
+    assert_eq!(v.first_break()["kind"], "segment_missing", "{}", v.json);
+
+    // Without the pinned key the removal cannot be told from deletion.
+    let v = verify_with(&data, &[]);
+    assert_eq!(v.code, 1);
+    assert_eq!(v.first_break()["kind"], "segment_missing");
+}
+
+#[test]
+fn a_closed_segment_that_differs_from_its_close_seal_is_reported() {
+    let root = tempfile::tempdir().unwrap();
+    let (data, pk, _) = ledger(root.path(), "", 3);
+    let ok = verify_with(&data, &["--pubkey", &pk]);
+    assert_eq!(ok.code, 0, "{}", ok.json);
+    assert!(ok.json["notes"].to_string().contains("segment-close seals"));
+
+    // Append a byte to a closed file: the records are intact, the sealed file hash is not.
+    let copy = root.path().join("grown");
+    copy_dir(&data, &copy);
+    let seg = common::segment_files(&copy).remove(0);
+    std::fs::set_permissions(&seg, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes.push(0);
+    std::fs::write(&seg, bytes).unwrap();
+    let v = verify_with(&copy, &["--pubkey", &pk]);
+    assert_eq!(v.code, 1);
+    let all = v.json["findings"].to_string();
+    assert!(all.contains("segment file hash (sealed by epoch"), "{all}");
+}
+
+/// Runs `daftari` with `args`; returns (exit code, stdout, stderr).
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `daftari prove SEQ` into a file.
+fn prove(data: &Path, seq: u64, extra: &[&str], out: &Path) -> i32 {
+    let seq = seq.to_string();
+    let mut args = vec!["prove", &seq, "--data-dir", data.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let (code, stdout, _) = run(&args);
+    std::fs::write(out, stdout).unwrap();
+    code
+}
+
+fn check(proof: &Path, extra: &[&str]) -> (i32, String) {
+    let mut args = vec!["verify-proof", proof.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let (code, stdout, stderr) = run(&args);
+    (code, format!("{stdout}{stderr}"))
+}
+
+/// Rewrites one field of a proof file.
+fn tampered(proof: &Path, out: &Path, f: impl Fn(&mut serde_json::Value)) -> PathBuf {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(proof).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(out, v.to_string()).unwrap();
+    out.to_owned()
+}
+
+/// A change to a proof.
+type Tamper = dyn Fn(&mut serde_json::Value);
+
+/// Flips one bit of a base64 field.
+fn flip_b64(v: &mut serde_json::Value, byte: usize) {
+    let mut b = B64.decode(v.as_str().unwrap()).unwrap();
+    b[byte] ^= 1;
+    *v = serde_json::Value::String(B64.encode(b));
+}
+
+#[test]
+fn one_entry_proves_without_the_ledger_and_a_changed_proof_does_not() {
+    let root = tempfile::tempdir().unwrap();
+    let (data, pk, vkey) = ledger(root.path(), "", 3);
+    let anchors = data.join("checkpoints.note");
+    let anchors = anchors.to_str().unwrap();
+    let entry = records(&data)
+        .into_iter()
+        .find(|r| String::from_utf8_lossy(&r.line) == "Accepted publickey for admin 2")
+        .unwrap();
+    let p = root.path().join("proof.json");
+    assert_eq!(prove(&data, entry.seq, &[], &p), 0);
+    let (code, out) = check(&p, &["--vkey", &vkey, "--anchors", anchors]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("one of the anchors exported off the box"),
+        "{out}"
+    );
+    assert!(out.contains("Accepted publickey for admin 2"), "{out}");
+
+    let pc = root.path().join("chain.json");
+    assert_eq!(prove(&data, entry.seq, &["--chain"], &pc), 0);
+    let (code, out) = check(&pc, &["--pubkey", &pk]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("verify under the pinned epoch-0 key"), "{out}");
+    let (code, _) = check(&p, &["--pubkey", &pk]);
+    assert_eq!(code, 2, "--pubkey needs the carried chain");
+
+    // Every part of the proof matters.
+    let bad = root.path().join("bad.json");
+    let cases: Vec<(&str, Box<Tamper>)> = vec![
+        ("the entry", Box::new(|v| flip_b64(&mut v["record"], 60))),
+        (
+            "a path element",
+            Box::new(|v| flip_b64(&mut v["path"][0], 0)),
+        ),
+        (
+            "the close seal",
+            Box::new(|v| flip_b64(&mut v["close_seal"]["body"], 40)),
+        ),
+        (
+            "the seal's signature",
+            Box::new(|v| flip_b64(&mut v["close_seal"]["sig"], 5)),
+        ),
+        (
+            "the leaf index",
+            Box::new(|v| v["leaf_index"] = (v["leaf_index"].as_u64().unwrap() + 1).into()),
+        ),
+        (
+            "the checkpoint",
+            Box::new(|v| {
+                let note = v["checkpoint"]
+                    .as_str()
+                    .unwrap()
+                    .replacen("epoch ", "epoch 1", 1);
+                v["checkpoint"] = note.into();
+            }),
+        ),
+    ];
+    for (what, f) in &cases {
+        let path = tampered(&p, &bad, f);
+        let (code, out) = check(&path, &["--vkey", &vkey, "--anchors", anchors]);
+        assert_eq!(code, 1, "a changed {what} must fail: {out}");
+        assert!(out.contains("PROOF FAILS"), "{what}: {out}");
+    }
+    let chained = tampered(&pc, &bad, |v| flip_b64(&mut v["chain"][0]["sig"], 3));
+    let (code, out) = check(&chained, &["--pubkey", &pk]);
+    assert_eq!(
+        code, 1,
+        "a changed seal of the carried chain must fail: {out}"
+    );
+
+    // Another log's keys prove nothing about this one.
+    let other = tempfile::tempdir().unwrap();
+    let s = Server::start(&other.path().join("data"), &[]);
+    let other_pk = printed(&s, "epoch-0 public key: ");
+    let other_vkey = printed(&s, "verifier key: ");
+    drop(s);
+    assert_eq!(check(&p, &["--vkey", &other_vkey]).0, 1);
+    assert_eq!(check(&pc, &["--pubkey", &other_pk]).0, 1);
+
+    // Entries of the open segment are not provable yet.
+    let last = records(&data).last().unwrap().seq;
+    let (code, _, err) = run(&[
+        "prove",
+        &last.to_string(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not in a close-sealed segment yet"), "{err}");
+}
