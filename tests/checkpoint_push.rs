@@ -1,0 +1,139 @@
+//! The third checkpoint channel through two real servers: one sink pushes every checkpoint
+//! as a log line into another over the Loki push API with a token from its config; the notes
+//! that arrive are anchors `verify` accepts. An unreachable endpoint is counted in
+//! `/metrics` and never holds up ingest.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::server::{Server, records, request};
+use common::verify_with;
+
+fn printed(s: &Server, marker: &str) -> String {
+    s.wait_for_log(marker);
+    let lines = s.stderr.lock().unwrap();
+    let line = lines.iter().find(|l| l.contains(marker)).unwrap();
+    line.rsplit(marker).next().unwrap().trim().to_owned()
+}
+
+/// A config that pushes checkpoints to `url` with the token in `token_file`.
+fn pushing_config(dir: &Path, url: &str, token: &str) -> String {
+    let token_file = dir.join("checkpoint-token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let config = dir.join("daftari.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[seal]\ncheckpoint_push_url = \"{url}\"\ncheckpoint_push_token_file = \"{}\"\n",
+            token_file.display()
+        ),
+    )
+    .unwrap();
+    config.to_str().unwrap().to_owned()
+}
+
+/// The value of one metric line, e.g. `name{channel="push"}`.
+fn metric(s: &Server, series: &str) -> u64 {
+    let m = request(s.local, "GET", "/metrics", &[], Vec::new());
+    m.body
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in /metrics:\n{}", m.body))
+}
+
+#[test]
+fn checkpoints_pushed_into_a_second_sink_are_anchors_there() {
+    let root = tempfile::tempdir().unwrap();
+    let b = Server::start(&root.path().join("b"), &[]);
+    let config = pushing_config(root.path(), &format!("http://{}", b.push), &b.token);
+    let a_data = root.path().join("a");
+    let a = Server::start(&a_data, &["--config", &config, "--epoch-interval", "1s"]);
+    let pk = printed(&a, "epoch-0 public key: ");
+    let vkey = printed(&a, "verifier key: ");
+    let body = format!(
+        r#"{{"streams":[{{"stream":{{"job":"sudo"}},"values":[["{}","root : COMMAND=/bin/sh"]]}}]}}"#,
+        daftari::clock::now_ns()
+    );
+    assert_eq!(a.push_json(&a.token, &body).status, 204);
+    std::thread::sleep(Duration::from_millis(3500));
+    let pushed = metric(&a, "daftari_checkpoint_exports_total{channel=\"push\"}");
+    assert!(pushed >= 2, "{pushed} checkpoints pushed");
+    assert_eq!(
+        metric(
+            &a,
+            "daftari_checkpoint_export_failures_total{channel=\"push\"}"
+        ),
+        0
+    );
+    assert!(metric(&a, "daftari_seal_last_epoch") >= 2);
+    a.stop();
+    std::thread::sleep(Duration::from_millis(500));
+    b.stop();
+
+    let notes: Vec<String> = records(&root.path().join("b"))
+        .into_iter()
+        .filter(|r| r.labels.get("job") == Some("daftari-checkpoint"))
+        .map(|r| String::from_utf8(r.line).unwrap())
+        .collect();
+    assert!(notes.len() >= 2, "{} notes arrived", notes.len());
+    assert!(
+        notes[0].starts_with("daftari-checkpoint/v1\n"),
+        "{}",
+        notes[0]
+    );
+    let anchors = root.path().join("anchors-from-b.note");
+    std::fs::write(&anchors, notes.concat()).unwrap();
+    let v = verify_with(
+        &a_data,
+        &[
+            "--pubkey",
+            &pk,
+            "--vkey",
+            &vkey,
+            "--anchors",
+            anchors.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(v.code, 0, "{}", v.json);
+    assert!(v.json["notes"].to_string().contains("checkpoints checked"));
+}
+
+#[test]
+fn an_unreachable_endpoint_is_counted_and_ingest_goes_on() {
+    let root = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let config = pushing_config(root.path(), &url, "some-token");
+    let a = Server::start(
+        &root.path().join("a"),
+        &["--config", &config, "--epoch-interval", "1s"],
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    for i in 0..5 {
+        let body = format!(
+            r#"{{"streams":[{{"stream":{{"job":"sshd"}},"values":[["{}","attempt {i}"]]}}]}}"#,
+            daftari::clock::now_ns()
+        );
+        assert_eq!(a.push_json(&a.token, &body).status, 204);
+    }
+    let failed = metric(
+        &a,
+        "daftari_checkpoint_export_failures_total{channel=\"push\"}",
+    );
+    assert!(failed >= 1, "{failed} failures counted");
+    assert_eq!(
+        metric(&a, "daftari_checkpoint_exports_total{channel=\"push\"}"),
+        0
+    );
+    assert!(metric(&a, "daftari_checkpoint_exports_total{channel=\"file\"}") >= 2);
+    let logs = a.stderr.lock().unwrap().join("\n");
+    assert!(logs.contains("checkpoint push failed"), "{logs}");
+    assert!(
+        !logs.contains("some-token"),
+        "the token never reaches the log"
+    );
+}
