@@ -19,12 +19,13 @@
 //!   that names the first break.
 //! - [`metrics`]: counters and their Prometheus rendering.
 //! - [`loadgen`], [`bench`]: the push load generator and the ledger benchmark.
-//! - [`clock`]: wall-clock helpers.
+//! - [`clock`]: wall-clock helpers; [`failpoint`]: crash points for tests (debug builds).
 //! - `cli` (binary only): one file per subcommand, exit codes.
 
 pub mod bench;
 pub mod clock;
 pub mod config;
+pub mod failpoint;
 pub mod loadgen;
 pub mod metrics;
 pub mod proof;

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
+use crate::failpoint;
 use crate::store::{Hash, StreamIndex};
 use keys::EpochKey;
 use record::{Extra, Seal, SealKind};
@@ -240,6 +241,11 @@ impl Sealer {
         };
         let body = seal.encode();
         let sig = seal.sign(&self.key.signing_key());
+        failpoint::hit(if kind == SealKind::SegmentClose {
+            failpoint::at::CLOSE_SEAL_BEFORE_COMMIT
+        } else {
+            failpoint::at::SEAL_BEFORE_COMMIT
+        });
         self.store
             .append(seal.epoch, kind as u8, &body, &sig)
             .map_err(|e| format!("seal epoch {}: {e}", seal.epoch))?;
@@ -248,8 +254,10 @@ impl Sealer {
         self.key = self.key.next();
         self.next_first = seal.first_seq + seal.count;
         self.prev_digest = record::digest(&body, &sig);
+        failpoint::hit(failpoint::at::SEAL_AFTER_COMMIT);
         let written = keys::write(&self.data_dir, &self.key);
         self.key_file_behind = written.is_err();
+        failpoint::hit(failpoint::at::SEAL_AFTER_KEY_FILE);
         if let Some(x) = self.exporter.as_mut() {
             x.export(&note::Checkpoint {
                 origin: seal.origin,

@@ -158,6 +158,7 @@ impl Sealer {
             Some(log) => log(line)?,
             None => return Err("retention needs the admin stream to record removals".into()),
         }
+        crate::failpoint::hit(crate::failpoint::at::PRUNE_AFTER_ADMIN);
         let list = due
             .iter()
             .map(|c| Pruned {
@@ -166,6 +167,7 @@ impl Sealer {
             })
             .collect();
         let sealed = self.seal_with(SealKind::Prune, Extra::Prune(list))?;
+        crate::failpoint::hit(crate::failpoint::at::PRUNE_AFTER_SEAL);
         for c in &due {
             self.segments.pruned.insert(c.index);
             self.segments.closes.pop_front();

@@ -69,6 +69,7 @@ impl Active {
     pub fn close(mut self) -> Result<Meta, StoreError> {
         drop(self.checkpointer.take());
         segment::write_close_row(&self.conn, &self.path, self.count(), &self.head)?;
+        crate::failpoint::hit(crate::failpoint::at::CLOSE_AFTER_CLOSE_ROW);
         let Active {
             conn, path, meta, ..
         } = self;

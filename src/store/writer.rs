@@ -188,6 +188,7 @@ impl Writer {
         let dir = self.cfg.segments_dir();
         let result = active
             .close()
+            .inspect(|_| crate::failpoint::hit(crate::failpoint::at::CLOSE_AFTER_FINISH))
             .and_then(|next| segment::create(&dir, &next))
             .and_then(|_| active::advance(&dir, &self.cfg.origin));
         match result {

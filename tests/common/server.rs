@@ -36,6 +36,11 @@ pub struct Server {
 impl Server {
     /// Starts a server on `data` with both listeners on port 0 and `extra` arguments.
     pub fn start(data: &Path, extra: &[&str]) -> Server {
+        Server::start_with_env(data, extra, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables.
+    pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(BIN)
             .arg("serve")
             .arg("--data-dir")
@@ -48,6 +53,7 @@ impl Server {
             ])
             .args(extra)
             .env("DAFTARI_LOG", "debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -263,6 +269,17 @@ pub fn request(
     body: Vec<u8>,
 ) -> Resp {
     block_on(send(addr, None, method, path, headers, body)).unwrap()
+}
+
+/// One plain HTTP/1.1 request; an error instead of a panic when the server is gone.
+pub fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> Result<Resp, String> {
+    block_on(send(addr, None, method, path, headers, body))
 }
 
 /// One request over TLS on a new connection (HTTP/2 if the server picks it by ALPN).
