@@ -41,6 +41,7 @@ fn intact(data: &Path, pk: &[u8; 32]) -> bool {
         pubkey: Some(*pk),
         anchors: None,
         retention: None,
+        state: None,
     };
     verify::run(&opts, &Progress::default()).is_ok_and(|r| r.intact() && r.inconclusive.is_empty())
 }

@@ -241,3 +241,56 @@ fn the_server_runs_without_core_dumps() {
     assert_eq!(&fields[4..6], ["0", "0"], "{core}");
     s.stop();
 }
+
+#[test]
+fn init_creates_the_log_and_prints_the_keys_the_server_then_seals_with() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let out = std::process::Command::new(common::BIN)
+        .args(["init", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let value = |key: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key:?} in {stdout}"))
+            .trim()
+            .to_owned()
+    };
+    let pk = value("epoch-0 public key: ");
+    let vkey = value("checkpoint verifier key: ");
+    assert_eq!(value("log id: ").len(), 32);
+    let again = std::process::Command::new(common::BIN)
+        .args(["init", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2), "a second init refuses");
+
+    let s = Server::start(&data, &["--epoch-interval", EPOCH]);
+    push(&s, 3);
+    std::thread::sleep(Duration::from_millis(1500));
+    let logs = s.stderr.lock().unwrap().join("\n");
+    assert!(
+        !logs.contains("new seal chain"),
+        "the keys were made by init"
+    );
+    s.stop();
+    let anchors = data.join("checkpoints.note");
+    let v = verify_with(
+        &data,
+        &[
+            "--pubkey",
+            &pk,
+            "--vkey",
+            &vkey,
+            "--anchors",
+            anchors.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(v.code, 0, "{}", v.json);
+}

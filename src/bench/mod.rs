@@ -94,6 +94,7 @@ fn verify_runs(opts: &Options) -> anyhow::Result<()> {
                 pubkey: None,
                 anchors: None,
                 retention: None,
+                state: None,
             },
             &verify::Progress::default(),
         )?;

@@ -5,6 +5,7 @@
 
 mod bench;
 mod checkpoint;
+mod init;
 mod loadgen;
 mod prove;
 mod serve;
@@ -23,6 +24,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create the log (ledger, epoch-0 key, checkpoint key) and print its public keys.
+    Init(init::Args),
     /// Run the server: the push listener and the loopback-only local listener.
     Serve(serve::Args),
     /// Create, list and revoke push tokens (also while the server runs).
@@ -57,6 +60,7 @@ pub fn run() -> anyhow::Result<u8> {
         }
     };
     match cli.command {
+        Command::Init(args) => init::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Token(cmd) => token::run(cmd),
         Command::Verify(args) => verify::run(args),

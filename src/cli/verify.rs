@@ -1,5 +1,5 @@
-//! `daftari verify [--data-dir DIR] [--pubkey KEY] [--retention DURATION] [--vkey VKEY
-//! --anchors FILE...] [--json] [--jobs N]`.
+//! `daftari verify [--data-dir DIR] [--pubkey KEY] [--retention DURATION] [--state FILE]
+//! [--vkey VKEY --anchors FILE...] [--json] [--jobs N]`.
 //!
 //! Exit codes: 0 intact, 1 integrity failure, 2 could not run.
 
@@ -41,6 +41,11 @@ pub struct Args {
     /// at least this long. Needed once the log has pruned segments.
     #[arg(long, value_parser = parse_retention)]
     retention: Option<Duration>,
+    /// Incremental mode: a file (kept off the box, like the keys) that remembers where the
+    /// last intact run stopped; only newer seals and segments are checked, and the file is
+    /// rewritten after an intact run. Needs --pubkey.
+    #[arg(long)]
+    state: Option<PathBuf>,
 }
 
 fn parse_retention(s: &str) -> Result<Duration, String> {
@@ -81,6 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         pubkey,
         anchors,
         retention: args.retention,
+        state: args.state.clone(),
     };
     let progress = Progress::default();
     let show_bar = !args.json && std::io::stderr().is_terminal();

@@ -53,6 +53,41 @@ pub enum HeadAt {
     Beyond,
 }
 
+/// Where a check starts: epoch 0 with the pinned key, or where an earlier run left off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    /// The epoch the next seal must have.
+    pub epoch: u64,
+    /// Its public key.
+    pub pk: [u8; 32],
+    /// The digest it must link to.
+    pub prev: Hash,
+    /// The first sequence number it must cover.
+    pub first: u64,
+    /// The index the next segment-close seal must have, and where its range must start.
+    pub next_close: u64,
+    pub close_end: Option<u64>,
+    /// The index the next prune seal must start with.
+    pub next_prune: u64,
+    /// Close seals of segments not pruned (a prune seal must repeat their digests).
+    pub closes: Vec<CloseFact>,
+}
+
+impl Start {
+    pub fn genesis(pk0: &[u8; 32]) -> Start {
+        Start {
+            epoch: 0,
+            pk: *pk0,
+            prev: [0; 32],
+            first: 0,
+            next_close: 0,
+            close_end: None,
+            next_prune: 0,
+            closes: Vec::new(),
+        }
+    }
+}
+
 /// What the check concluded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -64,6 +99,11 @@ pub struct Outcome {
     /// Verified segment-close seals, by segment index.
     pub closes: Vec<CloseFact>,
     pub prunes: Vec<PruneFact>,
+    /// Where a later run can start: after the last verified seal.
+    pub end: Option<Start>,
+    next_close: u64,
+    close_end: Option<u64>,
+    next_prune: u64,
 }
 
 /// What the next seal must continue from.
@@ -83,12 +123,29 @@ pub fn check(
     origin: &str,
     head_before: &dyn Fn(u64) -> HeadAt,
 ) -> Outcome {
-    let mut out = Outcome::default();
+    check_from(seals, Start::genesis(pk0), origin, head_before)
+}
+
+/// Checks `seals`, which must continue `start`.
+pub fn check_from(
+    seals: &[Stored],
+    start: Start,
+    origin: &str,
+    head_before: &dyn Fn(u64) -> HeadAt,
+) -> Outcome {
+    let mut out = Outcome {
+        closes: start.closes.clone(),
+        next_close: start.next_close,
+        close_end: start.close_end,
+        next_prune: start.next_prune,
+        sealed: start.first,
+        ..Outcome::default()
+    };
     let mut want = Expect {
-        epoch: 0,
-        pk: *pk0,
-        prev: [0; 32],
-        first: 0,
+        epoch: start.epoch,
+        pk: start.pk,
+        prev: start.prev,
+        first: start.first,
         origin,
     };
     for s in seals {
@@ -111,7 +168,32 @@ pub fn check(
             }
         }
     }
+    // Kept: the closes of segments not pruned, and of the last one pruned (the oldest remaining
+    // segment continues it).
+    let keep_from = out.next_prune.saturating_sub(1);
+    out.end = Some(Start {
+        epoch: want.epoch,
+        pk: want.pk,
+        prev: want.prev,
+        first: want.first,
+        next_close: out.next_close,
+        close_end: out.close_end,
+        next_prune: out.next_prune,
+        closes: out
+            .closes
+            .iter()
+            .filter(|c| c.close.index >= keep_from)
+            .cloned()
+            .collect(),
+    });
     out
+}
+
+impl Outcome {
+    /// Segments `0..pruned_below()` were removed under verified prune seals.
+    pub fn pruned_below(&self) -> u64 {
+        self.next_prune
+    }
 }
 
 /// The rules of segment-close and prune seals; records them in `out`.
@@ -126,23 +208,23 @@ fn kind_rules(seal: &Seal, body: &[u8], sig: &[u8], out: &mut Outcome) -> Result
     match &seal.extra {
         Extra::None => {}
         Extra::Segment(c) => {
-            let want = out.closes.last().map_or(0, |f| f.close.index + 1);
-            if c.index != want {
+            if c.index != out.next_close {
                 let what = "segment-close seal (segments are sealed in order)";
-                return Err(brk(what, want.to_string(), c.index.to_string()));
+                return Err(brk(what, out.next_close.to_string(), c.index.to_string()));
             }
-            if let Some(prev) = out.closes.last()
-                && c.first_seq != prev.close.first_seq + prev.close.count
+            if let Some(end) = out.close_end
+                && c.first_seq != end
             {
-                let expected = (prev.close.first_seq + prev.close.count).to_string();
                 let what = "segment-close seal: first seq";
-                return Err(brk(what, expected, c.first_seq.to_string()));
+                return Err(brk(what, end.to_string(), c.first_seq.to_string()));
             }
             if c.first_seq + c.count > seal.first_seq + seal.count {
                 let what = "segment-close seal: the segment ends after the sealed range";
                 let expected = format!("at most seq {}", seal.first_seq + seal.count);
                 return Err(brk(what, expected, (c.first_seq + c.count).to_string()));
             }
+            out.next_close = c.index + 1;
+            out.close_end = Some(c.first_seq + c.count);
             out.closes.push(CloseFact {
                 epoch: seal.epoch,
                 wall_ns: seal.wall_ns,
@@ -151,12 +233,7 @@ fn kind_rules(seal: &Seal, body: &[u8], sig: &[u8], out: &mut Outcome) -> Result
             });
         }
         Extra::Prune(list) => {
-            let first = out
-                .prunes
-                .iter()
-                .flat_map(|p| p.indices.last())
-                .max()
-                .map_or(0, |i| i + 1);
+            let first = out.next_prune;
             for (next, p) in (first..).zip(list) {
                 let close = out.closes.iter().find(|f| f.close.index == p.index);
                 if p.index != next {
@@ -169,6 +246,7 @@ fn kind_rules(seal: &Seal, body: &[u8], sig: &[u8], out: &mut Outcome) -> Result
                     return Err(brk(what, expected, hex::encode(p.close_digest)));
                 }
             }
+            out.next_prune = first + list.len() as u64;
             out.prunes.push(PruneFact {
                 epoch: seal.epoch,
                 wall_ns: seal.wall_ns,

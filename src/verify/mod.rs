@@ -18,6 +18,7 @@ mod recover;
 mod report;
 mod rows;
 mod seals;
+mod state;
 mod structure;
 
 use std::path::PathBuf;
@@ -53,6 +54,8 @@ pub struct Options {
     /// The operator's retention policy: segments removed under prune seals must have been
     /// kept at least this long after their close.
     pub retention: Option<std::time::Duration>,
+    /// Incremental mode: where the last intact run stopped; rewritten after an intact run.
+    pub state: Option<PathBuf>,
 }
 
 /// Counters a caller may watch while verify runs (for a progress bar).
@@ -73,6 +76,8 @@ pub enum VerifyError {
     Empty(PathBuf),
     #[error("{0}")]
     Store(#[from] store::StoreError),
+    #[error("state file: {0}")]
+    State(String),
 }
 
 /// Audits the ledger under `opts.data_dir`.
@@ -88,7 +93,11 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
     }
     let jobs = opts.jobs.max(1);
     let mut scans = pool::run(jobs, &files, |(index, path)| structure::scan(*index, path));
-    let chunks = chunks(&scans);
+    let resume = resume(opts, &scans)?;
+    let through = resume.as_ref().and_then(|r| r.verified_through);
+    let skipped =
+        |s: &structure::Scan| s.close.is_some() && through.is_some_and(|k| s.at.segment_index <= k);
+    let chunks = chunks(&scans, &skipped);
     progress
         .total
         .store(chunks.iter().map(|c| c.hi - c.lo).sum(), Ordering::Relaxed);
@@ -96,6 +105,9 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
     // One pool for all the heavy work, whole-file tasks first so that they overlap the walks.
     let mut tasks: Vec<Task> = Vec::new();
     for (i, scan) in scans.iter().enumerate() {
+        if skipped(scan) {
+            continue;
+        }
         if scan.close.is_some() {
             tasks.push(Task::Hash(i));
         }
@@ -163,6 +175,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
                 pk0,
                 retention: opts.retention,
                 now_ns: crate::clock::now_ns(),
+                resume: resume.as_ref(),
             };
             facts = seals::check(&opts.data_dir, policy, &scans, next_seq);
         }
@@ -184,6 +197,22 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
         let (f, n) = anchors::check(vkey, files, &scans, next_seq);
         findings.extend(f);
         notes.extend(n);
+    }
+    if let Some(k) = through {
+        notes.push(format!(
+            "incremental: segments up to {} were verified by the run the state file records \
+             and skipped",
+            segment::file_name(k)
+        ));
+    }
+    let save = findings.is_empty() && facts.inconclusive.is_empty();
+    if let (Some(path), Some(r), true) = (&opts.state, &facts.resume, save) {
+        state::write(path, r).map_err(VerifyError::State)?;
+        notes.push(format!(
+            "state written to {} (epoch {})",
+            path.display(),
+            r.start.epoch
+        ));
     }
     let seconds = started.elapsed().as_secs_f64();
     Ok(Report {
@@ -236,10 +265,40 @@ enum Done {
     Walk(rows::Walked),
 }
 
+/// The state an incremental run resumes from, checked against the options and the ledger.
+fn resume(opts: &Options, scans: &[structure::Scan]) -> Result<Option<state::Resume>, VerifyError> {
+    let Some(path) = &opts.state else {
+        return Ok(None);
+    };
+    let Some(pk0) = opts.pubkey else {
+        return Err(VerifyError::State("--state needs --pubkey".into()));
+    };
+    let Some(r) = state::read(path).map_err(VerifyError::State)? else {
+        return Ok(None);
+    };
+    if r.pk0 != pk0 {
+        return Err(VerifyError::State(format!(
+            "{} was written with another epoch-0 key",
+            path.display()
+        )));
+    }
+    let meta = scans.iter().find_map(|s| s.meta.as_ref());
+    if meta.is_some_and(|m| m.origin != r.origin || hex::encode(m.log_id) != r.log_id) {
+        return Err(VerifyError::State(format!(
+            "{} belongs to another log",
+            path.display()
+        )));
+    }
+    Ok(Some(r))
+}
+
 /// Splits every walkable segment's range into chunks of [`CHUNK_ROWS`].
-fn chunks(scans: &[structure::Scan]) -> Vec<rows::Chunk> {
+fn chunks(
+    scans: &[structure::Scan],
+    skipped: &dyn Fn(&structure::Scan) -> bool,
+) -> Vec<rows::Chunk> {
     let mut out = Vec::new();
-    for scan in scans.iter().filter(|s| s.walkable()) {
+    for scan in scans.iter().filter(|s| s.walkable() && !skipped(s)) {
         let (Some(meta), Some((_, max, _))) = (&scan.meta, scan.seqs) else {
             continue;
         };

@@ -14,8 +14,9 @@ use std::time::Duration;
 use rusqlite::{OptionalExtension, params};
 
 use super::report::{At, Finding, Kind};
+use super::state::Resume;
 use super::structure::Scan;
-use crate::seal::check::{self, CloseFact, HeadAt, Outcome};
+use crate::seal::check::{self, CloseFact, HeadAt, Outcome, Start};
 use crate::seal::record::SegmentClose;
 use crate::seal::{self};
 use crate::store::{Hash, segment};
@@ -29,6 +30,8 @@ pub(crate) struct SealFacts {
     pub inconclusive: Vec<String>,
     /// The close seal of the newest segment that verified prune seals removed.
     pub pruned_last: Option<SegmentClose>,
+    /// Where the next incremental run starts, when the chain verified to its end.
+    pub resume: Option<Resume>,
 }
 
 /// The operator's policy for the check.
@@ -38,6 +41,8 @@ pub(crate) struct Policy<'a> {
     pub retention: Option<Duration>,
     /// The verifier's clock, in ns since the epoch.
     pub now_ns: i64,
+    /// Where an earlier intact run stopped (incremental mode).
+    pub resume: Option<&'a Resume>,
 }
 
 fn at() -> At {
@@ -91,7 +96,49 @@ pub(crate) fn check(
         Some(f) if n < f => HeadAt::Pruned,
         _ => head_before(scans, next_seq, n).map_or(HeadAt::Beyond, HeadAt::Known),
     };
-    let outcome = check::check(&seals, policy.pk0, &origin, &head_before);
+    let (to_check, start) = match policy.resume {
+        None => (&seals[..], Start::genesis(policy.pk0)),
+        Some(r) => match seals.iter().position(|s| s.n == r.n) {
+            Some(i) if crate::seal::record::digest(&seals[i].body, &seals[i].sig) == r.digest => {
+                (&seals[i + 1..], r.start.clone())
+            }
+            _ => {
+                let what = format!(
+                    "seal row {} (verified by the run the state file records)",
+                    r.n
+                );
+                let f = at().finding(
+                    Kind::SealChain,
+                    None,
+                    &what,
+                    hex::encode(r.digest),
+                    "gone or changed",
+                );
+                facts.findings.push(f);
+                return facts;
+            }
+        },
+    };
+    let outcome = check::check_from(to_check, start, &origin, &head_before);
+    if outcome.breaks.is_empty()
+        && let Some(end) = outcome.end.clone()
+    {
+        let n = to_check
+            .last()
+            .map(|s| s.n)
+            .or(policy.resume.map(|r| r.n))
+            .unwrap_or(0);
+        let meta = scans.iter().find_map(|s| s.meta.as_ref());
+        facts.resume = Some(Resume {
+            origin: origin.clone(),
+            log_id: meta.map(|m| hex::encode(m.log_id)).unwrap_or_default(),
+            pk0: *policy.pk0,
+            n,
+            digest: end.prev,
+            verified_through: None,
+            start: end,
+        });
+    }
     facts.findings.extend(outcome.breaks.iter().map(|b| {
         let what = format!("epoch {}: {}", b.epoch, b.what);
         at().finding(Kind::SealChain, b.seq, &what, &b.expected, &b.found)
@@ -113,22 +160,39 @@ pub(crate) fn check(
             next_seq
         ));
     }
-    check_closes(&outcome, scans, &mut facts);
+    let skipped = policy.resume.and_then(|r| r.verified_through);
+    check_closes(&outcome, scans, skipped, &mut facts);
     check_prunes(&outcome, scans, policy, &mut facts);
     facts
 }
 
 /// Each close seal against its segment; each closed segment has its close seal in turn.
-fn check_closes(outcome: &Outcome, scans: &[Scan], facts: &mut SealFacts) {
+fn check_closes(outcome: &Outcome, scans: &[Scan], skipped: Option<u64>, facts: &mut SealFacts) {
     for f in &outcome.closes {
+        if skipped.is_some_and(|k| f.close.index <= k) {
+            continue; // matched by the earlier run
+        }
         if let Some(scan) = scans.iter().find(|s| s.at.segment_index == f.close.index) {
             facts.findings.extend(match_close(f, scan));
         }
     }
+    if let Some(r) = facts.resume.as_mut() {
+        r.verified_through = outcome
+            .closes
+            .iter()
+            .map(|f| f.close.index)
+            .filter(|i| {
+                scans
+                    .iter()
+                    .any(|s| s.at.segment_index == *i && s.close.is_some())
+            })
+            .max()
+            .or(skipped);
+    }
     let newest_sealed = outcome.closes.last().map(|f| f.close.index);
     for scan in scans.iter().filter(|s| s.close.is_some()) {
         let i = scan.at.segment_index;
-        if outcome.closes.iter().any(|f| f.close.index == i) {
+        if outcome.closes.iter().any(|f| f.close.index == i) || skipped.is_some_and(|k| i <= k) {
             continue;
         }
         if newest_sealed.is_some_and(|n| n > i) || !outcome.breaks.is_empty() {
@@ -192,11 +256,7 @@ fn match_close(f: &CloseFact, scan: &Scan) -> Vec<Finding> {
 
 /// Missing oldest segments are accepted only under verified prune seals within retention.
 fn check_prunes(outcome: &Outcome, scans: &[Scan], policy: Policy<'_>, facts: &mut SealFacts) {
-    let pruned: BTreeSet<u64> = outcome
-        .prunes
-        .iter()
-        .flat_map(|p| p.indices.iter().copied())
-        .collect();
+    let pruned: BTreeSet<u64> = (0..outcome.pruned_below()).collect();
     let oldest_present = scans.first().map_or(0, |s| s.at.segment_index);
     // The removed prefix: 0, 1, ... as long as prune seals name them and no file is there.
     let mut last = None;
