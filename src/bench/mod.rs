@@ -50,7 +50,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         let mut runs = Vec::new();
         for r in 0..opts.runs {
             let dir = scratch(&opts.dir, &format!("append-{k}-{r}"))?;
-            let run = append_run(&dir, opts, k, opts.entries)?;
+            let run = append_run(&dir, opts, k, opts.entries, None)?;
             std::fs::remove_dir_all(&dir)?;
             println!(
                 "  appenders={k} run={r}: {:.0} entries/s, {:.1} MB/s, append p50 {:.1} ms, p99 {:.1} ms",
@@ -81,7 +81,7 @@ fn verify_runs(opts: &Options) -> anyhow::Result<()> {
         "verify: filling a ledger with {} entries ...",
         opts.verify_entries
     );
-    append_run(&dir, opts, fill_appenders, opts.verify_entries)?;
+    append_run(&dir, opts, fill_appenders, opts.verify_entries, None)?;
     let jobs = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -115,11 +115,28 @@ fn verify_runs(opts: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Appends `total` entries from `k` threads, each sending batches back to back.
-fn append_run(dir: &Path, opts: &Options, k: usize, total: u64) -> anyhow::Result<AppendRun> {
+/// Appends `total` entries from `k` threads, each sending batches back to back; with
+/// `sealing`, a sealer runs beside them at that epoch length, as in the server.
+pub(crate) fn append_run(
+    dir: &Path,
+    opts: &Options,
+    k: usize,
+    total: u64,
+    sealing: Option<Duration>,
+) -> anyhow::Result<AppendRun> {
     let mut cfg = StoreConfig::new(dir);
     cfg.segment_max_bytes = opts.segment_max_bytes;
-    let (ledger, appender, _reader) = store::open(cfg)?;
+    let (ledger, appender, reader) = store::open(cfg)?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sealer = match sealing {
+        Some(interval) => {
+            let (sealer, _) =
+                crate::seal::Sealer::open(dir, &StoreConfig::new(dir).origin, reader.index()?)
+                    .map_err(anyhow::Error::msg)?;
+            Some(sealer.spawn(interval, std::sync::Arc::clone(&stop))?)
+        }
+        None => None,
+    };
     let batches = total.div_ceil(opts.batch as u64);
     let per_thread = batches.div_ceil(k as u64);
     let started = Instant::now();
@@ -160,6 +177,10 @@ fn append_run(dir: &Path, opts: &Options, k: usize, total: u64) -> anyhow::Resul
             .collect()
     });
     let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    if let Some(h) = sealer {
+        let _ = h.join();
+    }
     ledger.close()?;
     let mut lat = Vec::new();
     let mut bytes = 0;

@@ -1,6 +1,7 @@
 //! The seal benchmark behind `daftari bench seal`: the cost of one epoch end (seal, sign,
-//! commit with fsync, replace the key file with fsyncs) and of checking a seal chain. It
-//! prints figures; it asserts nothing.
+//! commit with fsync, replace the key file with fsyncs), of checking a seal chain, durable
+//! ingest with a sealer running beside the writer against the same without, and verify speed
+//! with seals and Merkle roots. It prints figures; it asserts nothing.
 //!
 //! Must not: touch a data directory it did not create.
 
@@ -49,6 +50,88 @@ pub fn run(dir: &Path, epochs: usize) -> anyhow::Result<()> {
         out.epochs as f64 / secs
     );
     std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// Ingest with sealing (1 s epochs, the shortest allowed, and segments rotating so close seals
+/// with their Merkle roots and file hashes happen during the run) against ingest without,
+/// runs alternating; then verify with the pinned key over the last sealed ledger.
+pub fn ingest(base: &Path, entries: u64, runs: usize) -> anyhow::Result<()> {
+    let opts = super::Options {
+        dir: base.to_owned(),
+        entries,
+        batch: 1000,
+        line_bytes: 120,
+        appenders: vec![8],
+        verify_entries: 0,
+        runs,
+        segment_max_bytes: 64 << 20,
+    };
+    println!(
+        "ingest: {entries} entries per run, 8 appenders, batches of 1000, 64 MiB segments, \
+         {runs} run(s) each, alternating"
+    );
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    let mut last_sealed = None;
+    for r in 0..runs {
+        for sealing in [None, Some(Duration::from_secs(1))] {
+            let dir = super::scratch(base, &format!("ingest-{r}-{}", sealing.is_some()))?;
+            let run = super::append_run(&dir, &opts, 8, entries, sealing)?;
+            let label = if sealing.is_some() {
+                "sealing on "
+            } else {
+                "sealing off"
+            };
+            println!("  {label} run={r}: {:.0} entries/s", run.entries_per_s);
+            if sealing.is_some() {
+                on.push(run.entries_per_s);
+                if let Some(old) = last_sealed.replace(dir) {
+                    std::fs::remove_dir_all(old)?;
+                }
+            } else {
+                off.push(run.entries_per_s);
+                std::fs::remove_dir_all(&dir)?;
+            }
+        }
+    }
+    let (off, on) = (super::median(off), super::median(on));
+    println!(
+        "ingest: median {off:.0} entries/s without sealing, {on:.0} with; ratio {:.3}",
+        on / off
+    );
+    if let Some(dir) = last_sealed {
+        verify_sealed(&dir)?;
+        std::fs::remove_dir_all(&dir)?;
+    }
+    Ok(())
+}
+
+/// Verify with the pinned key over a sealed ledger: seals, close seals, Merkle roots.
+fn verify_sealed(dir: &Path) -> anyhow::Result<()> {
+    let pk = std::fs::read_to_string(dir.join(crate::seal::EPOCH0_PUB_FILE))?;
+    let pk = crate::seal::decode_pk(&pk).map_err(anyhow::Error::msg)?;
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let opts = crate::verify::Options {
+        data_dir: dir.to_owned(),
+        jobs,
+        pubkey: Some(pk),
+        anchors: None,
+        retention: None,
+        state: None,
+    };
+    let report = crate::verify::run(&opts, &crate::verify::Progress::default())?;
+    anyhow::ensure!(
+        report.intact(),
+        "the sealed ledger did not verify: {:?}",
+        report.first_break
+    );
+    println!(
+        "verify with seals and Merkle roots ({jobs} threads): {}",
+        report.summary()
+    );
+    for n in report.notes.iter().filter(|n| n.starts_with("seal chain")) {
+        println!("  {n}");
+    }
     Ok(())
 }
 

@@ -21,6 +21,12 @@ pub struct SealArgs {
     /// Epochs to seal.
     #[arg(long, default_value_t = 500)]
     epochs: usize,
+    /// Entries per ingest run with and without sealing (0: skip that part).
+    #[arg(long, default_value_t = 2_000_000)]
+    ingest_entries: u64,
+    /// Ingest runs of each kind (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -80,6 +86,9 @@ pub fn run(which: Which) -> anyhow::Result<u8> {
         Which::Seal(s) => {
             anyhow::ensure!(s.epochs > 0, "--epochs must be positive");
             daftari::bench::seal::run(&s.dir, s.epochs)?;
+            if s.ingest_entries > 0 {
+                daftari::bench::seal::ingest(&s.dir, s.ingest_entries, s.runs.max(1))?;
+            }
             return Ok(0);
         }
         Which::Query(q) => {
