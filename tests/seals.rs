@@ -294,3 +294,51 @@ fn init_creates_the_log_and_prints_the_keys_the_server_then_seals_with() {
     );
     assert_eq!(v.code, 0, "{}", v.json);
 }
+
+#[test]
+fn the_current_key_cannot_reseal_the_past_and_a_rebuilt_log_fails_the_pinned_key() {
+    use daftari::seal::record::Seal;
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, pk) = sealed_ledger(tmp.path());
+
+    // Root on the box holds the current epoch key: it re-signs epoch 1's seal with a new head.
+    let copy = tmp.path().join("resealed");
+    copy_dir(&data, &copy);
+    let current = daftari::seal::keys::read(&copy).unwrap().unwrap();
+    let conn = rusqlite::Connection::open(copy.join("seals.sqlite")).unwrap();
+    let body: Vec<u8> = conn
+        .query_row("SELECT body FROM seals WHERE epoch = 1", [], |r| r.get(0))
+        .unwrap();
+    let mut seal = Seal::decode(&body).unwrap();
+    seal.head = [0x42; 32];
+    let sig = seal.sign(&current.signing_key());
+    conn.execute(
+        "UPDATE seals SET body = ?1, sig = ?2 WHERE epoch = 1",
+        rusqlite::params![seal.encode(), sig.to_vec()],
+    )
+    .unwrap();
+    drop(conn);
+    let v = verify_with(&copy, &["--pubkey", &pk]);
+    assert_eq!(v.code, 1, "{}", v.json);
+    let what = v.first_break()["what"].as_str().unwrap().to_owned();
+    assert!(what.contains("epoch 1: seal signature"), "{what}");
+
+    // Or it throws the seal chain and key away and lets the server build a new one.
+    let rebuilt = tmp.path().join("rebuilt");
+    copy_dir(&data, &rebuilt);
+    std::fs::remove_file(rebuilt.join("seals.sqlite")).unwrap();
+    std::fs::remove_file(daftari::seal::keys::key_path(&rebuilt)).unwrap();
+    let s = Server::start(&rebuilt, &["--epoch-interval", EPOCH]);
+    let new_pk = pk_of(&s);
+    std::thread::sleep(Duration::from_millis(1500));
+    s.stop();
+    assert_ne!(new_pk, pk);
+    assert_eq!(
+        verify_with(&rebuilt, &["--pubkey", &new_pk]).code,
+        0,
+        "the rebuilt log is consistent under its own key"
+    );
+    let v = verify_with(&rebuilt, &["--pubkey", &pk]);
+    assert_eq!(v.code, 1, "but not under the pinned one: {}", v.json);
+    assert_eq!(v.kinds()[0], "seal_chain");
+}
