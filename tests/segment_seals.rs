@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine;
-use common::server::{Server, records};
+use common::server::{Server, records, request};
 use common::{BIN, copy_dir, verify_with};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -50,6 +50,15 @@ fn ledger(root: &Path, store_toml: &str, secs: u64) -> (PathBuf, String, String)
     // Two more epochs: the last closed segment gets its close seal. Then one entry that
     // stays in the open segment.
     std::thread::sleep(Duration::from_millis(2200));
+    // Queries over the whole span work, whatever retention removed meanwhile.
+    let q = request(
+        s.local,
+        "GET",
+        "/loki/api/v1/query_range?query=%7Bjob%3D%22sshd%22%7D&limit=1000&since=1h",
+        &[],
+        Vec::new(),
+    );
+    assert_eq!(q.status, 200, "{}", q.body);
     let ts = daftari::clock::now_ns();
     let body =
         format!(r#"{{"streams":[{{"stream":{{"job":"sshd"}},"values":[["{ts}","last"]]}}]}}"#);

@@ -136,6 +136,7 @@ impl Sealer {
             .map(|(i, _)| i)
             .collect();
         for index in present.intersection(&self.segments.pruned) {
+            self.index.forget_segment(*index);
             closed::remove(&self.data_dir, *index).map_err(|e| e.to_string())?;
         }
         let Some(retention) = self.segments.retention else {
@@ -171,6 +172,7 @@ impl Sealer {
         for c in &due {
             self.segments.pruned.insert(c.index);
             self.segments.closes.pop_front();
+            self.index.forget_segment(c.index);
             closed::remove(&self.data_dir, c.index).map_err(|e| e.to_string())?;
         }
         tracing::info!(segments = due.len(), "retention removed segments");

@@ -292,6 +292,15 @@ impl StreamIndex {
         all[start..].to_vec()
     }
 
+    /// Drops a segment that retention is about to remove, so that no query opens it again.
+    pub(crate) fn forget_segment(&self, seg_index: u64) {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        inner.segments.remove(&seg_index);
+        for s in &mut inner.streams {
+            s.spans.retain(|x| x.segment != seg_index);
+        }
+    }
+
     /// Number of distinct streams.
     pub fn len(&self) -> usize {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
