@@ -12,13 +12,6 @@ use std::time::Duration;
 use common::server::{Server, records, request};
 use common::verify_with;
 
-fn printed(s: &Server, marker: &str) -> String {
-    s.wait_for_log(marker);
-    let lines = s.stderr.lock().unwrap();
-    let line = lines.iter().find(|l| l.contains(marker)).unwrap();
-    line.rsplit(marker).next().unwrap().trim().to_owned()
-}
-
 /// A config that pushes checkpoints to `url` with the token in `token_file`.
 fn pushing_config(dir: &Path, url: &str, token: &str) -> String {
     let token_file = dir.join("checkpoint-token");
@@ -51,8 +44,8 @@ fn checkpoints_pushed_into_a_second_sink_are_anchors_there() {
     let config = pushing_config(root.path(), &format!("http://{}", b.push), &b.token);
     let a_data = root.path().join("a");
     let a = Server::start(&a_data, &["--config", &config, "--epoch-interval", "1s"]);
-    let pk = printed(&a, "epoch-0 public key: ");
-    let vkey = printed(&a, "verifier key: ");
+    let pk = a.printed("epoch-0 public key: ");
+    let vkey = a.printed("verifier key: ");
     let body = format!(
         r#"{{"streams":[{{"stream":{{"job":"sudo"}},"values":[["{}","root : COMMAND=/bin/sh"]]}}]}}"#,
         daftari::clock::now_ns()

@@ -15,13 +15,6 @@ use daftari::failpoint::at;
 
 const RETENTION: &str = "2s";
 
-fn printed(s: &Server, marker: &str) -> String {
-    s.wait_for_log(marker);
-    let lines = s.stderr.lock().unwrap();
-    let line = lines.iter().find(|l| l.contains(marker)).unwrap();
-    line.rsplit(marker).next().unwrap().trim().to_owned()
-}
-
 /// Pushes one entry; false once the server is gone.
 fn push(s: &Server, token: &str, i: usize) -> bool {
     let body = format!(
@@ -59,7 +52,7 @@ fn crash_and_recover(point: &str) {
         "1s",
     ];
     let mut s = Server::start_with_env(&data, &args, &[("DAFTARI_FAILPOINT", point)]);
-    let pk = printed(&s, "epoch-0 public key: ");
+    let pk = s.printed("epoch-0 public key: ");
     let token = s.token.clone();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut i = 0;

@@ -15,17 +15,7 @@ use common::{copy_dir, verify_with};
 const EPOCH: &str = "1s";
 
 fn pk_of(s: &Server) -> String {
-    s.wait_for_log("epoch-0 public key: ");
-    let lines = s.stderr.lock().unwrap();
-    let line = lines
-        .iter()
-        .find(|l| l.contains("epoch-0 public key: "))
-        .expect("the first start prints the epoch-0 public key");
-    line.rsplit("epoch-0 public key: ")
-        .next()
-        .unwrap()
-        .trim()
-        .to_owned()
+    s.printed("epoch-0 public key: ")
 }
 
 fn push(s: &Server, n: usize) {
@@ -174,14 +164,7 @@ fn records_cut_off_the_end_are_invisible_to_the_chain_but_not_to_the_seals() {
 }
 
 fn vkey_of(s: &Server) -> String {
-    s.wait_for_log("verifier key: ");
-    let lines = s.stderr.lock().unwrap();
-    let line = lines.iter().find(|l| l.contains("verifier key: ")).unwrap();
-    line.rsplit("verifier key: ")
-        .next()
-        .unwrap()
-        .trim()
-        .to_owned()
+    s.printed("verifier key: ")
 }
 
 #[test]

@@ -17,14 +17,6 @@ use common::{BIN, copy_dir, verify_with};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-/// The value printed after `marker` on the first start.
-fn printed(s: &Server, marker: &str) -> String {
-    s.wait_for_log(marker);
-    let lines = s.stderr.lock().unwrap();
-    let line = lines.iter().find(|l| l.contains(marker)).unwrap();
-    line.rsplit(marker).next().unwrap().trim().to_owned()
-}
-
 /// A ledger whose segments rotate every second, pushed to for `secs` seconds; returns the
 /// data directory, the epoch-0 public key and the checkpoint verifier key.
 fn ledger(root: &Path, store_toml: &str, secs: u64) -> (PathBuf, String, String) {
@@ -37,8 +29,8 @@ fn ledger(root: &Path, store_toml: &str, secs: u64) -> (PathBuf, String, String)
     .unwrap();
     let cfg = config.to_str().unwrap();
     let s = Server::start(&data, &["--config", cfg, "--epoch-interval", "1s"]);
-    let pk = printed(&s, "epoch-0 public key: ");
-    let vkey = printed(&s, "verifier key: ");
+    let pk = s.printed("epoch-0 public key: ");
+    let vkey = s.printed("verifier key: ");
     for i in 0..secs * 4 {
         let ts = daftari::clock::now_ns();
         let body = format!(
@@ -284,8 +276,8 @@ fn one_entry_proves_without_the_ledger_and_a_changed_proof_does_not() {
     // Another log's keys prove nothing about this one.
     let other = tempfile::tempdir().unwrap();
     let s = Server::start(&other.path().join("data"), &[]);
-    let other_pk = printed(&s, "epoch-0 public key: ");
-    let other_vkey = printed(&s, "verifier key: ");
+    let other_pk = s.printed("epoch-0 public key: ");
+    let other_vkey = s.printed("verifier key: ");
     drop(s);
     assert_eq!(check(&p, &["--vkey", &other_vkey]).0, 1);
     assert_eq!(check(&pc, &["--pubkey", &other_pk]).0, 1);

@@ -16,7 +16,7 @@ use super::chain::{self, Hash};
 use super::error::StoreError;
 use super::merkle;
 use super::segment::{self, Meta};
-use super::{block, segments_dir};
+use super::segments_dir;
 
 /// What a segment-close seal binds about one closed segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,27 +164,7 @@ fn each_record(
     path: &Path,
     mut f: impl FnMut(&[u8]) -> Result<(), String>,
 ) -> Result<(), StoreError> {
-    let mut stmt = conn
-        .prepare("SELECT records FROM blocks ORDER BY first_seq")
-        .map_err(StoreError::sqlite("read records", path))?;
-    let mut rows = stmt
-        .query([])
-        .map_err(StoreError::sqlite("read records", path))?;
-    while let Some(row) = rows
-        .next()
-        .map_err(StoreError::sqlite("read records", path))?
-    {
-        let blob = row
-            .get_ref(0)
-            .and_then(|v| v.as_blob().map_err(Into::into))
-            .map_err(StoreError::sqlite("read records", path))?;
-        for canon in block::records(blob) {
-            let canon =
-                canon.map_err(|at| corrupt(path, format!("block framing breaks at byte {at}")))?;
-            f(canon).map_err(|e| corrupt(path, e))?;
-        }
-    }
-    Ok(())
+    super::reader::each_record(conn, path, 0, |canon| f(canon).map(|()| true))
 }
 
 fn corrupt(path: &Path, detail: String) -> StoreError {

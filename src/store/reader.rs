@@ -135,16 +135,35 @@ fn read_segment(
     out: &mut Vec<Record>,
 ) -> Result<(), StoreError> {
     let conn = segment::open_read_only(path).map_err(StoreError::sqlite("open segment", path))?;
+    each_record(&conn, path, from, |canon| {
+        let record = chain::decode(canon)
+            .and_then(|v| v.to_record())
+            .map_err(|e| format!("undecodable record: {e}"))?;
+        if record.seq >= from {
+            out.push(record);
+        }
+        Ok(out.len() < max)
+    })
+}
+
+/// Calls `f` with the bytes of every record of the blocks that reach `from` or later, in
+/// sequence order, until it returns `false`.
+pub(crate) fn each_record(
+    conn: &rusqlite::Connection,
+    path: &Path,
+    from: u64,
+    mut f: impl FnMut(&[u8]) -> Result<bool, String>,
+) -> Result<(), StoreError> {
+    let corrupt = |detail: String| StoreError::Corrupt {
+        path: path.into(),
+        detail,
+    };
     let mut stmt = conn
         .prepare("SELECT records FROM blocks WHERE first_seq + count > ?1 ORDER BY first_seq")
         .map_err(StoreError::sqlite("read records", path))?;
     let mut rows = stmt
         .query(params![from as i64])
         .map_err(StoreError::sqlite("read records", path))?;
-    let corrupt = |detail: String| StoreError::Corrupt {
-        path: path.into(),
-        detail,
-    };
     while let Some(row) = rows
         .next()
         .map_err(StoreError::sqlite("read records", path))?
@@ -156,13 +175,7 @@ fn read_segment(
         for canon in block::records(blob) {
             let canon =
                 canon.map_err(|at| corrupt(format!("block framing breaks at byte {at}")))?;
-            let record = chain::decode(canon)
-                .and_then(|v| v.to_record())
-                .map_err(|e| corrupt(format!("undecodable record: {e}")))?;
-            if record.seq >= from {
-                out.push(record);
-            }
-            if out.len() >= max {
+            if !f(canon).map_err(corrupt)? {
                 return Ok(());
             }
         }

@@ -145,6 +145,15 @@ impl Server {
         }
     }
 
+    /// What the server printed after `marker` on a line of its stderr (waits up to 10 s),
+    /// e.g. the keys of a new log.
+    pub fn printed(&self, marker: &str) -> String {
+        self.wait_for_log(marker);
+        let lines = self.stderr.lock().unwrap();
+        let line = lines.iter().find(|l| l.contains(marker)).unwrap();
+        line.rsplit(marker).next().unwrap().trim().to_owned()
+    }
+
     /// SIGTERM, then waits for the exit.
     pub fn stop(mut self) -> ExitStatus {
         self.signal("TERM");
