@@ -53,10 +53,15 @@ pub fn run(dir: &Path, epochs: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Ingest with sealing (1 s epochs, the shortest allowed, and segments rotating so close seals
-/// with their Merkle roots and file hashes happen during the run) against ingest without,
-/// runs alternating; then verify with the pinned key over the last sealed ledger.
-pub fn ingest(base: &Path, entries: u64, runs: usize) -> anyhow::Result<()> {
+/// Ingest with sealing (1 s epochs, the shortest allowed; runs long enough that segments
+/// rotate, so close seals with their Merkle roots happen during the run) against ingest
+/// without, runs alternating; then verify with the pinned key over the last sealed ledger.
+pub fn ingest(
+    base: &Path,
+    entries: u64,
+    runs: usize,
+    segment_max_bytes: u64,
+) -> anyhow::Result<()> {
     let opts = super::Options {
         dir: base.to_owned(),
         entries,
@@ -65,11 +70,12 @@ pub fn ingest(base: &Path, entries: u64, runs: usize) -> anyhow::Result<()> {
         appenders: vec![8],
         verify_entries: 0,
         runs,
-        segment_max_bytes: 64 << 20,
+        segment_max_bytes,
     };
     println!(
-        "ingest: {entries} entries per run, 8 appenders, batches of 1000, 64 MiB segments, \
-         {runs} run(s) each, alternating"
+        "ingest: {entries} entries per run, 8 appenders, batches of 1000, {} MiB segments, \
+         1 s epochs, {runs} run(s) each, alternating",
+        segment_max_bytes >> 20
     );
     let (mut off, mut on) = (Vec::new(), Vec::new());
     let mut last_sealed = None;
@@ -100,9 +106,31 @@ pub fn ingest(base: &Path, entries: u64, runs: usize) -> anyhow::Result<()> {
         on / off
     );
     if let Some(dir) = last_sealed {
+        close_seal_cost(&dir)?;
         verify_sealed(&dir)?;
         std::fs::remove_dir_all(&dir)?;
     }
+    Ok(())
+}
+
+/// What the sealer does for one closed segment before its close seal: re-read it, re-chain
+/// it, build its Merkle root, hash its file.
+fn close_seal_cost(dir: &Path) -> anyhow::Result<()> {
+    let closed = crate::store::closed::list(dir)?;
+    let Some((index, path)) = closed.first() else {
+        return Ok(());
+    };
+    let bytes = std::fs::metadata(path)?.len();
+    let t = Instant::now();
+    let s = crate::store::closed::summarize(dir, *index)?;
+    let took = t.elapsed();
+    println!(
+        "segment-close summary: {} entries, {:.0} MiB, {:.0} ms ({:.0} entries/s)",
+        s.count,
+        bytes as f64 / 1048576.0,
+        ms(took),
+        s.count as f64 / took.as_secs_f64()
+    );
     Ok(())
 }
 

@@ -21,11 +21,15 @@ pub struct SealArgs {
     /// Epochs to seal.
     #[arg(long, default_value_t = 500)]
     epochs: usize,
-    /// Entries per ingest run with and without sealing (0: skip that part).
-    #[arg(long, default_value_t = 2_000_000)]
+    /// Entries per ingest run with and without sealing (0: skip that part); enough to fill
+    /// more than one segment of the default size.
+    #[arg(long, default_value_t = 6_000_000)]
     ingest_entries: u64,
+    /// Segment size of the ingest runs (the server's default).
+    #[arg(long, default_value_t = daftari::store::DEFAULT_SEGMENT_MAX_BYTES)]
+    segment_max_bytes: u64,
     /// Ingest runs of each kind (medians are reported).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     runs: usize,
 }
 
@@ -87,7 +91,12 @@ pub fn run(which: Which) -> anyhow::Result<u8> {
             anyhow::ensure!(s.epochs > 0, "--epochs must be positive");
             daftari::bench::seal::run(&s.dir, s.epochs)?;
             if s.ingest_entries > 0 {
-                daftari::bench::seal::ingest(&s.dir, s.ingest_entries, s.runs.max(1))?;
+                daftari::bench::seal::ingest(
+                    &s.dir,
+                    s.ingest_entries,
+                    s.runs.max(1),
+                    s.segment_max_bytes,
+                )?;
             }
             return Ok(0);
         }

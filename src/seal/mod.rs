@@ -24,6 +24,7 @@ pub mod record;
 pub mod remote;
 pub mod segments;
 pub mod store;
+mod summarizer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -204,7 +205,8 @@ impl Sealer {
     /// `kind`. A failure of the first two is logged and retried at the next end of epoch;
     /// the epoch is sealed all the same.
     pub fn tick(&mut self, kind: SealKind) -> Result<(), String> {
-        if let Err(e) = self.seal_closed_segments() {
+        // At shutdown every closed segment is sealed before the last seal.
+        if let Err(e) = self.seal_closed_segments(kind == SealKind::Shutdown) {
             tracing::error!(error = %e, "segment-close seal failed; retrying later");
         }
         if let Err(e) = self.apply_retention() {

@@ -1,7 +1,8 @@
 //! Segment-close seals and retention, run by the sealer at each epoch's end.
 //!
 //! Owns: noticing closed segments that have no close seal yet and sealing each one (its
-//! range, end head, Merkle root and file hash, re-read from the file), and the retention
+//! range, end head, Merkle root and file hash, re-read from the file by the `summarizer`
+//! worker), and the retention
 //! policy: the oldest closed, close-sealed segments older than `retention` (by their close
 //! seal's time) are removed in this order: an entry on the admin stream (durable), a prune
 //! seal naming them and their close seals (durable), then the files. A crash after the
@@ -17,7 +18,9 @@ use std::time::{Duration, Instant};
 use super::Sealer;
 use super::record::{self, Extra, MAX_PRUNED_PER_SEAL, Pruned, Seal, SealKind, SegmentClose};
 use super::store::Stored;
-use crate::store::{Hash, closed};
+use super::summarizer::Summarizer;
+use crate::store::Hash;
+use crate::store::closed::{self, Summary};
 
 /// After a closed segment could not be summarized (it does not chain to its close row), how
 /// long before it is read again: reading a large segment every epoch would only repeat the
@@ -45,6 +48,8 @@ pub(super) struct Segments {
     /// Segments that prune seals removed.
     pruned: BTreeSet<u64>,
     retry_after: Option<Instant>,
+    /// Summarizes closed segments in the background (started on first use).
+    worker: Option<Summarizer>,
     pub retention: Option<Duration>,
     pub admin: Option<AdminLog>,
 }
@@ -86,8 +91,10 @@ impl Segments {
 }
 
 impl Sealer {
-    /// Seals every closed segment that has no close seal yet, oldest first.
-    pub(super) fn seal_closed_segments(&mut self) -> Result<(), String> {
+    /// Seals closed segments that have no close seal yet, oldest first. Their summaries come
+    /// from the background worker: without `wait` this collects a finished one and starts the
+    /// next; with `wait` (at shutdown) it seals every closed segment before returning.
+    pub(super) fn seal_closed_segments(&mut self, wait: bool) -> Result<(), String> {
         if self
             .segments
             .retry_after
@@ -95,37 +102,64 @@ impl Sealer {
         {
             return Ok(());
         }
-        let closed = closed::list(&self.data_dir).map_err(|e| e.to_string())?;
-        for (index, _) in closed {
-            if index < self.segments.next_close {
-                continue;
-            }
-            let s = match closed::summarize(&self.data_dir, index) {
-                Ok(s) => s,
-                Err(e) => {
-                    self.segments.retry_after = Some(Instant::now() + CLOSE_RETRY);
-                    return Err(format!("segment {index} cannot be close-sealed: {e}"));
-                }
-            };
-            let extra = Extra::Segment(SegmentClose {
-                index,
-                first_seq: s.first_seq,
-                count: s.count,
-                end_head: s.end_head,
-                merkle_root: s.merkle_root,
-                file_hash: s.file_hash,
-            });
-            let sealed = self.seal_with(SealKind::SegmentClose, extra)?;
-            self.segments.next_close = index + 1;
-            self.segments.closes.push_back(Closed {
-                index,
-                digest: sealed.digest,
-                wall_ns: sealed.wall_ns,
-            });
-            sealed.key_file?;
+        if self.segments.worker.is_none() {
+            self.segments.worker = Some(Summarizer::start(self.data_dir.clone())?);
         }
+        loop {
+            let Some(worker) = self.segments.worker.as_mut() else {
+                return Ok(());
+            };
+            if let Some((index, summary)) = worker.finished(wait)? {
+                let s = match summary {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.segments.retry_after = Some(Instant::now() + CLOSE_RETRY);
+                        return Err(format!("segment {index} cannot be close-sealed: {e}"));
+                    }
+                };
+                if index == self.segments.next_close {
+                    self.seal_close(s)?;
+                }
+            }
+            let next = closed::list(&self.data_dir)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|(i, _)| i)
+                .find(|i| *i >= self.segments.next_close);
+            let Some(worker) = self.segments.worker.as_mut() else {
+                return Ok(());
+            };
+            match next {
+                Some(i) if worker.busy().is_none() => worker.submit(i)?,
+                Some(_) => {}
+                None => return Ok(()),
+            }
+            if !wait {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Writes the segment-close seal of one summarized segment.
+    fn seal_close(&mut self, s: Summary) -> Result<(), String> {
+        let index = s.index;
+        let extra = Extra::Segment(SegmentClose {
+            index,
+            first_seq: s.first_seq,
+            count: s.count,
+            end_head: s.end_head,
+            merkle_root: s.merkle_root,
+            file_hash: s.file_hash,
+        });
+        let sealed = self.seal_with(SealKind::SegmentClose, extra)?;
+        self.segments.next_close = index + 1;
         self.segments.retry_after = None;
-        Ok(())
+        self.segments.closes.push_back(Closed {
+            index,
+            digest: sealed.digest,
+            wall_ns: sealed.wall_ns,
+        });
+        sealed.key_file
     }
 
     /// Removes what retention allows, and finishes a removal a crash interrupted.

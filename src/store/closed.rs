@@ -1,7 +1,8 @@
 //! Closed segments as a segment-close seal sees them, and as an inclusion proof needs them.
 //!
 //! Owns: [`summarize`], which re-reads a closed segment, recomputes its chain from the meta's
-//! `prev_head` to the close row's end head, builds its Merkle root and hashes its file;
+//! `prev_head` to the close row's end head, builds its Merkle root, and takes its file hash
+//! from its successor's meta (where the writer recorded it at close);
 //! [`prove`], which gives one record with its Merkle path; and [`remove`], the only way a
 //! segment file ever leaves the ledger (retention, after a prune seal).
 //!
@@ -27,8 +28,6 @@ pub struct Summary {
     pub end_head: Hash,
     pub merkle_root: Hash,
     pub file_hash: Hash,
-    /// The largest `recv_ns` of its records (its age, for retention); 0 when empty.
-    pub last_recv_ns: i64,
 }
 
 /// The closed segments of the ledger: every segment file but the newest (the writer finishes
@@ -48,13 +47,10 @@ pub fn summarize(data_dir: &Path, index: u64) -> Result<Summary, StoreError> {
     let hasher = chain::Hasher::default();
     let mut tree = merkle::Builder::default();
     let mut head = meta.prev_head;
-    let mut last_recv_ns = 0;
     each_record(&conn, &path, |canon| {
         let leaf = hasher.leaf(canon);
         head = hasher.link(&head, &leaf);
         tree.push_leaf(leaf);
-        let view = chain::decode(canon).map_err(|e| e.to_string())?;
-        last_recv_ns = last_recv_ns.max(view.recv_ns);
         Ok(())
     })?;
     if tree.count() != count || head != end_head {
@@ -74,9 +70,23 @@ pub fn summarize(data_dir: &Path, index: u64) -> Result<Summary, StoreError> {
         count,
         end_head,
         merkle_root: tree.root(),
-        file_hash: segment::file_hash(&path)?,
-        last_recv_ns,
+        file_hash: recorded_file_hash(data_dir, index, &path)?,
     })
+}
+
+/// The file hash the writer computed when it closed segment `index`, as its successor's meta
+/// records it (the file is not read again); hashed afresh if the successor cannot say.
+fn recorded_file_hash(data_dir: &Path, index: u64, path: &Path) -> Result<Hash, StoreError> {
+    let next = segments_dir(data_dir).join(segment::file_name(index + 1));
+    let recorded = segment::open_read_only(&next)
+        .ok()
+        .and_then(|c| segment::read_meta(&c).ok().flatten())
+        .filter(|m| m.segment_index == index + 1)
+        .map(|m| m.prev_file_hash);
+    match recorded {
+        Some(h) => Ok(h),
+        None => segment::file_hash(path),
+    }
 }
 
 /// One record of a closed segment with its Merkle path.
