@@ -63,23 +63,24 @@ pub struct Proof {
 
 /// Builds the proof of entry `seq` from the ledger under `data_dir`.
 pub fn prove(data_dir: &Path, seq: u64, with_chain: bool) -> Result<Proof, String> {
-    let seals = seal_store::read_all(data_dir)?.ok_or("no seals.sqlite: nothing is sealed")?;
+    let closes = seal_store::read_kind(data_dir, SealKind::SegmentClose as u8)?
+        .ok_or("no seals.sqlite: nothing is sealed")?;
     let mut found = None;
-    for (i, s) in seals.iter().enumerate() {
+    for s in closes {
         let seal = Seal::decode(&s.body)?;
         if let Extra::Segment(c) = &seal.extra
             && (c.first_seq..c.first_seq + c.count).contains(&seq)
         {
-            found = Some((i, seal.clone(), c.clone()));
+            let c = c.clone();
+            found = Some((s, seal, c));
             break;
         }
     }
-    let (i, seal, close) = found.ok_or_else(|| {
+    let (stored, seal, close) = found.ok_or_else(|| {
         format!("seq {seq} is not in a close-sealed segment yet (only closed segments prove)")
     })?;
     let inc = closed::prove(data_dir, close.index, seq).map_err(|e| e.to_string())?;
     let signer = NoteSigner::load(data_dir, &seal.origin)?;
-    let stored = &seals[i];
     let note = signer.sign(&checkpoint_of(&seal, &stored.body, &stored.sig));
     let view = chain::decode(&inc.record).map_err(|e| e.to_string())?;
     let record = view.to_record().map_err(|e| e.to_string())?;
@@ -100,10 +101,14 @@ pub fn prove(data_dir: &Path, seq: u64, with_chain: bool) -> Result<Proof, Strin
         leaf_index: inc.leaf_index,
         leaf_count: inc.leaf_count,
         path: inc.path.iter().map(|h| B64.encode(h)).collect(),
-        close_seal: bytes_of(stored),
+        close_seal: bytes_of(&stored),
         checkpoint: note,
         chain: if with_chain {
-            seals[..=i].iter().map(bytes_of).collect()
+            seal_store::read_through(data_dir, stored.n)?
+                .unwrap_or_default()
+                .iter()
+                .map(bytes_of)
+                .collect()
         } else {
             Vec::new()
         },

@@ -122,6 +122,20 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
 
 /// Every seal, in order, read-only (`None` when there is no seal file).
 pub fn read_all(data_dir: &Path) -> Result<Option<Vec<Stored>>, String> {
+    read_where(data_dir, "1")
+}
+
+/// The seals of one kind, in order, read-only (`None` when there is no seal file).
+pub fn read_kind(data_dir: &Path, kind: u8) -> Result<Option<Vec<Stored>>, String> {
+    read_where(data_dir, &format!("kind = {kind}"))
+}
+
+/// The seals up to row `n`, in order, read-only.
+pub fn read_through(data_dir: &Path, n: u64) -> Result<Option<Vec<Stored>>, String> {
+    read_where(data_dir, &format!("n <= {n}"))
+}
+
+fn read_where(data_dir: &Path, filter: &str) -> Result<Option<Vec<Stored>>, String> {
     let path = seals_path(data_dir);
     if !path.exists() {
         return Ok(None);
@@ -133,7 +147,9 @@ pub fn read_all(data_dir: &Path) -> Result<Option<Vec<Stored>>, String> {
     )
     .map_err(err)?;
     let mut stmt = conn
-        .prepare("SELECT n, epoch, kind, body, sig FROM seals ORDER BY n")
+        .prepare(&format!(
+            "SELECT n, epoch, kind, body, sig FROM seals WHERE {filter} ORDER BY n"
+        ))
         .map_err(err)?;
     let rows = stmt.query_map([], row).map_err(err)?;
     rows.collect::<Result<Vec<_>, _>>().map(Some).map_err(err)
