@@ -2,10 +2,10 @@
 //!
 //! Owns: noticing closed segments that have no close seal yet and sealing each one (its
 //! range, end head, Merkle root and file hash, re-read from the file by the `summarizer`
-//! worker), and the retention
-//! policy: the oldest closed, close-sealed segments older than `retention` (by their close
-//! seal's time) are removed in this order: an entry on the admin stream (durable), a prune
-//! seal naming them and their close seals (durable), then the files. A crash after the
+//! worker), and the retention policy: the oldest closed, close-sealed segments older than
+//! `retention` (by their close seal's time) are removed in this order: an entry on the admin
+//! stream (durable), a prune seal naming them and their close seals (durable), then the
+//! files. A crash after the
 //! prune seal leaves files that the next pass removes; a crash before it leaves an admin
 //! entry that the next pass writes again (at least once, never a removal without a seal).
 //!
