@@ -325,3 +325,41 @@ fn the_current_key_cannot_reseal_the_past_and_a_rebuilt_log_fails_the_pinned_key
     assert_eq!(v.code, 1, "but not under the pinned one: {}", v.json);
     assert_eq!(v.kinds()[0], "seal_chain");
 }
+
+#[test]
+fn checkpoints_every_n_epochs_and_always_at_shutdown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("daftari.toml");
+    std::fs::write(&config, "[seal]\ncheckpoint_every = 3\n").unwrap();
+    let data = tmp.path().join("data");
+    let s = Server::start(
+        &data,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--epoch-interval",
+            EPOCH,
+        ],
+    );
+    push(&s, 2);
+    std::thread::sleep(Duration::from_millis(4500));
+    s.stop();
+    let text = std::fs::read_to_string(data.join("checkpoints.note")).unwrap();
+    let epochs: Vec<u64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("epoch "))
+        .map(|e| e.parse().unwrap())
+        .collect();
+    let last_sealed = seals(&data).last().unwrap().0;
+    assert_eq!(
+        epochs.last(),
+        Some(&last_sealed),
+        "the shutdown seal has one"
+    );
+    let (shutdown, rest) = epochs.split_last().unwrap();
+    assert!(!rest.is_empty(), "{epochs:?}");
+    assert!(
+        rest.iter().all(|e| e % 3 == 0),
+        "{epochs:?} (shutdown {shutdown})"
+    );
+}

@@ -107,6 +107,8 @@ pub struct Config {
     pub epoch_interval: Duration,
     /// Print each checkpoint on stdout as a JSON line.
     pub checkpoint_stdout: bool,
+    /// A checkpoint after every this many epochs.
+    pub checkpoint_every: u64,
     /// Remove whole closed segments once this old (`None`: keep forever).
     pub retention: Option<Duration>,
     /// Push each checkpoint to another Loki-compatible endpoint.
@@ -257,6 +259,7 @@ fn build(f: File, flags: &Overrides) -> Result<Config, ConfigError> {
         query: query::build(&f.query)?,
         epoch_interval: seal::epoch_interval(&f.seal, flags.epoch_interval)?,
         checkpoint_stdout: seal::checkpoint_stdout(&f.seal),
+        checkpoint_every: seal::checkpoint_every(&f.seal)?,
         retention: retention(&f.store, flags.retention)?,
         checkpoint_push: seal::checkpoint_push(&f.seal)?,
         log_format: flags.log_format.or(f.log_format).unwrap_or(LogFormat::Text),

@@ -17,6 +17,7 @@ use crate::seal::{DEFAULT_EPOCH_INTERVAL, MAX_EPOCH_INTERVAL, MIN_EPOCH_INTERVAL
 pub(super) struct SealFile {
     epoch_interval: Option<String>,
     checkpoint_stdout: Option<bool>,
+    checkpoint_every: Option<u64>,
     checkpoint_push_url: Option<String>,
     checkpoint_push_token_file: Option<std::path::PathBuf>,
     checkpoint_push_ca: Option<std::path::PathBuf>,
@@ -59,6 +60,16 @@ pub(super) fn checkpoint_push(f: &SealFile) -> Result<Option<PushTarget>, Config
 }
 
 /// Whether each checkpoint is printed on stdout as a JSON line (default yes).
+/// A checkpoint after every how many epochs (default 1: every one); segment-close, prune and
+/// shutdown seals always get one.
+pub(super) fn checkpoint_every(f: &SealFile) -> Result<u64, ConfigError> {
+    match f.checkpoint_every {
+        None => Ok(1),
+        Some(n) if (1..=360).contains(&n) => Ok(n),
+        Some(_) => Err(bad("seal.checkpoint_every", "must be 1 to 360 epochs")),
+    }
+}
+
 pub(super) fn checkpoint_stdout(f: &SealFile) -> bool {
     f.checkpoint_stdout.unwrap_or(true)
 }

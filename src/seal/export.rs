@@ -34,6 +34,8 @@ pub struct Exporter {
     stdout: bool,
     push: Option<Pusher>,
     metrics: Arc<Metrics>,
+    /// Export after every this many epochs.
+    every: u64,
 }
 
 impl Exporter {
@@ -51,16 +53,27 @@ impl Exporter {
             stdout,
             push,
             metrics,
+            every: 1,
         }
     }
 
-    /// Signs and exports one checkpoint.
-    pub fn export(&mut self, cp: &Checkpoint) {
+    /// Exports only every `n`th epoch's checkpoint (and every one that `export` is told to).
+    pub fn every(mut self, n: u64) -> Exporter {
+        self.every = n.max(1);
+        self
+    }
+
+    /// Signs and exports the checkpoint of a seal; an epoch seal only every `every` epochs,
+    /// any other (`always`) each time.
+    pub fn export(&mut self, cp: &Checkpoint, always: bool) {
         let stats = &self.metrics.seal;
         stats.last_epoch.store(cp.epoch, Ordering::Relaxed);
         stats
             .last_seal_unix
             .store(cp.time_s.max(0) as u64, Ordering::Relaxed);
+        if !always && !cp.epoch.is_multiple_of(self.every) {
+            return;
+        }
         let note = self.signer.sign(cp);
         if self.stdout {
             let line =

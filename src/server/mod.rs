@@ -100,6 +100,7 @@ pub async fn run(
     use anyhow::Context;
     let store_cfg = cfg.store.clone();
     let checkpoint_stdout = cfg.checkpoint_stdout;
+    let checkpoint_every = cfg.checkpoint_every;
     let retention = cfg.retention;
     let push_target = cfg.checkpoint_push.clone();
     let metrics = Arc::new(Metrics::default());
@@ -110,6 +111,7 @@ pub async fn run(
             let (ledger, appender, reader) = store::open(store_cfg).context("open the ledger")?;
             let exports = Exports {
                 stdout: checkpoint_stdout,
+                every: checkpoint_every,
                 push: push_target,
                 metrics: seal_metrics,
             };
@@ -231,6 +233,7 @@ pub async fn run(
 /// Where checkpoints go.
 struct Exports {
     stdout: bool,
+    every: u64,
     push: Option<crate::seal::remote::PushTarget>,
     metrics: Arc<Metrics>,
 }
@@ -262,7 +265,8 @@ fn open_sealer(
         ),
         None => None,
     };
-    let exporter = Exporter::new(signer, data_dir, exports.stdout, pusher, exports.metrics);
+    let exporter = Exporter::new(signer, data_dir, exports.stdout, pusher, exports.metrics)
+        .every(exports.every);
     let sealer = sealer.with_exporter(exporter);
     if let Some(pk) = created {
         eprintln!(
