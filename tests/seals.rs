@@ -363,3 +363,40 @@ fn checkpoints_every_n_epochs_and_always_at_shutdown() {
         "{epochs:?} (shutdown {shutdown})"
     );
 }
+
+#[test]
+fn a_log_cut_back_with_its_seals_cannot_be_continued() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, pk) = sealed_ledger(tmp.path());
+    // Cut records and seals back to the end of epoch 2: a consistent, shorter log.
+    let conn = rusqlite::Connection::open(data.join("seals.sqlite")).unwrap();
+    conn.execute("DELETE FROM seals WHERE epoch > 2", [])
+        .unwrap();
+    drop(conn);
+    // The server holds a later epoch's key only: it cannot seal epoch 3 and refuses to go on.
+    let out = std::process::Command::new(common::BIN)
+        .args([
+            "serve",
+            "--push-listen",
+            "127.0.0.1:0",
+            "--local-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to seal out of order"), "{err}");
+    // What is left verifies only as far as the seals go; the records after are reported.
+    let v = verify_with(&data, &["--pubkey", &pk]);
+    assert_eq!(v.code, 0, "{}", v.json);
+    assert!(
+        v.json["notes"]
+            .to_string()
+            .contains("not yet forward-secure"),
+        "{}",
+        v.json
+    );
+}
