@@ -190,6 +190,17 @@ fn exported_checkpoints_anchor_the_ledger_and_show_a_cut_tail() {
         .unwrap();
     let latest = String::from_utf8(out.stdout).unwrap();
     assert!(latest.starts_with("daftari-checkpoint/v1\n"), "{latest}");
+    // A seal rewritten after its checkpoint left the box: the anchor names its digest.
+    let rewritten = tmp.path().join("rewritten");
+    copy_dir(&data, &rewritten);
+    let conn = rusqlite::Connection::open(rewritten.join("seals.sqlite")).unwrap();
+    conn.execute("UPDATE seals SET sig = zeroblob(64) WHERE epoch = 1", [])
+        .unwrap();
+    drop(conn);
+    let v = verify_with(&rewritten, &["--vkey", &vkey, "--anchors", a]);
+    assert_eq!(v.code, 1, "{:#}", v.json);
+    let all = v.json["findings"].to_string();
+    assert!(all.contains("seal of anchored epoch 1"), "{all}");
     // Cut the newest block off and drop the seals too: only the anchor can tell.
     cut_newest_block(&data);
     std::fs::remove_file(data.join("seals.sqlite")).unwrap();

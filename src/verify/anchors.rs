@@ -4,12 +4,13 @@
 //! log's origin; an anchor for size N at or below the ledger's size must match the ledger's
 //! head before N (otherwise history was rewritten or forked); an anchor above the ledger's
 //! size means the ledger was cut back (truncation); two valid anchors for one size with
-//! different heads are evidence of a fork.
+//! different heads are evidence of a fork; an anchor's seal digest must be the digest of the
+//! stored seal of its epoch (else the seal chain was rewritten since the anchor left the box).
 //!
 //! Must not: take the verifier key from the data directory.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 
 use super::report::{At, Finding, Kind};
 use super::seals::head_before;
@@ -22,6 +23,7 @@ pub(crate) fn check(
     files: &[PathBuf],
     scans: &[Scan],
     next_seq: u64,
+    data_dir: &Path,
 ) -> (Vec<Finding>, Vec<String>) {
     let at = |name: &str| At {
         segment: name.to_owned(),
@@ -33,6 +35,7 @@ pub(crate) fn check(
         .unwrap_or_default();
     let mut findings = Vec::new();
     let mut by_size: BTreeMap<u64, Checkpoint> = BTreeMap::new();
+    let mut all = Vec::new();
     let mut checked = 0;
     for file in files {
         let name = file.display().to_string();
@@ -98,12 +101,45 @@ pub(crate) fn check(
                     hex::encode(h),
                 ));
             }
+            all.push(cp.clone());
             by_size.insert(cp.size, cp);
         }
     }
+    findings.extend(check_seal_digests(&all, data_dir));
     let newest = by_size.keys().next_back().copied().unwrap_or(0);
     let notes = vec![format!(
         "anchors: {checked} checkpoints checked, the newest for size {newest}"
     )];
     (findings, notes)
+}
+
+/// Each anchor's seal digest against the stored seal of its epoch.
+fn check_seal_digests(anchors: &[Checkpoint], data_dir: &Path) -> Vec<Finding> {
+    let Ok(Some(seals)) = crate::seal::store::read_all(data_dir) else {
+        return Vec::new(); // a missing or unreadable seal file is reported by the seal check
+    };
+    let stored: HashMap<u64, crate::store::Hash> = seals
+        .iter()
+        .map(|s| (s.epoch, crate::seal::record::digest(&s.body, &s.sig)))
+        .collect();
+    let at = At {
+        segment: crate::seal::store::SEALS_FILE.into(),
+        segment_index: u64::MAX,
+    };
+    anchors
+        .iter()
+        .filter_map(|cp| {
+            let found = stored.get(&cp.epoch).map_or("no seal".into(), hex::encode);
+            (found != hex::encode(cp.seal)).then(|| {
+                let what = format!("seal of anchored epoch {} (rewritten since)", cp.epoch);
+                at.finding(
+                    Kind::Anchor,
+                    Some(cp.size),
+                    &what,
+                    hex::encode(cp.seal),
+                    found,
+                )
+            })
+        })
+        .collect()
 }

@@ -194,7 +194,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
     report::sort_findings(&mut findings);
 
     if let Some((vkey, files)) = &opts.anchors {
-        let (f, n) = anchors::check(vkey, files, &scans, next_seq);
+        let (f, n) = anchors::check(vkey, files, &scans, next_seq, &opts.data_dir);
         findings.extend(f);
         notes.extend(n);
     }
