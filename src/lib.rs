@@ -14,6 +14,7 @@
 //! - [`store`]: the ledger. The append handle, the single writer thread with group commit,
 //!   segment files, the canonical record format and chain, read-only readers.
 //! - [`seal`]: forward-secure seals: the epoch key ratchet, the seal chain, the sealer.
+//! - [`export`]: entries out of the ledger as JSON lines or Loki push bodies.
 //! - [`proof`]: inclusion proofs of single entries, made from the ledger, checked without it.
 //! - [`verify`]: the offline audit of a data directory over read-only files, with a report
 //!   that names the first break.
@@ -25,6 +26,7 @@
 pub mod bench;
 pub mod clock;
 pub mod config;
+pub mod export;
 pub mod failpoint;
 pub mod loadgen;
 pub mod metrics;

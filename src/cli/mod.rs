@@ -5,6 +5,7 @@
 
 mod bench;
 mod checkpoint;
+mod export;
 mod init;
 mod loadgen;
 mod prove;
@@ -35,6 +36,8 @@ enum Command {
     Verify(verify::Args),
     /// Print the newest exported checkpoint (a signed note of the log's size and head).
     Checkpoint(checkpoint::Args),
+    /// Stream entries out of the ledger (read-only; works while the server runs).
+    Export(export::Args),
     /// Print a self-contained proof that one entry is in a sealed segment.
     Prove(prove::ProveArgs),
     /// Check an inclusion proof without the ledger, with your off-box keys.
@@ -65,9 +68,32 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Token(cmd) => token::run(cmd),
         Command::Verify(args) => verify::run(args),
         Command::Checkpoint(args) => checkpoint::run(args),
+        Command::Export(args) => export::run(args),
         Command::Prove(args) => prove::prove(args),
         Command::VerifyProof(args) => prove::verify_proof(args),
         Command::Bench(which) => bench::run(which),
         Command::Loadgen(args) => loadgen::run(args),
     }
+}
+
+/// Draws a progress bar on stderr from two counters until `finished`.
+fn progress_bar(
+    total: &std::sync::atomic::AtomicU64,
+    done: &std::sync::atomic::AtomicU64,
+    finished: &std::sync::atomic::AtomicBool,
+) {
+    use std::sync::atomic::Ordering;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} entries ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    while !finished.load(Ordering::Acquire) {
+        bar.set_length(total.load(Ordering::Relaxed));
+        bar.set_position(done.load(Ordering::Relaxed));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    bar.finish_and_clear();
 }

@@ -93,7 +93,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let done = std::sync::atomic::AtomicBool::new(false);
     let result = std::thread::scope(|s| {
         if show_bar {
-            s.spawn(|| draw_progress(&progress, &done));
+            s.spawn(|| super::progress_bar(&progress.total, &progress.done, &done));
         }
         let r = verify::run(&opts, &progress);
         done.store(true, Ordering::Release);
@@ -145,20 +145,4 @@ fn print_text(report: &Report) {
         report.head
     );
     println!("{}", report.summary());
-}
-
-fn draw_progress(progress: &Progress, done: &std::sync::atomic::AtomicBool) {
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:40}] {pos}/{len} entries ({per_sec}, eta {eta})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    while !done.load(Ordering::Acquire) {
-        bar.set_length(progress.total.load(Ordering::Relaxed));
-        bar.set_position(progress.done.load(Ordering::Relaxed));
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bar.finish_and_clear();
 }
