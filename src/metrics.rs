@@ -282,3 +282,45 @@ fn token_series(m: &Inner, out: &mut String) {
         }
     }
 }
+
+/// Gauges read from the disk at scrape time: the ledger's segments and bytes, and the free
+/// and total space of the filesystem that holds the data directory.
+pub fn render_disk(data_dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    let segments =
+        crate::store::segment::list(&crate::store::segments_dir(data_dir)).unwrap_or_default();
+    let bytes: u64 = segments
+        .iter()
+        .filter_map(|(_, p)| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let mut gauge = |name: &str, help: &str, v: u64| {
+        header(&mut out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {v}");
+    };
+    gauge(
+        "daftari_ledger_segments",
+        "Segment files in the ledger.",
+        segments.len() as u64,
+    );
+    gauge(
+        "daftari_ledger_bytes",
+        "Bytes of the ledger's segment files.",
+        bytes,
+    );
+    if let Ok(st) = rustix::fs::statvfs(data_dir) {
+        let free = st.f_bavail.saturating_mul(st.f_frsize);
+        let size = st.f_blocks.saturating_mul(st.f_frsize);
+        gauge(
+            "daftari_disk_free_bytes",
+            "Free bytes (for daftari) on the data directory's filesystem.",
+            free,
+        );
+        gauge(
+            "daftari_disk_size_bytes",
+            "Size of the data directory's filesystem.",
+            size,
+        );
+    }
+    out
+}

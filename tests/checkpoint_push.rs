@@ -62,6 +62,10 @@ fn checkpoints_pushed_into_a_second_sink_are_anchors_there() {
         0
     );
     assert!(metric(&a, "daftari_seal_last_epoch") >= 2);
+    assert!(metric(&a, "daftari_ledger_segments") >= 1);
+    assert!(metric(&a, "daftari_ledger_bytes") > 0);
+    let free = metric(&a, "daftari_disk_free_bytes");
+    assert!(free > 0 && free <= metric(&a, "daftari_disk_size_bytes"));
     a.stop();
     std::thread::sleep(Duration::from_millis(500));
     b.stop();

@@ -19,6 +19,8 @@ use crate::metrics::Metrics;
 pub struct LocalState {
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
+    /// The data directory, for the disk and ledger gauges.
+    pub data_dir: std::path::PathBuf,
 }
 
 pub fn router(state: LocalState) -> Router {
@@ -37,12 +39,18 @@ async fn ready(State(st): State<LocalState>) -> Response {
 }
 
 async fn metrics(State(st): State<LocalState>) -> Response {
+    let mut text = st.metrics.render();
+    let dir = st.data_dir.clone();
+    // A directory listing and a statvfs: off the async threads.
+    if let Ok(disk) = tokio::task::spawn_blocking(move || crate::metrics::render_disk(&dir)).await {
+        text.push_str(&disk);
+    }
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        st.metrics.render(),
+        text,
     )
         .into_response()
 }

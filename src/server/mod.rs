@@ -165,6 +165,7 @@ pub async fn run(
         app: local::router(local::LocalState {
             metrics: Arc::clone(&metrics),
             ready: Arc::clone(&ready),
+            data_dir: cfg.data_dir.clone(),
         })
         .merge(read::local(query_state.clone(), appender.clone())),
         tls: None,
