@@ -1,0 +1,126 @@
+//! The files of `deploy/` checked with the tools that can check them: the systemd unit with
+//! `systemd-analyze verify` and its `security` score (where systemd's tools are installed),
+//! and the alert rules parsed as YAML, each rule complete, every daftari metric they use
+//! present in a real server's `/metrics`. (The annotated config is parsed by a unit test of
+//! `config`.)
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::server::{Server, request};
+use yaml_rust2::{Yaml, YamlLoader};
+
+const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
+
+/// The highest exposure `systemd-analyze security` may give the unit (it scored 1.2).
+const MAX_EXPOSURE: f64 = 2.0;
+
+/// The unit with its ExecStart pointing at the binary under test.
+fn unit_for_test(dir: &Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(format!("{DEPLOY}/daftari.service")).unwrap();
+    let unit = dir.join("daftari.service");
+    std::fs::write(&unit, text.replace("/usr/local/bin/daftari", common::BIN)).unwrap();
+    unit
+}
+
+#[test]
+fn the_systemd_unit_verifies_and_is_hardened() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("systemd-analyze is not installed: the unit is not checked here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let unit = unit_for_test(dir.path());
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.trim().is_empty(), "{err}");
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let score: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for daftari.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in {text}"));
+    assert!(score <= MAX_EXPOSURE, "exposure {score}:\n{text}");
+    let unit_text = std::fs::read_to_string(&unit).unwrap();
+    for line in [
+        "DynamicUser=yes",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "CapabilityBoundingSet=\n",
+        "SystemCallFilter=@system-service",
+        "MemoryDenyWriteExecute=yes",
+    ] {
+        assert!(unit_text.contains(line), "{line:?} missing");
+    }
+}
+
+#[test]
+fn the_alert_rules_parse_and_use_only_metrics_daftari_exports() {
+    let text = std::fs::read_to_string(format!("{DEPLOY}/prometheus/daftari-alerts.yml")).unwrap();
+    let docs = YamlLoader::load_from_str(&text).unwrap();
+    let rules: Vec<&Yaml> = docs[0]["groups"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_vec().unwrap())
+        .collect();
+    let names: Vec<&str> = rules.iter().map(|r| r["alert"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "DaftariHostSilent",
+            "DaftariSealStale",
+            "DaftariCheckpointExportFailing",
+            "DaftariDiskNearlyFull",
+            "DaftariAuthFailureBurst"
+        ]
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"), &["--epoch-interval", "1s"]);
+    let body = format!(
+        r#"{{"streams":[{{"stream":{{"job":"x"}},"values":[["{}","x"]]}}]}}"#,
+        daftari::clock::now_ns()
+    );
+    assert_eq!(s.push_json(&s.token, &body).status, 204);
+    s.wait_for_log("sealing");
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let metrics = request(s.local, "GET", "/metrics", &[], Vec::new()).body;
+    for r in rules {
+        let expr = r["expr"].as_str().unwrap();
+        assert!(r["for"].as_str().is_some() && r["labels"]["severity"].as_str().is_some());
+        assert!(r["annotations"]["summary"].as_str().is_some());
+        let used: Vec<&str> = expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("daftari_"))
+            .collect();
+        assert!(!used.is_empty(), "{expr}");
+        for m in used {
+            assert!(
+                metrics
+                    .lines()
+                    .any(|l| l.starts_with(&format!("# TYPE {m} "))),
+                "{m} (in {expr}) is not in /metrics"
+            );
+        }
+    }
+}
