@@ -124,3 +124,58 @@ fn the_alert_rules_parse_and_use_only_metrics_daftari_exports() {
         }
     }
 }
+
+#[test]
+fn the_alloy_config_is_well_formed_and_sends_with_a_push_token_over_tls() {
+    let text = std::fs::read_to_string(format!("{DEPLOY}/alloy/config.alloy")).unwrap();
+    // Comments run from a `//` at the start or after white space (a URL's `://` is not one).
+    let comment = regex::Regex::new(r"(^|\s)//.*$").unwrap();
+    let code: String = text
+        .lines()
+        .map(|l| comment.replace(l, "").into_owned())
+        .collect::<Vec<_>>()
+        .join("\n");
+    // Balanced blocks.
+    let mut depth = 0i32;
+    for c in code.chars() {
+        depth += match c {
+            '{' => 1,
+            '}' => -1,
+            _ => 0,
+        };
+        assert!(depth >= 0, "a block closes twice");
+    }
+    assert_eq!(depth, 0, "a block is left open");
+    // Every component referenced (`a.b.c.receiver`, `a.b.c.rules`, `a.b.c.targets`) is defined.
+    let re = regex::Regex::new(r#"\b([a-z_]+\.[a-z_]+)\.([a-z_]+)\.(receiver|rules|targets)\b"#)
+        .unwrap();
+    for cap in re.captures_iter(&code) {
+        let block = format!("{} \"{}\" {{", &cap[1], &cap[2]);
+        assert!(code.contains(&block), "{} is used but not defined", &cap[0]);
+    }
+    let daftari = code.split("loki.write \"daftari\"").nth(1).unwrap();
+    assert!(daftari.contains("https://") && daftari.contains("bearer_token_file"));
+    assert!(daftari.contains("ca_file"));
+    for job in ["auditd", "fail2ban", "aide"] {
+        assert!(code.contains(&format!("job = \"{job}\"")), "{job}");
+    }
+}
+
+#[test]
+fn the_grafana_data_source_uses_the_read_listener_with_a_read_token() {
+    let path = format!("{DEPLOY}/grafana/provisioning/datasources/daftari.yaml");
+    let docs = YamlLoader::load_from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let ds = &docs[0]["datasources"][0];
+    assert_eq!(ds["type"].as_str(), Some("loki"));
+    assert!(ds["url"].as_str().unwrap().starts_with("https://"));
+    assert_eq!(
+        ds["jsonData"]["httpHeaderName1"].as_str(),
+        Some("Authorization")
+    );
+    assert!(
+        ds["secureJsonData"]["httpHeaderValue1"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bearer ")
+    );
+}
