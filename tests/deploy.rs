@@ -63,7 +63,7 @@ fn the_systemd_unit_verifies_and_is_hardened() {
     assert!(score <= MAX_EXPOSURE, "exposure {score}:\n{text}");
     let unit_text = std::fs::read_to_string(&unit).unwrap();
     for line in [
-        "DynamicUser=yes",
+        "User=daftari",
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
         "CapabilityBoundingSet=\n",
