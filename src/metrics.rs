@@ -1,7 +1,8 @@
 //! The server's counters, and their Prometheus text rendering for `/metrics`.
 //!
 //! Owns: what is counted (pushes by status and reason, entries and bytes per token, the last
-//! push time per token that silence alerts are built on, auth failures, latency, connections).
+//! push time per token that silence alerts are built on, auth failures, latency, connections,
+//! reads by endpoint with their latency, seals and checkpoint exports, disk and ledger size).
 //!
 //! Must not: carry a secret or any log content in a label: token names and fixed reason
 //! words only.
@@ -24,6 +25,42 @@ struct TokenStats {
     last_push_ns: i64,
 }
 
+/// A latency histogram over [`LATENCY_BUCKETS`].
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, secs: f64) {
+        self.count += 1;
+        self.sum += secs;
+        for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                self.buckets[i] += 1;
+            }
+        }
+    }
+
+    /// The series of one histogram; `labels` is empty or `k="v",` pairs with a trailing comma.
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        for (le, n) in LATENCY_BUCKETS.iter().zip(self.buckets) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{le}\"}} {n}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {}", self.count);
+        let labels = labels.trim_end_matches(',');
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     push_by_status: BTreeMap<u16, u64>,
@@ -31,9 +68,10 @@ struct Inner {
     auth_failures: BTreeMap<&'static str, u64>,
     rejected_entries: u64,
     tokens: BTreeMap<String, TokenStats>,
-    latency_buckets: [u64; LATENCY_BUCKETS.len()],
-    latency_count: u64,
-    latency_sum: f64,
+    push_latency: Histogram,
+    /// Read requests by (endpoint, status), and latency by endpoint.
+    queries: BTreeMap<(&'static str, u16), u64>,
+    query_latency: BTreeMap<&'static str, Histogram>,
 }
 
 /// Shared counters; cheap enough to update once per request.
@@ -129,13 +167,18 @@ impl Metrics {
         let s = took.as_secs_f64();
         self.with(|m| {
             *m.push_by_status.entry(status).or_default() += 1;
-            m.latency_count += 1;
-            m.latency_sum += s;
-            for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
-                if s <= *le {
-                    m.latency_buckets[i] += 1;
-                }
-            }
+            m.push_latency.observe(s);
+        });
+    }
+
+    /// One request on a read listener; `endpoint` is a fixed name, never a path.
+    pub fn query_done(&self, endpoint: &'static str, status: u16, took: Duration) {
+        self.with(|m| {
+            *m.queries.entry((endpoint, status)).or_default() += 1;
+            m.query_latency
+                .entry(endpoint)
+                .or_default()
+                .observe(took.as_secs_f64());
         });
     }
 
@@ -241,12 +284,25 @@ fn render_inner(m: &Inner, out: &mut String) {
         "histogram",
         "Push request latency, until durable.",
     );
-    for (le, n) in LATENCY_BUCKETS.iter().zip(m.latency_buckets) {
-        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
+    m.push_latency.render(out, name, "");
+    let name = "daftari_query_requests_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Read requests by endpoint and HTTP status.",
+    );
+    for ((endpoint, status), n) in &m.queries {
+        let _ = writeln!(
+            out,
+            "{name}{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
+        );
     }
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", m.latency_count);
-    let _ = writeln!(out, "{name}_sum {}", m.latency_sum);
-    let _ = writeln!(out, "{name}_count {}", m.latency_count);
+    let name = "daftari_query_duration_seconds";
+    header(out, name, "histogram", "Read request latency by endpoint.");
+    for (endpoint, h) in &m.query_latency {
+        h.render(out, name, &format!("endpoint=\"{endpoint}\","));
+    }
 }
 
 /// A per-token series: name, help, and how to read its value.

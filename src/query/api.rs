@@ -92,6 +92,28 @@ fn endpoint(path: &str) -> Option<Endpoint> {
     None
 }
 
+/// The fixed name of the endpoint `path` reaches, for metrics (never the path itself, whose
+/// prefix and label names come from the client).
+pub fn endpoint_name(path: &str) -> &'static str {
+    match endpoint(path) {
+        Some(Endpoint::Query) => "query",
+        Some(Endpoint::QueryRange) => "query_range",
+        Some(Endpoint::Labels) => "labels",
+        Some(Endpoint::LabelValues(_)) => "label_values",
+        Some(Endpoint::Series) => "series",
+        Some(Endpoint::IndexStats) => "index_stats",
+        Some(Endpoint::Volume) => "index_volume",
+        Some(Endpoint::VolumeRange) => "index_volume_range",
+        Some(Endpoint::BuildInfo) => "buildinfo",
+        Some(Endpoint::FormatQuery) => "format_query",
+        Some(Endpoint::Tail) => "tail",
+        Some(Endpoint::NotImplemented) => "not_implemented",
+        Some(Endpoint::NoRules | Endpoint::PromRules | Endpoint::PromAlerts) => "rules",
+        Some(Endpoint::Ready) => "ready",
+        None => "unknown",
+    }
+}
+
 fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());

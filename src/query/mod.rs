@@ -20,6 +20,7 @@
 //! - `error`: the one error type and its statuses.
 
 mod api;
+pub use api::endpoint_name;
 pub mod encode;
 pub mod engine;
 pub mod error;

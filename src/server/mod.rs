@@ -167,7 +167,11 @@ pub async fn run(
             ready: Arc::clone(&ready),
             data_dir: cfg.data_dir.clone(),
         })
-        .merge(read::local(query_state.clone(), appender.clone())),
+        .merge(read::local(
+            query_state.clone(),
+            appender.clone(),
+            Arc::clone(&metrics),
+        )),
         tls: None,
         limits: cfg.server.clone(),
         metrics: Arc::new(Metrics::default()),
@@ -181,6 +185,7 @@ pub async fn run(
                 appender.clone(),
                 Arc::clone(&verifier),
                 cfg.limits.auth_failures_per_minute,
+                Arc::clone(&metrics),
             ),
             tls: remote_tls.clone(),
             limits: cfg.server.clone(),

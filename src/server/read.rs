@@ -19,6 +19,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 
 use crate::clock::{now_ns, rfc3339};
+use crate::metrics::Metrics;
 use crate::push::ConnInfo;
 use crate::query::{self, Audit, QueryState};
 use crate::store::{Appender, Batch, NewEntry, Pairs, Stream};
@@ -41,6 +42,7 @@ struct Principal(Arc<str>);
 struct AuditState {
     appender: Appender,
     listener: &'static str,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Debug, Clone)]
@@ -50,8 +52,8 @@ struct RemoteAuth {
 }
 
 /// The query API for the local listener, audited, with the principal `local`.
-pub fn local(state: QueryState, appender: Appender) -> Router {
-    audited(state, appender, "local").layer(middleware::from_fn(
+pub fn local(state: QueryState, appender: Appender, metrics: Arc<Metrics>) -> Router {
+    audited(state, appender, "local", metrics).layer(middleware::from_fn(
         |mut req: Request, next: Next| async move {
             req.extensions_mut().insert(Principal("local".into()));
             next.run(req).await
@@ -65,16 +67,27 @@ pub fn remote(
     appender: Appender,
     verifier: Arc<Verifier>,
     auth_failures_per_minute: u32,
+    metrics: Arc<Metrics>,
 ) -> Router {
     let auth = RemoteAuth {
         verifier,
         throttle: Arc::new(AuthThrottle::new(auth_failures_per_minute)),
     };
-    audited(state, appender, "remote").layer(middleware::from_fn_with_state(auth, read_auth))
+    audited(state, appender, "remote", metrics)
+        .layer(middleware::from_fn_with_state(auth, read_auth))
 }
 
-fn audited(state: QueryState, appender: Appender, listener: &'static str) -> Router {
-    let st = AuditState { appender, listener };
+fn audited(
+    state: QueryState,
+    appender: Appender,
+    listener: &'static str,
+    metrics: Arc<Metrics>,
+) -> Router {
+    let st = AuditState {
+        appender,
+        listener,
+        metrics,
+    };
     query::router(state).layer(middleware::from_fn_with_state(st, audit))
 }
 
@@ -137,14 +150,18 @@ async fn audit(State(st): State<AuditState>, req: Request, next: Next) -> Respon
         .get::<Audit>()
         .cloned()
         .unwrap_or_default();
+    let took = started.elapsed();
+    let status = resp.status().as_u16();
+    st.metrics
+        .query_done(crate::query::endpoint_name(&path), status, took);
     let line = record_line(&Record {
         principal: &principal,
         listener: st.listener,
         method: &method,
         path: &path,
-        status: resp.status().as_u16(),
+        status,
         info: &info,
-        millis: started.elapsed().as_millis(),
+        millis: took.as_millis(),
     });
     match append(&st.appender, line).await {
         Ok(()) => resp,
