@@ -380,3 +380,67 @@ pub fn render_disk(data_dir: &std::path::Path) -> String {
     }
     out
 }
+
+/// The writer's counters: queue depth, commit-group sizes and commit latency.
+pub fn render_writer(w: &crate::store::WriterStats) -> String {
+    use crate::store::{COMMIT_BUCKETS, GROUP_BUCKETS};
+    let mut out = String::new();
+    let gauges = [
+        (
+            "daftari_writer_queue_batches",
+            "Appends waiting for the writer.",
+            w.queued_batches.load(Ordering::Relaxed) as u64,
+        ),
+        (
+            "daftari_writer_queue_bytes",
+            "Encoded bytes waiting for the writer.",
+            w.queued_bytes.load(Ordering::Relaxed) as u64,
+        ),
+    ];
+    for (name, help, v) in gauges {
+        header(&mut out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {v}");
+    }
+    let name = "daftari_writer_commit_failures_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Group commits that failed (none of their appends acknowledged).",
+    );
+    let _ = writeln!(out, "{name} {}", w.commit_failures.load(Ordering::Relaxed));
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let name = "daftari_writer_group_entries";
+    header(
+        &mut out,
+        name,
+        "histogram",
+        "Entries per group commit (one fsync each).",
+    );
+    let h = &w.group_entries;
+    for (le, n) in GROUP_BUCKETS.iter().zip(&h.buckets) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {}", load(n));
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", load(&h.count));
+    let _ = writeln!(
+        out,
+        "{name}_sum {}\n{name}_count {}",
+        load(&h.sum),
+        load(&h.count)
+    );
+    let name = "daftari_writer_commit_duration_seconds";
+    header(
+        &mut out,
+        name,
+        "histogram",
+        "Time per group commit, fsync included.",
+    );
+    let h = &w.commit_seconds;
+    for (le, n) in COMMIT_BUCKETS.iter().zip(&h.buckets) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {}", load(n));
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", load(&h.count));
+    let sum = load(&h.sum) as f64 / 1e6;
+    let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {}", load(&h.count));
+    out
+}

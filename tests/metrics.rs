@@ -73,6 +73,19 @@ fn reads_pushes_seals_and_disk_are_counted_without_secrets_or_content() {
     );
     assert!(value(&m, "daftari_disk_free_bytes") > 0.0);
     assert!(value(&m, "daftari_token_entries_total{token=\"bootstrap\"}") >= 1.0);
+    // The writer: nothing waits now; every group commit (the push, the audit records of
+    // the reads, the admin entry) is counted with its size and time.
+    assert_eq!(value(&m, "daftari_writer_queue_batches"), 0.0);
+    assert_eq!(value(&m, "daftari_writer_queue_bytes"), 0.0);
+    let commits = value(&m, "daftari_writer_commit_duration_seconds_count");
+    assert!(commits >= 3.0, "{commits} commits");
+    assert_eq!(value(&m, "daftari_writer_group_entries_count"), commits);
+    assert!(value(&m, "daftari_writer_group_entries_sum") >= commits);
+    assert_eq!(
+        value(&m, "daftari_writer_group_entries_bucket{le=\"+Inf\"}"),
+        commits
+    );
+    assert_eq!(value(&m, "daftari_writer_commit_failures_total"), 0.0);
 
     assert!(!m.contains("secret-user-4711"), "no log content");
     assert!(!m.contains(&s.token), "no secret");

@@ -21,6 +21,8 @@ pub struct LocalState {
     pub ready: Arc<AtomicBool>,
     /// The data directory, for the disk and ledger gauges.
     pub data_dir: std::path::PathBuf,
+    /// The writer's counters.
+    pub writer: Arc<crate::store::WriterStats>,
 }
 
 pub fn router(state: LocalState) -> Router {
@@ -40,6 +42,7 @@ async fn ready(State(st): State<LocalState>) -> Response {
 
 async fn metrics(State(st): State<LocalState>) -> Response {
     let mut text = st.metrics.render();
+    text.push_str(&crate::metrics::render_writer(&st.writer));
     let dir = st.data_dir.clone();
     // A directory listing and a statvfs: off the async threads.
     if let Ok(disk) = tokio::task::spawn_blocking(move || crate::metrics::render_disk(&dir)).await {

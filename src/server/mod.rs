@@ -166,6 +166,7 @@ pub async fn run(
             metrics: Arc::clone(&metrics),
             ready: Arc::clone(&ready),
             data_dir: cfg.data_dir.clone(),
+            writer: appender.stats(),
         })
         .merge(read::local(
             query_state.clone(),

@@ -8,7 +8,7 @@
 //! outcome [`AppendError::Pushback`], returned at once.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 
 use tokio::sync::oneshot;
@@ -98,7 +98,8 @@ pub(crate) enum Msg {
 #[derive(Debug)]
 pub(crate) struct Queue {
     pub tx: SyncSender<Msg>,
-    pub queued_bytes: AtomicUsize,
+    /// Queue depth, group sizes, commit times.
+    pub stats: Arc<super::stats::WriterStats>,
     pub max_bytes: usize,
     pub closed: AtomicBool,
 }
@@ -115,6 +116,13 @@ pub(crate) struct Queue {
 #[derive(Debug, Clone)]
 pub struct Appender {
     pub(crate) queue: Arc<Queue>,
+}
+
+impl Appender {
+    /// The writer's counters (queue depth, group sizes, commit times); they grant nothing.
+    pub fn stats(&self) -> Arc<super::stats::WriterStats> {
+        Arc::clone(&self.queue.stats)
+    }
 }
 
 impl Appender {
@@ -142,8 +150,8 @@ impl Appender {
         let (buf, entries) = prepare(&batch, recv_ns)?;
         let bytes = buf.len();
         let queue = &self.queue;
-        if queue.queued_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes > queue.max_bytes {
-            queue.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        if queue.stats.queued_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes > queue.max_bytes {
+            queue.stats.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
             return Err(AppendError::Pushback("queued bytes at their limit"));
         }
         let (done, rx) = oneshot::channel();
@@ -155,9 +163,12 @@ impl Appender {
             done,
         };
         match queue.tx.try_send(Msg::Append(job)) {
-            Ok(()) => Ok(rx),
+            Ok(()) => {
+                queue.stats.queued_batches.fetch_add(1, Ordering::AcqRel);
+                Ok(rx)
+            }
             Err(e) => {
-                queue.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                queue.stats.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
                 Err(match e {
                     TrySendError::Full(_) => AppendError::Pushback("queued batches at their limit"),
                     TrySendError::Disconnected(_) => AppendError::Closed,

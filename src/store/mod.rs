@@ -20,6 +20,7 @@
 //! - `checkpointer`: copies the active segment's WAL into its file beside the writer;
 //! - `index`: the in-memory stream index (label sets, and their time spans per segment);
 //! - `reader`: read-only access for queries and tests;
+//! - `stats`: the writer's counters for `/metrics`;
 //! - `scan`: reading the records of chosen streams in a time range, newest or oldest first;
 //! - `merkle`: the per-segment Merkle tree (no I/O);
 //! - `closed`: closed segments summarized for their close seal, inclusion proofs, and the
@@ -39,11 +40,12 @@ mod error;
 mod index;
 mod reader;
 mod scan;
+mod stats;
 mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -53,6 +55,7 @@ pub use error::{AppendError, StoreError};
 pub use index::{SegSpan, StreamId, StreamIndex, StreamInfo};
 pub use reader::{Reader, SegmentInfo};
 pub use scan::{Estimate, Order, Scan, ScanStats, Visit};
+pub use stats::{COMMIT_BUCKETS, GROUP_BUCKETS, WriterStats};
 pub use writer::FATAL_EXIT_CODE;
 
 use append::{Msg, Queue};
@@ -201,7 +204,7 @@ pub fn open(cfg: StoreConfig) -> Result<(Ledger, Appender, Reader), StoreError> 
     let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue_max_batches);
     let queue = Arc::new(Queue {
         tx,
-        queued_bytes: AtomicUsize::new(0),
+        stats: Arc::new(stats::WriterStats::default()),
         max_bytes: cfg.queue_max_bytes,
         closed: AtomicBool::new(false),
     });

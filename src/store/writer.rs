@@ -121,13 +121,14 @@ impl Writer {
     }
 
     fn release(&self, job: &Job) {
-        self.queue
-            .queued_bytes
-            .fetch_sub(job.bytes, Ordering::AcqRel);
+        let stats = &self.queue.stats;
+        stats.queued_bytes.fetch_sub(job.bytes, Ordering::AcqRel);
+        stats.queued_batches.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Commits `group` in one transaction and resolves every job with the same outcome.
     fn commit_group(&mut self, mut group: Vec<Job>) {
+        let started = std::time::Instant::now();
         let outcome = match self.ensure_active() {
             Ok(()) => match self.active.as_mut() {
                 Some(active) => commit(active, &self.hasher, &mut group, &self.index),
@@ -135,6 +136,18 @@ impl Writer {
             },
             Err(e) => Err(e),
         };
+        match &outcome {
+            Ok(_) => {
+                let entries = group.iter().map(|j| j.entries.len() as u64).sum();
+                self.queue.stats.committed(entries, started.elapsed());
+            }
+            Err(_) => {
+                self.queue
+                    .stats
+                    .commit_failures
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
         match outcome {
             Ok(receipts) => {
                 for (job, receipt) in group.into_iter().zip(receipts) {
