@@ -128,31 +128,28 @@ impl SealStats {
             ("stdout", &self.exports_stdout, &self.export_failures_stdout),
             ("push", &self.exports_push, &self.export_failures_push),
         ];
-        header(
-            out,
-            "daftari_checkpoint_exports_total",
-            "counter",
-            "Checkpoints exported, by channel.",
-        );
-        for (ch, ok, _) in by_channel {
-            let _ = writeln!(
-                out,
-                "daftari_checkpoint_exports_total{{channel=\"{ch}\"}} {}",
-                ok.load(Ordering::Relaxed)
-            );
-        }
-        header(
-            out,
-            "daftari_checkpoint_export_failures_total",
-            "counter",
-            "Checkpoint exports that failed (each is retried or superseded), by channel.",
-        );
-        for (ch, _, failed) in by_channel {
-            let _ = writeln!(
-                out,
-                "daftari_checkpoint_export_failures_total{{channel=\"{ch}\"}} {}",
-                failed.load(Ordering::Relaxed)
-            );
+        let series = [
+            (
+                "daftari_checkpoint_exports_total",
+                "Checkpoints exported, by channel.",
+                true,
+            ),
+            (
+                "daftari_checkpoint_export_failures_total",
+                "Checkpoint exports that failed (each is retried or superseded), by channel.",
+                false,
+            ),
+        ];
+        for (name, help, exported) in series {
+            header(out, name, "counter", help);
+            for (ch, ok, failed) in by_channel {
+                let n = if exported { ok } else { failed };
+                let _ = writeln!(
+                    out,
+                    "{name}{{channel=\"{ch}\"}} {}",
+                    n.load(Ordering::Relaxed)
+                );
+            }
         }
     }
 }
@@ -409,38 +406,32 @@ pub fn render_writer(w: &crate::store::WriterStats) -> String {
         "Group commits that failed (none of their appends acknowledged).",
     );
     let _ = writeln!(out, "{name} {}", w.commit_failures.load(Ordering::Relaxed));
-    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let name = "daftari_writer_group_entries";
-    header(
-        &mut out,
-        name,
-        "histogram",
-        "Entries per group commit (one fsync each).",
-    );
-    let h = &w.group_entries;
-    for (le, n) in GROUP_BUCKETS.iter().zip(&h.buckets) {
-        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {}", load(n));
+    let group_bounds: Vec<String> = GROUP_BUCKETS.iter().map(u64::to_string).collect();
+    let commit_bounds: Vec<String> = COMMIT_BUCKETS.iter().map(f64::to_string).collect();
+    let histograms = [
+        (
+            "daftari_writer_group_entries",
+            "Entries per group commit (one fsync each).",
+            &group_bounds,
+            w.group_entries.view(),
+            1.0,
+        ),
+        (
+            "daftari_writer_commit_duration_seconds",
+            "Time per group commit, fsync included.",
+            &commit_bounds,
+            w.commit_seconds.view(),
+            1e-6,
+        ),
+    ];
+    for (name, help, bounds, (buckets, count, sum), unit) in histograms {
+        header(&mut out, name, "histogram", help);
+        for (le, n) in bounds.iter().zip(buckets) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", sum as f64 * unit);
+        let _ = writeln!(out, "{name}_count {count}");
     }
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", load(&h.count));
-    let _ = writeln!(
-        out,
-        "{name}_sum {}\n{name}_count {}",
-        load(&h.sum),
-        load(&h.count)
-    );
-    let name = "daftari_writer_commit_duration_seconds";
-    header(
-        &mut out,
-        name,
-        "histogram",
-        "Time per group commit, fsync included.",
-    );
-    let h = &w.commit_seconds;
-    for (le, n) in COMMIT_BUCKETS.iter().zip(&h.buckets) {
-        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {}", load(n));
-    }
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", load(&h.count));
-    let sum = load(&h.sum) as f64 / 1e6;
-    let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {}", load(&h.count));
     out
 }

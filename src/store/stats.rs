@@ -35,6 +35,16 @@ impl<const N: usize> Default for AtomicHistogram<N> {
 }
 
 impl<const N: usize> AtomicHistogram<N> {
+    /// The bucket counts, the count and the sum, as read now.
+    pub fn view(&self) -> (Vec<u64>, u64, u64) {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        (
+            self.buckets.iter().map(load).collect(),
+            load(&self.count),
+            load(&self.sum),
+        )
+    }
+
     fn observe(&self, bounds: impl Iterator<Item = bool>, sum: u64) {
         for (b, within) in self.buckets.iter().zip(bounds) {
             if within {
