@@ -5,8 +5,9 @@
 //!
 //! Owns: the key ratchet and key file (`keys`), the seal encoding (`record`), the seal chain
 //! file (`store`), the sealer thread with its crash-safe order at the end of an epoch
-//! ([`Sealer`]), and checking a seal chain against the pinned epoch-0 public key
-//! (`check`, used by verify).
+//! ([`Sealer`]), segment-close seals and retention (`segments`, with the background
+//! `summarizer`), checkpoints and their channels (`note`, `export`, `remote`), and checking a
+//! seal chain against the pinned epoch-0 public key (`check`, used by verify and proofs).
 //!
 //! The end of epoch `e`, in this order: its records are already durable (the tip the sealer
 //! reads is updated only after a commit); the seal is committed to `seals.sqlite`; the key
