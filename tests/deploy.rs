@@ -1,8 +1,10 @@
 //! The files of `deploy/` checked with the tools that can check them: the systemd unit with
-//! `systemd-analyze verify` and its `security` score (where systemd's tools are installed),
-//! and the alert rules parsed as YAML, each rule complete, every daftari metric they use
-//! present in a real server's `/metrics`. (The annotated config is parsed by a unit test of
-//! `config`.)
+//! `systemd-analyze verify` and its `security` score (where systemd's tools are installed);
+//! the alert rules and the Grafana data source parsed as YAML; the dashboard as JSON, its
+//! LogQL parsed by daftari's own parser; every daftari metric the rules and the dashboard use
+//! present in a real server's `/metrics`; the Alloy config checked for balanced blocks and
+//! defined components (no Alloy binary is installable here). The annotated config is parsed
+//! by a unit test of `config`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -74,6 +76,73 @@ fn the_systemd_unit_verifies_and_is_hardened() {
     }
 }
 
+/// `/metrics` of a real server that has taken a push and sealed an epoch.
+fn live_metrics() -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"), &["--epoch-interval", "1s"]);
+    let body = format!(
+        r#"{{"streams":[{{"stream":{{"job":"x"}},"values":[["{}","x"]]}}]}}"#,
+        daftari::clock::now_ns()
+    );
+    assert_eq!(s.push_json(&s.token, &body).status, 204);
+    let q = "/loki/api/v1/query_range?query=%7Bjob%3D%22x%22%7D&since=1h";
+    assert_eq!(request(s.local, "GET", q, &[], Vec::new()).status, 200);
+    s.wait_for_log("sealing");
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    request(s.local, "GET", "/metrics", &[], Vec::new()).body
+}
+
+/// Every daftari metric `expr` names is declared in `metrics`.
+fn assert_metrics_exist(expr: &str, metrics: &str) {
+    let used: Vec<&str> = expr
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("daftari_"))
+        .collect();
+    assert!(!used.is_empty(), "{expr}");
+    for m in used {
+        let base = m.trim_end_matches("_bucket");
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with(&format!("# TYPE {m} "))
+                    || l.starts_with(&format!("# TYPE {base} histogram"))),
+            "{m} (in {expr}) is not in /metrics"
+        );
+    }
+}
+
+#[test]
+fn the_dashboard_is_valid_and_its_queries_parse_and_exist() {
+    let text =
+        std::fs::read_to_string(format!("{DEPLOY}/grafana/dashboards/daftari.json")).unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let panels = dash["panels"].as_array().unwrap();
+    let ids: std::collections::BTreeSet<u64> =
+        panels.iter().map(|p| p["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids.len(), panels.len(), "panel ids are unique");
+    let metrics = live_metrics();
+    let (mut logql, mut promql) = (0, 0);
+    for p in panels {
+        let targets = p["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{}", p["title"]);
+        for t in targets {
+            let expr = t["expr"].as_str().unwrap();
+            match t["datasource"]["type"].as_str().unwrap() {
+                "loki" => {
+                    daftari::query::logql::parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
+                    logql += 1;
+                }
+                "prometheus" => {
+                    assert_metrics_exist(expr, &metrics);
+                    promql += 1;
+                }
+                other => panic!("data source {other}"),
+            }
+        }
+    }
+    assert!(logql >= 3 && promql >= 10, "{logql} LogQL, {promql} PromQL");
+}
+
 #[test]
 fn the_alert_rules_parse_and_use_only_metrics_daftari_exports() {
     let text = std::fs::read_to_string(format!("{DEPLOY}/prometheus/daftari-alerts.yml")).unwrap();
@@ -95,16 +164,7 @@ fn the_alert_rules_parse_and_use_only_metrics_daftari_exports() {
             "DaftariAuthFailureBurst"
         ]
     );
-    let tmp = tempfile::tempdir().unwrap();
-    let s = Server::start(&tmp.path().join("data"), &["--epoch-interval", "1s"]);
-    let body = format!(
-        r#"{{"streams":[{{"stream":{{"job":"x"}},"values":[["{}","x"]]}}]}}"#,
-        daftari::clock::now_ns()
-    );
-    assert_eq!(s.push_json(&s.token, &body).status, 204);
-    s.wait_for_log("sealing");
-    std::thread::sleep(std::time::Duration::from_millis(1200));
-    let metrics = request(s.local, "GET", "/metrics", &[], Vec::new()).body;
+    let metrics = live_metrics();
     for r in rules {
         let expr = r["expr"].as_str().unwrap();
         assert!(r["for"].as_str().is_some() && r["labels"]["severity"].as_str().is_some());
