@@ -81,7 +81,10 @@ pub fn prove(data_dir: &Path, seq: u64, with_chain: bool) -> Result<Proof, Strin
     })?;
     let inc = closed::prove(data_dir, close.index, seq).map_err(|e| e.to_string())?;
     let signer = NoteSigner::load(data_dir, &seal.origin)?;
-    let note = signer.sign(&checkpoint_of(&seal, &stored.body, &stored.sig));
+    let note = signer.sign(&Checkpoint::of_seal(
+        &seal,
+        record::digest(&stored.body, &stored.sig),
+    ));
     let view = chain::decode(&inc.record).map_err(|e| e.to_string())?;
     let record = view.to_record().map_err(|e| e.to_string())?;
     Ok(Proof {
@@ -113,18 +116,6 @@ pub fn prove(data_dir: &Path, seq: u64, with_chain: bool) -> Result<Proof, Strin
             Vec::new()
         },
     })
-}
-
-/// The checkpoint exported after `seal` (notes are deterministic, so this is that note).
-fn checkpoint_of(seal: &Seal, body: &[u8], sig: &[u8]) -> Checkpoint {
-    Checkpoint {
-        origin: seal.origin.clone(),
-        size: seal.first_seq + seal.count,
-        head: seal.head,
-        epoch: seal.epoch,
-        seal: record::digest(body, sig),
-        time_s: seal.wall_ns.div_euclid(1_000_000_000),
-    }
 }
 
 fn bytes_of(s: &Stored) -> SealBytes {
@@ -198,7 +189,7 @@ pub fn check(proof: &Proof, trust: &Trust<'_>) -> Result<Checked, String> {
         let cp = vkey
             .open(&proof.checkpoint)
             .map_err(|e| format!("checkpoint: {e}"))?;
-        if cp != checkpoint_of(&seal, &body, &sig) {
+        if cp != Checkpoint::of_seal(&seal, record::digest(&body, &sig)) {
             return Err("the checkpoint does not name this close seal".into());
         }
         out.trust.push(format!(

@@ -169,19 +169,7 @@ fn the_alert_rules_parse_and_use_only_metrics_daftari_exports() {
         let expr = r["expr"].as_str().unwrap();
         assert!(r["for"].as_str().is_some() && r["labels"]["severity"].as_str().is_some());
         assert!(r["annotations"]["summary"].as_str().is_some());
-        let used: Vec<&str> = expr
-            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .filter(|w| w.starts_with("daftari_"))
-            .collect();
-        assert!(!used.is_empty(), "{expr}");
-        for m in used {
-            assert!(
-                metrics
-                    .lines()
-                    .any(|l| l.starts_with(&format!("# TYPE {m} "))),
-                "{m} (in {expr}) is not in /metrics"
-            );
-        }
+        assert_metrics_exist(expr, &metrics);
     }
 }
 

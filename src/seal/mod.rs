@@ -262,17 +262,8 @@ impl Sealer {
         self.key_file_behind = written.is_err();
         failpoint::hit(failpoint::at::SEAL_AFTER_KEY_FILE);
         if let Some(x) = self.exporter.as_mut() {
-            x.export(
-                &note::Checkpoint {
-                    origin: seal.origin,
-                    size: self.next_first,
-                    head: seal.head,
-                    epoch: seal.epoch,
-                    seal: self.prev_digest,
-                    time_s: seal.wall_ns.div_euclid(1_000_000_000),
-                },
-                kind != SealKind::Epoch,
-            );
+            let cp = note::Checkpoint::of_seal(&seal, self.prev_digest);
+            x.export(&cp, kind != SealKind::Epoch);
         }
         Ok(Sealed {
             digest: self.prev_digest,

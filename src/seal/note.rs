@@ -53,6 +53,19 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// The checkpoint exported after a seal whose bytes have `digest`. Notes are
+    /// deterministic, so this re-makes an exported note byte for byte.
+    pub fn of_seal(seal: &super::record::Seal, digest: Hash) -> Checkpoint {
+        Checkpoint {
+            origin: seal.origin.clone(),
+            size: seal.first_seq + seal.count,
+            head: seal.head,
+            epoch: seal.epoch,
+            seal: digest,
+            time_s: seal.wall_ns.div_euclid(1_000_000_000),
+        }
+    }
+
     pub fn body(&self) -> String {
         format!(
             "{HEADER}\n{}\n{}\n{}\nepoch {}\nseal {}\ntime {}\n",
