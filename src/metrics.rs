@@ -338,7 +338,7 @@ fn token_series(m: &Inner, out: &mut String) {
 
 /// Gauges read from the disk at scrape time: the ledger's segments and bytes, and the free
 /// and total space of the filesystem that holds the data directory.
-pub fn render_disk(data_dir: &std::path::Path) -> String {
+pub fn render_disk(data_dir: &std::path::Path, reserve: &crate::store::DiskReserve) -> String {
     let mut out = String::new();
     let segments =
         crate::store::segment::list(&crate::store::segments_dir(data_dir)).unwrap_or_default();
@@ -361,20 +361,29 @@ pub fn render_disk(data_dir: &std::path::Path) -> String {
         "Bytes of the ledger's segment files.",
         bytes,
     );
-    if let Ok(st) = rustix::fs::statvfs(data_dir) {
-        let free = st.f_bavail.saturating_mul(st.f_frsize);
-        let size = st.f_blocks.saturating_mul(st.f_frsize);
+    if let Ok(space) = crate::store::space(data_dir) {
         gauge(
             "daftari_disk_free_bytes",
             "Free bytes (for daftari) on the data directory's filesystem.",
-            free,
+            space.free,
         );
         gauge(
             "daftari_disk_size_bytes",
             "Size of the data directory's filesystem.",
-            size,
+            space.size,
         );
     }
+    reserve.refresh();
+    gauge(
+        "daftari_disk_reserve_bytes",
+        "Free space kept for seals and checkpoints; pushes are refused below it.",
+        reserve.reserve_bytes(),
+    );
+    gauge(
+        "daftari_disk_low_space",
+        "1 while pushes are refused because free space is below the reserve.",
+        u64::from(reserve.is_low()),
+    );
     out
 }
 

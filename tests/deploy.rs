@@ -161,6 +161,7 @@ fn the_alert_rules_parse_and_use_only_metrics_daftari_exports() {
             "DaftariSealStale",
             "DaftariCheckpointExportFailing",
             "DaftariDiskNearlyFull",
+            "DaftariPushesRefusedLowSpace",
             "DaftariAuthFailureBurst"
         ]
     );

@@ -56,6 +56,16 @@ pub struct Args {
     /// Remove whole closed segments once this old, e.g. 400d (default: keep forever).
     #[arg(long, value_parser = parse_retention)]
     retention: Option<std::time::Duration>,
+    /// Refuse pushes (507) while free disk space is below this, so seals and checkpoints
+    /// can still be written: a size such as 1GiB or a share such as 5%; 0 turns it off
+    /// [default: 1GiB].
+    #[arg(long, value_parser = parse_reserve)]
+    disk_reserve: Option<daftari::store::Reserve>,
+}
+
+fn parse_reserve(s: &str) -> Result<daftari::store::Reserve, String> {
+    daftari::store::Reserve::parse(s)
+        .ok_or_else(|| "expected a size such as 1GiB or a share such as 5%".into())
 }
 
 fn parse_retention(s: &str) -> Result<std::time::Duration, String> {
@@ -81,6 +91,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         log_format: args.log_format,
         epoch_interval: args.epoch_interval,
         retention: args.retention,
+        disk_reserve: args.disk_reserve,
     };
     let cfg = Config::load(args.config.as_deref(), &flags)?;
     init_logging(cfg.log_format);

@@ -111,6 +111,8 @@ pub struct Config {
     pub checkpoint_every: u64,
     /// Remove whole closed segments once this old (`None`: keep forever).
     pub retention: Option<Duration>,
+    /// Free space below which pushes are refused so that sealing can go on.
+    pub disk_reserve: crate::store::Reserve,
     /// Push each checkpoint to another Loki-compatible endpoint.
     pub checkpoint_push: Option<crate::seal::remote::PushTarget>,
     pub log_format: LogFormat,
@@ -128,6 +130,7 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     pub epoch_interval: Option<Duration>,
     pub retention: Option<Duration>,
+    pub disk_reserve: Option<crate::store::Reserve>,
 }
 
 /// The file's shape. Unknown keys are errors, so a typo does not silently keep a default.
@@ -182,6 +185,7 @@ struct StoreFile {
     group_max_bytes: Option<usize>,
     group_linger: Option<String>,
     retention: Option<String>,
+    disk_reserve: Option<String>,
 }
 
 impl Config {
@@ -261,6 +265,7 @@ fn build(f: File, flags: &Overrides) -> Result<Config, ConfigError> {
         checkpoint_stdout: seal::checkpoint_stdout(&f.seal),
         checkpoint_every: seal::checkpoint_every(&f.seal)?,
         retention: retention(&f.store, flags.retention)?,
+        disk_reserve: disk_reserve(&f.store, flags.disk_reserve)?,
         checkpoint_push: seal::checkpoint_push(&f.seal)?,
         log_format: flags.log_format.or(f.log_format).unwrap_or(LogFormat::Text),
     })
@@ -334,6 +339,25 @@ fn retention(f: &StoreFile, flag: Option<Duration>) -> Result<Option<Duration>, 
         None => dur("store.retention", &f.retention, Duration::ZERO)?,
     };
     Ok((!d.is_zero()).then_some(d))
+}
+
+/// `store.disk_reserve` (or `--disk-reserve`): a size or a percentage; "0" turns it off.
+fn disk_reserve(
+    f: &StoreFile,
+    flag: Option<crate::store::Reserve>,
+) -> Result<crate::store::Reserve, ConfigError> {
+    if let Some(r) = flag {
+        return Ok(r);
+    }
+    match &f.disk_reserve {
+        None => Ok(crate::store::DEFAULT_DISK_RESERVE),
+        Some(text) => crate::store::Reserve::parse(text).ok_or_else(|| {
+            bad(
+                "store.disk_reserve",
+                format!("{text:?} is not a size such as \"1GiB\" or a share such as \"5%\" (at most 50%)"),
+            )
+        }),
+    }
 }
 
 fn apply_store(
@@ -430,5 +454,24 @@ mod tests {
         );
         assert_eq!(c.server.header_timeout, DEFAULT_HEADER_TIMEOUT);
         assert_eq!(c.query, QueryConfig::default());
+        assert_eq!(c.disk_reserve, crate::store::DEFAULT_DISK_RESERVE);
+    }
+
+    #[test]
+    fn the_disk_reserve_takes_a_size_or_a_share_and_names_its_key_when_wrong() {
+        use crate::store::Reserve;
+        let flags = Overrides::default();
+        let c = Config::from_toml("[store]\ndisk_reserve = \"5%\"", &flags).unwrap();
+        assert_eq!(c.disk_reserve, Reserve::Percent(5.0));
+        let e = Config::from_toml("[store]\ndisk_reserve = \"lots\"", &flags)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("store.disk_reserve"), "{e}");
+        let flags = Overrides {
+            disk_reserve: Some(Reserve::Bytes(0)),
+            ..Overrides::default()
+        };
+        let c = Config::from_toml("[store]\ndisk_reserve = \"5%\"", &flags).unwrap();
+        assert_eq!(c.disk_reserve, Reserve::Bytes(0));
     }
 }

@@ -50,6 +50,11 @@ pub enum PushError {
     /// The disk is full; nothing was stored.
     #[error("the ledger's disk is full; nothing was stored, retry later")]
     DiskFull,
+    /// Free space is below the reserve kept for seals; nothing was stored.
+    #[error(
+        "the ledger's disk is nearly full (free space below the reserve kept for seals); nothing was stored, retry later"
+    )]
+    LowSpace,
     /// The server is shutting down; nothing was stored.
     #[error("the server is shutting down; nothing was stored, retry later")]
     Closing,
@@ -78,6 +83,7 @@ impl From<AppendError> for PushError {
             },
             AppendError::Closed => PushError::Closing,
             AppendError::DiskFull => PushError::DiskFull,
+            AppendError::LowSpace => PushError::LowSpace,
             AppendError::Invalid { index, reason } => {
                 PushError::BadRequest(format!("entry {index} cannot be stored: {reason}"))
             }
@@ -99,7 +105,7 @@ impl PushError {
             PushError::Busy { .. } | PushError::BodyTimeout(_) | PushError::Closing => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            PushError::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
+            PushError::DiskFull | PushError::LowSpace => StatusCode::INSUFFICIENT_STORAGE,
             PushError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -112,7 +118,7 @@ impl PushError {
                 Some(*retry_after)
             }
             PushError::BodyTimeout(_) | PushError::Closing => Some(1),
-            PushError::DiskFull => Some(30),
+            PushError::DiskFull | PushError::LowSpace => Some(30),
             PushError::Storage(_) => Some(5),
             _ => None,
         }
@@ -131,6 +137,7 @@ impl PushError {
             PushError::Busy { .. } => "busy",
             PushError::BodyTimeout(_) => "body_timeout",
             PushError::DiskFull => "disk_full",
+            PushError::LowSpace => "disk_reserve",
             PushError::Closing => "closing",
             PushError::Storage(_) => "storage",
         }

@@ -23,6 +23,8 @@ pub struct LocalState {
     pub data_dir: std::path::PathBuf,
     /// The writer's counters.
     pub writer: Arc<crate::store::WriterStats>,
+    /// The free-space reserve's state.
+    pub reserve: Arc<crate::store::DiskReserve>,
 }
 
 pub fn router(state: LocalState) -> Router {
@@ -43,9 +45,10 @@ async fn ready(State(st): State<LocalState>) -> Response {
 async fn metrics(State(st): State<LocalState>) -> Response {
     let mut text = st.metrics.render();
     text.push_str(&crate::metrics::render_writer(&st.writer));
-    let dir = st.data_dir.clone();
+    let (dir, reserve) = (st.data_dir.clone(), Arc::clone(&st.reserve));
     // A directory listing and a statvfs: off the async threads.
-    if let Ok(disk) = tokio::task::spawn_blocking(move || crate::metrics::render_disk(&dir)).await {
+    let disk = tokio::task::spawn_blocking(move || crate::metrics::render_disk(&dir, &reserve));
+    if let Ok(disk) = disk.await {
         text.push_str(&disk);
     }
     (

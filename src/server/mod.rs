@@ -143,8 +143,9 @@ pub async fn run(
     let ready = Arc::new(AtomicBool::new(true));
     let mut limits = cfg.limits.clone();
     limits.body_timeout = cfg.server.body_timeout;
+    let reserve = Arc::new(store::DiskReserve::new(&cfg.data_dir, cfg.disk_reserve));
     let push_state = PushState::new(
-        appender.clone(),
+        appender.guarded(Arc::clone(&reserve)),
         Arc::clone(&verifier),
         Arc::clone(&metrics),
         limits,
@@ -167,6 +168,7 @@ pub async fn run(
             ready: Arc::clone(&ready),
             data_dir: cfg.data_dir.clone(),
             writer: appender.stats(),
+            reserve: Arc::clone(&reserve),
         })
         .merge(read::local(
             query_state.clone(),
@@ -194,6 +196,7 @@ pub async fn run(
         };
         tokio::spawn(accept::serve(ep, stop_rx.clone()))
     });
+    let space_task = tokio::spawn(watch_space(reserve, stop_rx.clone()));
     let push_task = tokio::spawn(accept::serve(push_ep, stop_rx.clone()));
     let local_task = tokio::spawn(accept::serve(local_ep, stop_rx));
     let seal_stop = Arc::new(AtomicBool::new(false));
@@ -224,6 +227,7 @@ pub async fn run(
     if let Some(t) = remote_task {
         let _ = t.await;
     }
+    let _ = space_task.await;
     sync_stop.store(true, Ordering::Release);
     tokio::task::spawn_blocking(move || {
         let _ = sync_thread.join();
@@ -236,6 +240,24 @@ pub async fn run(
     tracing::info!("stopped: the ledger is closed");
     Ok(())
 }
+
+/// Re-reads the free space on a timer, so that pushes refused for lack of space are admitted
+/// again (and the change is logged and shown in `/metrics`) even while no push arrives.
+async fn watch_space(reserve: Arc<store::DiskReserve>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(SPACE_WATCH_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let r = Arc::clone(&reserve);
+                let _ = tokio::task::spawn_blocking(move || r.refresh()).await;
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// How often the free space is read with no push arriving.
+const SPACE_WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Where checkpoints go.
 struct Exports {

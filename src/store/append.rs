@@ -17,6 +17,7 @@ use std::ops::Range;
 
 use super::chain::{self, Fields, Hash, Pairs};
 use super::error::AppendError;
+use super::space::DiskReserve;
 
 /// One log entry as a client sent it, before the ledger numbers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,15 +114,29 @@ pub(crate) struct Queue {
 /// resolves with the same outcome. An `Err` means none of the batch's entries is reported
 /// durable (a commit that failed is rolled back whole). An fsync failure stops the process,
 /// because after a failed fsync the kernel may have dropped the dirty pages.
+///
+/// A handle made by [`Appender::guarded`] also refuses appends while free disk space is below
+/// the reserve ([`AppendError::LowSpace`]); the server gives only such a handle to the push
+/// plane, and keeps unguarded ones for the records that keep the ledger provable.
 #[derive(Debug, Clone)]
 pub struct Appender {
     pub(crate) queue: Arc<Queue>,
+    pub(crate) reserve: Option<Arc<DiskReserve>>,
 }
 
 impl Appender {
     /// The writer's counters (queue depth, group sizes, commit times); they grant nothing.
     pub fn stats(&self) -> Arc<super::stats::WriterStats> {
         Arc::clone(&self.queue.stats)
+    }
+
+    /// A handle to the same ledger that also honours `reserve`. There is no way back to an
+    /// unguarded handle from it.
+    pub fn guarded(&self, reserve: Arc<DiskReserve>) -> Appender {
+        Appender {
+            queue: Arc::clone(&self.queue),
+            reserve: Some(reserve),
+        }
     }
 }
 
@@ -145,6 +160,9 @@ impl Appender {
     ) -> Result<oneshot::Receiver<Result<Receipt, AppendError>>, AppendError> {
         if self.queue.closed.load(Ordering::Acquire) {
             return Err(AppendError::Closed);
+        }
+        if let Some(reserve) = &self.reserve {
+            reserve.admit()?;
         }
         let recv_ns = now_ns();
         let (buf, entries) = prepare(&batch, recv_ns)?;

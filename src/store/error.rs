@@ -67,6 +67,9 @@ pub enum AppendError {
     /// The disk is full: nothing of the group was committed.
     #[error("the ledger's disk is full; nothing was stored")]
     DiskFull,
+    /// Free space is below the reserve kept for seals and checkpoints: nothing was queued.
+    #[error("free space on the ledger's disk is below its reserve; nothing was stored")]
+    LowSpace,
     /// Any other failure to commit; nothing of the group was committed.
     #[error("the ledger could not commit: {0}")]
     Storage(String),

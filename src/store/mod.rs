@@ -21,6 +21,7 @@
 //! - `index`: the in-memory stream index (label sets, and their time spans per segment);
 //! - `reader`: read-only access for queries and tests;
 //! - `stats`: the writer's counters for `/metrics`;
+//! - `space`: the free-space reserve that stops pushes before seals run out of disk;
 //! - `scan`: reading the records of chosen streams in a time range, newest or oldest first;
 //! - `merkle`: the per-segment Merkle tree (no I/O);
 //! - `closed`: closed segments summarized for their close seal, inclusion proofs, and the
@@ -40,6 +41,7 @@ mod error;
 mod index;
 mod reader;
 mod scan;
+mod space;
 mod stats;
 mod writer;
 
@@ -55,6 +57,7 @@ pub use error::{AppendError, StoreError};
 pub use index::{SegSpan, StreamId, StreamIndex, StreamInfo};
 pub use reader::{Reader, SegmentInfo};
 pub use scan::{Estimate, Order, Scan, ScanStats, Visit};
+pub use space::{DEFAULT_DISK_RESERVE, DiskReserve, Reserve, Space, space};
 pub use stats::{COMMIT_BUCKETS, GROUP_BUCKETS, WriterStats};
 pub use writer::FATAL_EXIT_CODE;
 
@@ -217,6 +220,7 @@ pub fn open(cfg: StoreConfig) -> Result<(Ledger, Appender, Reader), StoreError> 
         .map_err(StoreError::io("start writer thread", &dir))?;
     let appender = Appender {
         queue: Arc::clone(&queue),
+        reserve: None,
     };
     Ok((
         Ledger {
