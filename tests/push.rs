@@ -786,3 +786,83 @@ fn oversized_headers_are_refused() {
     let r = request(s.push, "POST", "/loki/api/v1/push", &h, Vec::new());
     assert_eq!(r.status, 431, "{}", r.body);
 }
+
+/// Opens a push whose headers declare a `len`-byte body and sends one byte of it; the server
+/// takes the declared size from its memory budget and waits for the rest.
+fn hold_push(s: &Server, len: usize) -> std::net::TcpStream {
+    let mut c = std::net::TcpStream::connect(s.push).unwrap();
+    let head = format!(
+        "POST /loki/api/v1/push HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\
+         content-type: application/json\r\ncontent-length: {len}\r\n\r\n{{",
+        s.token
+    );
+    c.write_all(head.as_bytes()).unwrap();
+    c
+}
+
+#[test]
+fn pushes_in_flight_share_one_memory_budget_and_get_503_beyond_it() {
+    // The smallest budget these limits allow: 1 MiB body, 3 x 1 MiB once decompressed,
+    // 256 bytes for each of 1000 entries.
+    let budget = (1 << 20) + 3 * (1 << 20) + 1000 * 256;
+    let (_tmp, s) = start_with(&format!(
+        "[limits]\nmax_body_bytes = 1048576\nmax_decompressed_bytes = 1048576\n\
+         max_entries_per_request = 1000\nmax_inflight_bytes = {budget}\n"
+    ));
+    let big = |tag: &str| {
+        let values: Vec<String> = (0..900)
+            .map(|i| format!(r#"["{}","{tag} {i} {}"]"#, TS + i, "y".repeat(1000)))
+            .collect();
+        format!(
+            r#"{{"streams":[{{"stream":{{"job":"big"}},"values":[{}]}}]}}"#,
+            values.join(",")
+        )
+    };
+    assert_status(&s.push_json(&s.token, &big("alone")), 204, "");
+    let holders: Vec<_> = (0..4).map(|_| hold_push(&s, 1 << 20)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // Four held bodies leave less than what the big push needs: refused, retryable.
+    let r = s.push_json(&s.token, &big("refused"));
+    assert_status(&r, 503, "memory for pushes in flight is in use");
+    assert!(r.headers.get("retry-after").is_some());
+    // A fifth declared body is refused before it is read.
+    let mut fifth = hold_push(&s, 1 << 20);
+    let mut answer = String::new();
+    fifth
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = std::io::Read::read_to_string(&mut fifth, &mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    // What fits still passes.
+    assert_status(
+        &push_with_auth(&s, Some(format!("Bearer {}", s.token))),
+        204,
+        "",
+    );
+    // The held shares return when their connections go.
+    drop(holders);
+    let t = Instant::now();
+    loop {
+        let r = s.push_json(&s.token, &big("after"));
+        if r.status == 204 {
+            break;
+        }
+        assert_status(&r, 503, "memory for pushes in flight");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the budget never came back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let data = stop(s);
+    let lines: Vec<String> = pushed(&data)
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.line).into_owned())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1801,
+        "the big pushes and the small one, nothing refused"
+    );
+    assert!(lines.iter().all(|l| !l.starts_with("refused")));
+}

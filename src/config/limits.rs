@@ -16,6 +16,7 @@ pub(super) struct LimitsFile {
     max_decompressed_bytes: Option<usize>,
     max_entries_per_request: Option<usize>,
     max_inflight_pushes: Option<usize>,
+    max_inflight_bytes: Option<usize>,
     max_line_size: Option<usize>,
     max_label_names_per_series: Option<usize>,
     max_label_name_length: Option<usize>,
@@ -38,6 +39,7 @@ pub(super) fn build(l: &LimitsFile) -> Result<Limits, ConfigError> {
             .max_entries_per_request
             .unwrap_or(d.max_entries_per_request),
         max_inflight_pushes: l.max_inflight_pushes.unwrap_or(d.max_inflight_pushes),
+        max_inflight_bytes: l.max_inflight_bytes.unwrap_or(d.max_inflight_bytes),
         max_line_size: l.max_line_size.unwrap_or(d.max_line_size),
         max_label_names_per_series: l
             .max_label_names_per_series
@@ -90,6 +92,18 @@ pub(super) fn build(l: &LimitsFile) -> Result<Limits, ConfigError> {
         return Err(bad(
             "limits.max_line_size",
             format!("must be below {} bytes", crate::store::chain::MAX_BSTR),
+        ));
+    }
+    let largest = crate::push::budget::largest_request(&out);
+    if out.max_inflight_bytes < largest {
+        return Err(bad(
+            "limits.max_inflight_bytes",
+            format!(
+                "must be at least {largest} bytes, what the largest request the other limits \
+                 allow can hold (max_body_bytes + 3 x max_decompressed_bytes + {} bytes per \
+                 entry of max_entries_per_request); otherwise that request could never pass",
+                crate::push::budget::ENTRY_OVERHEAD
+            ),
         ));
     }
     if out.token_burst_seconds == 0 {

@@ -458,6 +458,19 @@ mod tests {
     }
 
     #[test]
+    fn a_push_memory_budget_below_the_largest_request_is_refused() {
+        let flags = Overrides::default();
+        let text = "[limits]\nmax_body_bytes = 1000\nmax_decompressed_bytes = 1000\n\
+                    max_entries_per_request = 10\nmax_inflight_bytes = ";
+        let e = Config::from_toml(&format!("{text}6559"), &flags)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limits.max_inflight_bytes") && e.contains("6560"), "{e}");
+        let c = Config::from_toml(&format!("{text}6560"), &flags).unwrap();
+        assert_eq!(c.limits.max_inflight_bytes, 6560);
+    }
+
+    #[test]
     fn the_disk_reserve_takes_a_size_or_a_share_and_names_its_key_when_wrong() {
         use crate::store::Reserve;
         let flags = Overrides::default();

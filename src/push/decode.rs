@@ -12,6 +12,7 @@ use std::io::Read;
 
 use bytes::Bytes;
 
+use super::budget::Charge;
 use super::error::PushError;
 use super::proto;
 use super::{Limits, json};
@@ -20,6 +21,15 @@ use super::{Limits, json};
 #[derive(Debug, Default)]
 pub struct Decoded {
     pub streams: Vec<RawStream>,
+    /// Bytes of the body once decompressed.
+    pub raw_bytes: usize,
+}
+
+impl Decoded {
+    /// Entries over all streams.
+    pub fn entries(&self) -> usize {
+        self.streams.iter().map(|s| s.entries.len()).sum()
+    }
 }
 
 #[derive(Debug)]
@@ -45,18 +55,28 @@ pub struct RawEntry {
     pub metadata: Vec<(Bytes, Bytes)>,
 }
 
-/// Decodes a body given its `Content-Type` and `Content-Encoding` header values.
+/// Decodes a body given its `Content-Type` and `Content-Encoding` header values, taking
+/// the decompressed bytes from `charge` before they are allocated.
 pub fn decode(
     content_type: Option<&str>,
     content_encoding: Option<&str>,
     body: Bytes,
     limits: &Limits,
+    charge: &mut Charge<'_>,
 ) -> Result<Decoded, PushError> {
-    let body = decompress(content_encoding, body, limits.max_decompressed_bytes)?;
-    match media_type(content_type)? {
-        MediaType::Json => json::decode(&body).map_err(PushError::BadRequest),
-        MediaType::Protobuf => protobuf(&body, limits),
-    }
+    let body = decompress(
+        content_encoding,
+        body,
+        limits.max_decompressed_bytes,
+        charge,
+    )?;
+    let raw_bytes = body.len();
+    let mut decoded = match media_type(content_type)? {
+        MediaType::Json => json::decode(&body).map_err(PushError::BadRequest)?,
+        MediaType::Protobuf => protobuf(&body, limits, charge)?,
+    };
+    decoded.raw_bytes = decoded.raw_bytes.max(raw_bytes);
+    Ok(decoded)
 }
 
 enum MediaType {
@@ -84,25 +104,49 @@ fn media_type(content_type: Option<&str>) -> Result<MediaType, PushError> {
     })
 }
 
-fn decompress(encoding: Option<&str>, body: Bytes, cap: usize) -> Result<Bytes, PushError> {
+fn decompress(
+    encoding: Option<&str>,
+    body: Bytes,
+    cap: usize,
+    charge: &mut Charge<'_>,
+) -> Result<Bytes, PushError> {
     let encoding = encoding.unwrap_or("").trim().to_ascii_lowercase();
+    let gz = || flate2::read::MultiGzDecoder::new(&body[..]);
+    let deflate = || flate2::read::DeflateDecoder::new(&body[..]);
     match encoding.as_str() {
         // Snappy is undone with the protobuf step; Promtail sends no header at all.
-        "" | "identity" | "snappy" => Ok(body),
-        "gzip" | "x-gzip" => inflate(flate2::read::MultiGzDecoder::new(&body[..]), cap, "gzip"),
-        "deflate" => inflate(flate2::read::DeflateDecoder::new(&body[..]), cap, "deflate"),
+        "" | "identity" | "snappy" => Ok(body.clone()),
+        "gzip" | "x-gzip" => inflate(gz(), cap, "gzip", charge),
+        "deflate" => inflate(deflate(), cap, "deflate", charge),
         other => Err(PushError::BadRequest(format!(
             "Content-Encoding {other:?} not supported"
         ))),
     }
 }
 
+/// Inflates a step at a time, so memory is taken from the budget before it is filled.
+const INFLATE_STEP: usize = 1 << 20;
+
 /// Inflates at most `cap` bytes; one more means the body is over the limit.
-fn inflate(r: impl Read, cap: usize, what: &str) -> Result<Bytes, PushError> {
+fn inflate(
+    r: impl Read,
+    cap: usize,
+    what: &str,
+    charge: &mut Charge<'_>,
+) -> Result<Bytes, PushError> {
+    let mut r = r.take(cap as u64 + 1);
     let mut out = Vec::new();
-    r.take(cap as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| PushError::BadRequest(format!("invalid {what} body: {e}")))?;
+    loop {
+        charge.take(INFLATE_STEP)?;
+        let n = (&mut r)
+            .take(INFLATE_STEP as u64)
+            .read_to_end(&mut out)
+            .map_err(|e| PushError::BadRequest(format!("invalid {what} body: {e}")))?;
+        if n < INFLATE_STEP {
+            charge.give_back(INFLATE_STEP - n);
+            break;
+        }
+    }
     if out.len() > cap {
         return Err(PushError::TooLarge(format!(
             "request body too large: decompressed size exceeds the limit of {cap} bytes"
@@ -111,7 +155,7 @@ fn inflate(r: impl Read, cap: usize, what: &str) -> Result<Bytes, PushError> {
     Ok(Bytes::from(out))
 }
 
-fn protobuf(body: &[u8], limits: &Limits) -> Result<Decoded, PushError> {
+fn protobuf(body: &[u8], limits: &Limits, charge: &mut Charge<'_>) -> Result<Decoded, PushError> {
     let declared = snap::raw::decompress_len(body)
         .map_err(|e| PushError::BadRequest(format!("invalid snappy body: {e}")))?;
     if declared > limits.max_decompressed_bytes {
@@ -120,6 +164,7 @@ fn protobuf(body: &[u8], limits: &Limits) -> Result<Decoded, PushError> {
             limits.max_decompressed_bytes
         )));
     }
+    charge.take(declared)?;
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
         .map_err(|e| PushError::BadRequest(format!("invalid snappy body: {e}")))?;
@@ -153,7 +198,10 @@ fn protobuf(body: &[u8], limits: &Limits) -> Result<Decoded, PushError> {
                 .collect(),
         })
         .collect();
-    Ok(Decoded { streams })
+    Ok(Decoded {
+        streams,
+        raw_bytes: declared,
+    })
 }
 
 fn timestamp(ts: Option<proto::Timestamp>) -> Result<i64, &'static str> {

@@ -100,7 +100,10 @@ pub fn decode(body: &[u8]) -> Result<Decoded, String> {
                 .collect(),
         })
         .collect();
-    Ok(Decoded { streams })
+    Ok(Decoded {
+        streams,
+        raw_bytes: 0,
+    })
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //!
 //! Layout:
 //! - `auth`: credentials, the per-peer failure throttle, per-token rate limits;
+//! - `budget`: the memory all pushes in flight may hold together;
 //! - `decode`: content encodings and body formats, with every size check before allocation;
 //! - `proto`, `json`: the two body formats;
 //! - `labels`: the label string;
@@ -17,6 +18,7 @@
 //! - `error`: every failure, and its status, in one place.
 
 mod auth;
+pub mod budget;
 mod decode;
 pub mod enrich;
 mod error;
@@ -97,6 +99,8 @@ pub struct Limits {
     pub max_decompressed_bytes: usize,
     pub max_entries_per_request: usize,
     pub max_inflight_pushes: usize,
+    /// Bytes all pushes in flight may hold together ([`budget`]).
+    pub max_inflight_bytes: usize,
     pub max_line_size: usize,
     pub max_label_names_per_series: usize,
     pub max_label_name_length: usize,
@@ -119,6 +123,7 @@ impl Default for Limits {
             max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
             max_entries_per_request: DEFAULT_MAX_ENTRIES_PER_REQUEST,
             max_inflight_pushes: DEFAULT_MAX_INFLIGHT_PUSHES,
+            max_inflight_bytes: budget::DEFAULT_MAX_INFLIGHT_BYTES,
             max_line_size: DEFAULT_MAX_LINE_SIZE,
             max_label_names_per_series: DEFAULT_MAX_LABEL_NAMES,
             max_label_name_length: DEFAULT_MAX_LABEL_NAME_LENGTH,
@@ -153,6 +158,7 @@ pub struct PushState {
     throttle: auth::AuthThrottle,
     rates: auth::RateLimiter,
     inflight: Semaphore,
+    memory: budget::Budget,
     /// False once shutdown began: `/ready` fails so load balancers move away.
     ready: Arc<AtomicBool>,
 }
@@ -172,6 +178,7 @@ impl PushState {
             throttle: auth::AuthThrottle::new(limits.auth_failures_per_minute),
             rates: auth::RateLimiter::new(&limits),
             inflight: Semaphore::new(limits.max_inflight_pushes),
+            memory: budget::Budget::new(limits.max_inflight_bytes),
             limits,
             ready,
         }
@@ -244,16 +251,19 @@ async fn handle(
     let who = auth::authenticate(headers, conn, &st.verifier, &st.throttle)
         .inspect_err(|e| st.metrics.auth_failed(e.reason()))?;
     let tenant = tenant(headers)?;
-    let body = read_body(body, headers, &st.limits).await?;
+    let mut charge = st.memory.charge();
+    let body = read_body(body, headers, &st.limits, &mut charge).await?;
     let decoded = decode::decode(
         header_str(headers, header::CONTENT_TYPE),
         header_str(headers, header::CONTENT_ENCODING),
         body,
         &st.limits,
+        &mut charge,
     )?;
     if decoded.streams.is_empty() {
         return Err(PushError::NoStreams);
     }
+    charge.take_for_entries(decoded.raw_bytes, decoded.entries())?;
     let mut checked = validate::check(decoded, &who.labels, &st.limits, crate::clock::now_ns());
     enrich::apply(&mut checked.streams);
     if checked.entries > 0 {
@@ -302,8 +312,14 @@ fn tenant(h: &HeaderMap) -> Result<String, PushError> {
     Ok(String::from_utf8_lossy(bytes).into_owned())
 }
 
-/// Reads the body, refusing it as soon as it is known to be over the limit.
-async fn read_body(body: Body, headers: &HeaderMap, limits: &Limits) -> Result<Bytes, PushError> {
+/// Reads the body, refusing it as soon as it is known to be over the limit, and taking each
+/// part from `charge` before it is kept.
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limits: &Limits,
+    charge: &mut budget::Charge<'_>,
+) -> Result<Bytes, PushError> {
     let max = limits.max_body_bytes;
     let too_large = || {
         PushError::TooLarge(format!(
@@ -314,13 +330,31 @@ async fn read_body(body: Body, headers: &HeaderMap, limits: &Limits) -> Result<B
     if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
-    let limited = http_body_util::Limited::new(body, max);
-    match tokio::time::timeout(limits.body_timeout, limited.collect()).await {
+    let declared = declared.unwrap_or(0) as usize;
+    charge.take(declared)?;
+    let collect = async {
+        let mut body = body;
+        let (mut buf, mut taken) = (Vec::with_capacity(declared), declared);
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|e| PushError::BadRequest(format!("could not read the body: {e}")))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let len = buf.len() + data.len();
+            if len > max {
+                return Err(too_large());
+            }
+            if len > taken {
+                charge.take(len - taken)?;
+                taken = len;
+            }
+            buf.extend_from_slice(&data);
+        }
+        Ok(Bytes::from(buf))
+    };
+    match tokio::time::timeout(limits.body_timeout, collect).await {
         Err(_) => Err(PushError::BodyTimeout(limits.body_timeout.as_secs())),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Ok(Err(e)) => Err(PushError::BadRequest(format!(
-            "could not read the body: {e}"
-        ))),
-        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(result) => result,
     }
 }
