@@ -299,7 +299,10 @@ fn data() -> Data {
 type Samples = Vec<(BTreeMap<String, String>, f64)>;
 
 fn budget() -> Budget {
-    Budget::new(Duration::from_secs(30))
+    Budget::new(
+        Duration::from_secs(30),
+        daftari::query::engine::DEFAULT_MAX_MEMORY_BYTES,
+    )
 }
 
 /// An instant query at T0 + `sec`, as (labels, value) sorted by labels (or in the order

@@ -773,3 +773,51 @@ fn a_query_past_its_timeout_answers_504() {
          (prefer exact match over regex match) to reduce the amount of data processed\n"
     );
 }
+
+#[test]
+fn a_query_over_its_memory_limit_answers_400_and_smaller_ones_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("daftari.toml");
+    std::fs::write(&cfg, "[query]\nmax_memory_bytes = 32768\n").unwrap();
+    let s = Server::start(
+        &tmp.path().join("data"),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let values: Vec<Value> = (0..200)
+        .map(|i| json!([ns(i), format!("{i} {}", "z".repeat(1000))]))
+        .collect();
+    let body = json!({"streams": [{"stream": {"job": "big"}, "values": values}]});
+    assert_eq!(s.push_json(&s.token, &body.to_string()).status, 204);
+    let over = |r: &Resp| {
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(r.body.contains("query.max_memory_bytes"), "{}", r.body);
+    };
+    let logs = |limit: &str| {
+        let p = [
+            ("query", r#"{job="big"}"#),
+            ("start", &ns(0)),
+            ("end", &ns(300)),
+            ("limit", limit),
+        ];
+        get(s.local, "/loki/api/v1/query_range", &p, &[])
+    };
+    // 100 lines of 1 KiB do not fit in 32 KiB; 10 do, and come back whole.
+    over(&logs("100"));
+    let v = json_of(&logs("10"));
+    assert_eq!(
+        v["data"]["result"][0]["values"].as_array().unwrap().len(),
+        10
+    );
+    let metric = |q: &str| {
+        let p = [("query", q), ("time", &ns(300))];
+        get(s.local, "/loki/api/v1/query", &p, &[])
+    };
+    // One series per line is too many windows to hold; one series is not.
+    over(&metric(
+        r#"count_over_time({job="big"} | regexp "^(?P<n>[0-9]+) " [1h])"#,
+    ));
+    let v = json_of(&metric(r#"count_over_time({job="big"}[1h])"#));
+    assert_eq!(v["data"]["result"][0]["value"][1], "200");
+    // The limit is per query: after the refusals, the next query starts from zero.
+    json_of(&logs("10"));
+}

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::push::enrich;
-use crate::query::engine::Budget;
 use crate::query::logql::{self, Expr};
 use crate::query::{Engine, Limits, metric};
 use crate::store::{self, Batch, NewEntry, Order, Pairs, StoreConfig, Stream};
@@ -188,7 +187,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
 
 /// Runs one case; returns the lines it read.
 fn run_case(engine: &Engine, c: &Case, end: i64) -> anyhow::Result<u64> {
-    let budget = Budget::new(engine.limits.timeout);
+    let budget = engine.budget();
     let start = end - c.range.as_nanos() as i64;
     let stats = match logql::parse(c.query)? {
         Expr::Log(l) => {

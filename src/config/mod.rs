@@ -465,7 +465,10 @@ mod tests {
         let e = Config::from_toml(&format!("{text}6559"), &flags)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("limits.max_inflight_bytes") && e.contains("6560"), "{e}");
+        assert!(
+            e.contains("limits.max_inflight_bytes") && e.contains("6560"),
+            "{e}"
+        );
         let c = Config::from_toml(&format!("{text}6560"), &flags).unwrap();
         assert_eq!(c.limits.max_inflight_bytes, 6560);
     }

@@ -45,6 +45,7 @@ pub(super) struct QueryFile {
     max_entries_limit_per_query: Option<usize>,
     max_series: Option<usize>,
     max_range_series: Option<usize>,
+    max_memory_bytes: Option<usize>,
     timeout: Option<String>,
     max_concurrent: Option<usize>,
     max_concurrent_tails: Option<usize>,
@@ -92,6 +93,9 @@ pub(super) fn build(f: &QueryFile) -> Result<QueryConfig, ConfigError> {
         max_range_series: f
             .max_range_series
             .unwrap_or(engine::DEFAULT_MAX_RANGE_SERIES),
+        max_memory_bytes: f
+            .max_memory_bytes
+            .unwrap_or(engine::DEFAULT_MAX_MEMORY_BYTES),
         timeout: dur("query.timeout", &f.timeout, engine::DEFAULT_TIMEOUT)?,
     };
     let out = QueryConfig {
@@ -105,6 +109,7 @@ pub(super) fn build(f: &QueryFile) -> Result<QueryConfig, ConfigError> {
         ("query.max_entries_limit_per_query", out.limits.max_entries),
         ("query.max_series", out.limits.max_series),
         ("query.max_range_series", out.limits.max_range_series),
+        ("query.max_memory_bytes", out.limits.max_memory_bytes),
         ("query.max_concurrent", out.max_concurrent),
         ("query.max_concurrent_tails", out.max_concurrent_tails),
     ] {

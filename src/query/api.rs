@@ -216,7 +216,7 @@ where
     F: FnOnce(&Engine, Budget) -> Result<Response, QueryError> + Send + 'static,
 {
     let timeout = st.engine.limits.timeout;
-    let budget = Budget::new(timeout);
+    let budget = st.engine.budget();
     let permit = tokio::time::timeout(timeout, st.slots.clone().acquire_owned())
         .await
         .map_err(|_| QueryError::Busy)?

@@ -10,6 +10,8 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::error::QueryError;
@@ -30,6 +32,11 @@ pub const DEFAULT_MAX_SERIES: usize = 500;
 /// memory when a parser yields high-cardinality labels. Key `query.max_range_series`.
 pub const DEFAULT_MAX_RANGE_SERIES: usize = 20_000;
 
+/// Memory one query may hold for what it keeps (log lines, range-aggregation windows, raw
+/// samples, result points): with `query.max_concurrent` (4) queries, about 512 MiB at most.
+/// Typical Explore, volume and alert queries hold a few MiB. Key `query.max_memory_bytes`.
+pub const DEFAULT_MAX_MEMORY_BYTES: usize = 128 << 20;
+
 /// How long one query may run: Loki's `query_timeout`. Key `query.timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -42,6 +49,7 @@ pub struct Limits {
     pub max_entries: usize,
     pub max_series: usize,
     pub max_range_series: usize,
+    pub max_memory_bytes: usize,
     pub timeout: Duration,
 }
 
@@ -51,21 +59,34 @@ impl Default for Limits {
             max_entries: DEFAULT_MAX_ENTRIES,
             max_series: DEFAULT_MAX_SERIES,
             max_range_series: DEFAULT_MAX_RANGE_SERIES,
+            max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
             timeout: DEFAULT_TIMEOUT,
         }
     }
 }
 
-/// A query's deadline.
-#[derive(Debug, Clone, Copy)]
+/// A query's deadline and its memory: what it holds is counted as it is kept, and the query
+/// fails (400, nothing partial returned) before it goes over.
+#[derive(Debug, Clone)]
 pub struct Budget {
     deadline: Instant,
+    memory: Arc<Memory>,
+}
+
+#[derive(Debug)]
+struct Memory {
+    held: AtomicUsize,
+    max: usize,
 }
 
 impl Budget {
-    pub fn new(timeout: Duration) -> Budget {
+    pub fn new(timeout: Duration, max_memory_bytes: usize) -> Budget {
         Budget {
             deadline: Instant::now() + timeout,
+            memory: Arc::new(Memory {
+                held: AtomicUsize::new(0),
+                max: max_memory_bytes,
+            }),
         }
     }
 
@@ -79,6 +100,29 @@ impl Budget {
         } else {
             Ok(())
         }
+    }
+
+    /// Counts `bytes` more held by the query, or fails if that goes over its limit.
+    pub fn hold(&self, bytes: usize) -> Result<(), QueryError> {
+        let m = &self.memory;
+        let held = m
+            .held
+            .fetch_add(bytes, Ordering::Relaxed)
+            .saturating_add(bytes);
+        if held > m.max {
+            return Err(QueryError::bad(format!(
+                "the query would hold more than {} MiB of results in memory \
+                 (query.max_memory_bytes); narrow its time range or selector, add filters, or \
+                 aggregate",
+                m.max >> 20
+            )));
+        }
+        Ok(())
+    }
+
+    /// Counts `bytes` no longer held.
+    pub fn release(&self, bytes: usize) {
+        self.memory.held.fetch_sub(bytes, Ordering::Relaxed);
     }
 }
 
@@ -132,6 +176,11 @@ impl Stats {
 impl Engine {
     pub fn new(reader: Reader, limits: Limits) -> Engine {
         Engine { reader, limits }
+    }
+
+    /// A new query's budget under these limits, its clock starting now.
+    pub fn budget(&self) -> Budget {
+        Budget::new(self.limits.timeout, self.limits.max_memory_bytes)
     }
 
     /// Sequence number the next record will get.
@@ -215,8 +264,13 @@ impl Engine {
             limit,
             order,
             heap: BinaryHeap::new(),
+            budget: budget.clone(),
+            error: None,
         };
         let stats = self.scan(&expr.matchers, range, order, budget, &mut c)?;
+        if let Some(e) = c.error {
+            return Err(e);
+        }
         let mut out: Vec<LogEntry> = c.heap.into_iter().map(|k| k.entry).collect();
         match order {
             Order::Forward => out.sort_by_key(|e| (e.ts_ns, e.seq)),
@@ -417,6 +471,15 @@ struct Collector<'s> {
     limit: usize,
     order: Order,
     heap: BinaryHeap<Keyed>,
+    budget: Budget,
+    error: Option<QueryError>,
+}
+
+/// What one kept log entry holds besides its line and labels.
+const ENTRY_BYTES: usize = 96;
+
+fn held_by(e: &LogEntry) -> usize {
+    ENTRY_BYTES + e.line.len() + e.labels.bytes()
 }
 
 impl ScanVisitor for Collector<'_> {
@@ -452,18 +515,25 @@ impl ScanVisitor for Collector<'_> {
             return true;
         };
         stats.post_filter_lines += 1;
+        let entry = LogEntry {
+            ts_ns: key.0,
+            seq: key.1,
+            line: out.line.into_owned(),
+            labels: out.labels,
+        };
+        if let Err(e) = self.budget.hold(held_by(&entry)) {
+            self.error = Some(e);
+            return false;
+        }
         self.heap.push(Keyed {
             key,
             forward,
-            entry: LogEntry {
-                ts_ns: key.0,
-                seq: key.1,
-                line: out.line.into_owned(),
-                labels: out.labels,
-            },
+            entry,
         });
-        if self.heap.len() > self.limit {
-            self.heap.pop();
+        if self.heap.len() > self.limit
+            && let Some(evicted) = self.heap.pop()
+        {
+            self.budget.release(held_by(&evicted.entry));
         }
         true
     }

@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::encode;
-use super::engine::{Budget, LogEntry};
+use super::engine::LogEntry;
 use super::error::QueryError;
 use super::logql::{self, Expr, ast::LogExpr};
 use super::params::{self, Params};
@@ -127,7 +127,7 @@ impl Tail {
         let mut from = engine.next_seq()?;
         let (log, limit, start) = (self.log.clone(), self.limit, self.start);
         let replay = tokio::task::spawn_blocking(move || {
-            let budget = Budget::new(engine.limits.timeout);
+            let budget = engine.budget();
             engine.logs(&log, (start, now_ns() + 1), limit, Order::Backward, budget)
         })
         .await

@@ -8,6 +8,9 @@
 
 use std::collections::BTreeMap;
 
+/// What one label costs besides its text (two strings and a tree node).
+pub const LABEL_BYTES: usize = 80;
+
 /// Where a label came from; Grafana's `categorize-labels` encoding keeps them apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Cat {
@@ -58,6 +61,14 @@ impl Labels {
         self.map
             .iter()
             .map(|(k, (v, c))| (k.as_str(), v.as_str(), *c))
+    }
+
+    /// Roughly the memory the set holds: its text and a node per label.
+    pub fn bytes(&self) -> usize {
+        self.map
+            .iter()
+            .map(|(k, (v, _))| LABEL_BYTES + k.len() + v.len())
+            .sum()
     }
 
     /// Name to value, every category merged.

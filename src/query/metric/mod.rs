@@ -195,12 +195,13 @@ impl Cx<'_> {
             buckets: Vec::new(),
             error: None,
             max_series: self.engine.limits.max_range_series,
+            budget: self.budget.clone(),
         };
         let stats = self.engine.scan(
             &r.log.matchers,
             (first.saturating_add(1), last.saturating_add(1)),
             Order::Forward,
-            self.budget,
+            self.budget.clone(),
             &mut acc,
         )?;
         self.stats.add(&stats);
@@ -253,6 +254,7 @@ impl Cx<'_> {
                 }
                 let window = (t - r.offset_ns - r.range_ns, t - r.offset_ns);
                 if let Some(v) = window_value(r, &mut w, range_s, window) {
+                    self.budget.hold(POINT_BYTES)?;
                     b.push(k, &acc.series[sid], v);
                 }
             }
@@ -271,7 +273,15 @@ struct RangeAcc<'a> {
     buckets: Vec<BTreeMap<u32, Agg>>,
     error: Option<QueryError>,
     max_series: usize,
+    budget: Budget,
 }
+
+/// What one series' window bucket holds (its aggregate and its tree node).
+const BUCKET_BYTES: usize = 160;
+/// What one raw sample kept for `quantile_over_time` or a counter rate holds.
+const RAW_SAMPLE_BYTES: usize = 16;
+/// What one point of a result holds.
+const POINT_BYTES: usize = 16;
 
 impl ScanVisitor for RangeAcc<'_> {
     fn record(&mut self, rec: &Rec<'_>, stats: &mut Stats) -> bool {
@@ -332,18 +342,42 @@ impl ScanVisitor for RangeAcc<'_> {
                     self.error = Some(series_limit(self.max_series));
                     return false;
                 }
+                let held = series_bytes(&series);
+                if let Err(e) = self.budget.hold(held) {
+                    self.error = Some(e);
+                    return false;
+                }
                 self.series.push(series.clone());
                 self.buckets.push(BTreeMap::new());
                 self.ids.insert(series, self.series.len() - 1);
                 self.series.len() - 1
             }
         };
-        self.buckets[sid]
+        let buckets = &mut self.buckets[sid];
+        let mut held = if self.keep_raw { RAW_SAMPLE_BYTES } else { 0 };
+        if !buckets.contains_key(&bucket) {
+            held += BUCKET_BYTES;
+        }
+        if held > 0
+            && let Err(e) = self.budget.hold(held)
+        {
+            self.error = Some(e);
+            return false;
+        }
+        buckets
             .entry(bucket)
             .or_default()
             .add(ts, value, self.keep_raw);
         true
     }
+}
+
+/// What a series key holds: twice its text (the key and the id map) and a node per label.
+fn series_bytes(s: &Series) -> usize {
+    2 * s
+        .iter()
+        .map(|(k, v)| crate::query::value::LABEL_BYTES + k.len() + v.len())
+        .sum::<usize>()
 }
 
 fn unwrap_value(s: &str, conv: UnwrapConv) -> Option<f64> {
