@@ -1,8 +1,9 @@
-//! Crash points for tests: in debug builds, `DAFTARI_FAILPOINT=<name>` makes the process abort
-//! (no destructors, no flush: what `kill -9` leaves) when it reaches the named step. Release
-//! builds compile every point to nothing.
+//! Crash and pause points for tests: in debug builds, `DAFTARI_FAILPOINT=<name>` makes the
+//! process abort (no destructors, no flush: what `kill -9` leaves) when it reaches the named
+//! step, or, at a pause point, wait `DAFTARI_FAILPOINT_PAUSE_MS` (default 5000) so a test can
+//! act in between. Release builds compile every point to nothing.
 //!
-//! Owns: the names of the points. Must not: do anything but abort.
+//! Owns: the names of the points. Must not: do anything but abort or wait.
 
 /// The steps a crash test can stop at.
 pub mod at {
@@ -22,6 +23,8 @@ pub mod at {
     pub const PRUNE_AFTER_ADMIN: &str = "prune-after-admin";
     /// Retention: the prune seal is committed, the files not yet removed.
     pub const PRUNE_AFTER_SEAL: &str = "prune-after-seal";
+    /// Pause point. Verify: every segment is listed and opened, no record read yet.
+    pub const VERIFY_AFTER_SCAN: &str = "verify-after-scan";
 }
 
 /// Aborts the process if `DAFTARI_FAILPOINT` names `point` (debug builds only).
@@ -31,6 +34,22 @@ pub fn hit(point: &str) {
     if std::env::var("DAFTARI_FAILPOINT").is_ok_and(|v| v == point) {
         eprintln!("daftari: failpoint {point}: aborting");
         std::process::abort();
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = point;
+}
+
+/// Waits if `DAFTARI_FAILPOINT` names `point` (debug builds only).
+#[inline]
+pub fn pause(point: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("DAFTARI_FAILPOINT").is_ok_and(|v| v == point) {
+        let ms = std::env::var("DAFTARI_FAILPOINT_PAUSE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5000);
+        eprintln!("daftari: failpoint {point}: pausing {ms} ms");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
     }
     #[cfg(not(debug_assertions))]
     let _ = point;

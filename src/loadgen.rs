@@ -21,7 +21,8 @@ const BODIES_PER_CONNECTION: usize = 8;
 #[derive(Debug, Clone)]
 pub struct Options {
     pub addr: SocketAddr,
-    pub token: String,
+    /// Push tokens; connection `c` uses `tokens[c % len]`.
+    pub tokens: Vec<String>,
     pub connections: usize,
     pub duration: Duration,
     pub warmup: Duration,
@@ -90,8 +91,9 @@ pub async fn run(opts: &Options) -> Report {
             + interval.map_or(Duration::ZERO, |i| {
                 i.mul_f64(c as f64 / opts.connections as f64)
             });
+        let token = opts.tokens[c % opts.tokens.len().max(1)].clone();
         tasks.push(tokio::spawn(async move {
-            connection(&opts, bodies, first, interval, measure_from, end).await
+            connection(&opts, &token, bodies, first, interval, measure_from, end).await
         }));
     }
     let mut total = Tally::default();
@@ -131,6 +133,7 @@ pub async fn run(opts: &Options) -> Report {
 
 async fn connection(
     opts: &Options,
+    token: &str,
     bodies: Vec<Body>,
     mut next: Instant,
     interval: Option<Duration>,
@@ -159,7 +162,7 @@ async fn connection(
             .header("host", opts.addr.to_string())
             .header("content-type", "application/x-protobuf")
             .header("content-encoding", "snappy")
-            .header("authorization", format!("Bearer {}", opts.token))
+            .header("authorization", format!("Bearer {token}"))
             .body(Full::new(body.bytes.clone()));
         let Ok(req) = req else { break };
         let sent = Instant::now();

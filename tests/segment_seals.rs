@@ -383,3 +383,76 @@ fn an_incremental_run_checks_only_what_is_new_and_still_catches_changes() {
     let v = verify_with(&data, &["--pubkey", other, "--state", st]);
     assert_eq!(v.code, 2);
 }
+
+#[test]
+fn verify_on_a_live_ledger_judges_segments_retention_removes_during_the_run() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let config = root.path().join("daftari.toml");
+    std::fs::write(
+        &config,
+        "[store]\nsegment_max_age = \"1s\"\nretention = \"4s\"\n",
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let s = Server::start(&data, &["--config", cfg, "--epoch-interval", "1s"]);
+    let pk = s.printed("epoch-0 public key: ");
+    let push = |i: u64| {
+        let ts = daftari::clock::now_ns();
+        let body = format!(
+            r#"{{"streams":[{{"stream":{{"job":"sshd"}},"values":[["{ts}","Accepted publickey for ops {i}"]]}}]}}"#
+        );
+        assert_eq!(s.push_json(&s.token, &body).status, 204);
+    };
+    // A few segments, none old enough yet to be removed.
+    for i in 0..24 {
+        push(i);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let before = segment_indices(&data);
+    // verify opens every segment, then waits while the server keeps rotating and removes the
+    // oldest of them.
+    let mut verify = Command::new(BIN);
+    verify
+        .args(["verify", "--json", "--data-dir"])
+        .arg(&data)
+        .args(["--pubkey", &pk, "--retention", "4s"])
+        .env("DAFTARI_FAILPOINT", "verify-after-scan")
+        .env("DAFTARI_FAILPOINT_PAUSE_MS", "4000");
+    let pusher_stop = std::sync::atomic::AtomicBool::new(false);
+    let verify = std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let mut i = 100;
+            while !pusher_stop.load(std::sync::atomic::Ordering::Acquire) {
+                push(i);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        });
+        let out = verify.output().unwrap();
+        pusher_stop.store(true, std::sync::atomic::Ordering::Release);
+        out
+    });
+    let after = segment_indices(&data);
+    assert!(
+        after[0] > before[0],
+        "retention removed segments during the run: {before:?} then {after:?}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&verify.stdout).trim())
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&verify.stderr)));
+    assert_eq!(verify.status.code(), Some(0), "{report}");
+    let notes = report["notes"].to_string();
+    assert!(
+        notes.contains("disappeared while this run read them"),
+        "{notes}"
+    );
+    // A segment that goes missing in the middle is still a break, live or not.
+    s.stop();
+    let copy = root.path().join("copy");
+    copy_dir(&data, &copy);
+    let files = common::segment_files(&copy);
+    std::fs::remove_file(&files[files.len() / 2]).unwrap();
+    let v = verify_with(&copy, &["--pubkey", &pk, "--retention", "4s"]);
+    assert_eq!(v.code, 1, "{}", v.json);
+}

@@ -5,15 +5,19 @@
 //! on a scratch data directory with per-token rate limits off, so the figures are the
 //! sink's, and stops it afterwards.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use daftari::config::parse_duration;
 use daftari::loadgen::{self, Options, Report};
+
+use super::spawn::Spawned;
+
+/// The spawned server's config: per-token rate limits off, so the figures are the sink's.
+const UNLIMITED_TOKENS: &str =
+    "[limits]\ntoken_entries_per_second = 0\ntoken_bytes_per_second = 0\n";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -49,7 +53,7 @@ pub struct Args {
     rate: u64,
 }
 
-fn duration(s: &str) -> Result<Duration, String> {
+pub(super) fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration such as 20s"))
 }
 
@@ -66,7 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             (addr, token.trim().to_string(), args.server_pid)
         }
         None => {
-            let s = Spawned::start(args.data_dir.clone())?;
+            let s = Spawned::start(args.data_dir.clone(), UNLIMITED_TOKENS, &[])?;
             let out = (s.addr, s.token.clone(), Some(s.child.id()));
             spawned = Some(s);
             out
@@ -74,7 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     let opts = Options {
         addr,
-        token,
+        tokens: vec![token],
         connections: args.connections.max(1),
         duration: args.duration,
         warmup: args.warmup,
@@ -142,78 +146,5 @@ fn print(r: &Report, pid: Option<u32>) {
             peak as f64 / 1024.0,
             now as f64 / 1024.0
         );
-    }
-}
-
-/// A server started for the run.
-struct Spawned {
-    child: Child,
-    addr: SocketAddr,
-    token: String,
-    dir: PathBuf,
-}
-
-impl Spawned {
-    fn start(dir: Option<PathBuf>) -> anyhow::Result<Spawned> {
-        let dir = dir.unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("daftari-loadgen-{}", std::process::id()))
-        });
-        if dir.exists() {
-            bail!("{} exists; pass an empty --data-dir", dir.display());
-        }
-        std::fs::create_dir_all(&dir)?;
-        let config = dir.join("loadgen.toml");
-        std::fs::write(
-            &config,
-            "[limits]\ntoken_entries_per_second = 0\ntoken_bytes_per_second = 0\n",
-        )?;
-        let mut child = Command::new(std::env::current_exe()?)
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .args([
-                "--push-listen",
-                "127.0.0.1:0",
-                "--local-listen",
-                "127.0.0.1:0",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("start daftari serve")?;
-        let stderr = child.stderr.take().context("server stderr")?;
-        let mut lines = BufReader::new(stderr).lines();
-        let addr = loop {
-            let Some(Ok(line)) = lines.next() else {
-                bail!("the spawned server exited before listening");
-            };
-            if let Some(a) = line.strip_prefix("daftari: push listener on http://") {
-                break a.parse()?;
-            }
-        };
-        // Keep draining the server's stderr so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        let token = std::fs::read_to_string(dir.join("data/bootstrap-token"))?
-            .trim()
-            .to_string();
-        Ok(Spawned {
-            child,
-            addr,
-            token,
-            dir,
-        })
-    }
-
-    fn stop(mut self) -> anyhow::Result<()> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let status = self.child.wait()?;
-        let _ = std::fs::remove_dir_all(&self.dir);
-        anyhow::ensure!(status.success(), "the spawned server exited with {status}");
-        Ok(())
     }
 }

@@ -10,6 +10,8 @@ mod init;
 mod loadgen;
 mod prove;
 mod serve;
+mod soak;
+mod spawn;
 mod token;
 mod verify;
 
@@ -44,6 +46,9 @@ enum Command {
     VerifyProof(prove::CheckArgs),
     /// Push Alloy-like load at a server and print entries/s, latency and peak RSS.
     Loadgen(loadgen::Args),
+    /// Push at a steady rate from many tokens for a long run while querying and verifying;
+    /// print RSS and latency over time and the final verdict.
+    Soak(soak::Args),
     /// Measure the ledger: durable appends per second and verify speed.
     #[command(subcommand)]
     Bench(bench::Which),
@@ -73,6 +78,7 @@ pub fn run() -> anyhow::Result<u8> {
         Command::VerifyProof(args) => prove::verify_proof(args),
         Command::Bench(which) => bench::run(which),
         Command::Loadgen(args) => loadgen::run(args),
+        Command::Soak(args) => soak::run(args),
     }
 }
 

@@ -199,13 +199,22 @@ impl Writer {
             return;
         };
         let dir = self.cfg.segments_dir();
+        let (started, index) = (Instant::now(), active.meta.segment_index);
         let result = active
             .close()
             .inspect(|_| crate::failpoint::hit(crate::failpoint::at::CLOSE_AFTER_FINISH))
             .and_then(|next| segment::create(&dir, &next))
             .and_then(|_| active::advance(&dir, &self.cfg.origin));
         match result {
-            Ok(next) => self.active = Some(next),
+            Ok(next) => {
+                // Appends wait for this: the close is on the writer's path (BENCHMARKS.md).
+                tracing::info!(
+                    segment = index,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "segment closed; writing the next"
+                );
+                self.active = Some(next);
+            }
             // The next group retries through `ensure_active`; until then appends fail with a
             // retryable error and nothing is acknowledged.
             Err(e) => eprintln!("daftari: ledger: rotation failed, will retry: {e}"),

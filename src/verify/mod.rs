@@ -78,6 +78,11 @@ pub enum VerifyError {
     Store(#[from] store::StoreError),
     #[error("state file: {0}")]
     State(String),
+    /// Retention removed every segment this run had listed before it could read them.
+    #[error(
+        "every segment listed in {0} was removed while this run read it (retention on a live ledger); run again"
+    )]
+    AllRemoved(PathBuf),
 }
 
 /// Audits the ledger under `opts.data_dir`.
@@ -93,6 +98,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
     }
     let jobs = opts.jobs.max(1);
     let mut scans = pool::run(jobs, &files, |(index, path)| structure::scan(*index, path));
+    crate::failpoint::pause(crate::failpoint::at::VERIFY_AFTER_SCAN);
     let resume = resume(opts, &scans)?;
     let through = resume.as_ref().and_then(|r| r.verified_through);
     let skipped =
@@ -129,10 +135,26 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
         Task::Walk(c) => Done::Walk(rows::walk(&chunks[c], &hasher, &progress.done)),
     });
 
+    // On a live ledger retention may remove the oldest segments while this run reads them. A
+    // listed file that is gone now is judged as if it had been removed before the run: what
+    // was read of it is dropped, and the prune seals (read below, after the removal) and the
+    // links must account for its absence like for any other.
+    let gone: std::collections::BTreeSet<u64> = scans
+        .iter()
+        .filter(|s| !s.path.exists())
+        .map(|s| s.at.segment_index)
+        .collect();
     let mut findings: Vec<Finding> = Vec::new();
     let mut entries = 0;
     let mut trees: std::collections::BTreeMap<u64, Option<merkle::Builder>> = Default::default();
     for d in done {
+        let of_gone = match &d {
+            Done::Hash(i, _) | Done::Check(i, _) => gone.contains(&scans[*i].at.segment_index),
+            Done::Walk(w) => gone.contains(&w.segment_index),
+        };
+        if of_gone {
+            continue;
+        }
         match d {
             Done::Hash(i, Ok(h)) => scans[i].file_hash = Some(h),
             Done::Hash(i, Err(e)) | Done::Check(i, Some(e)) => {
@@ -166,6 +188,20 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
             _ => None,
         };
     }
+    let mut during_run = Vec::new();
+    if !gone.is_empty() {
+        scans.retain(|s| !gone.contains(&s.at.segment_index));
+        if scans.is_empty() {
+            return Err(VerifyError::AllRemoved(dir));
+        }
+        during_run.push(format!(
+            "{} segment(s) disappeared while this run read them ({} to {}), as retention \
+             removes them on a live ledger; they are judged as absent from the start",
+            gone.len(),
+            segment::file_name(*gone.first().unwrap_or(&0)),
+            segment::file_name(*gone.last().unwrap_or(&0)),
+        ));
+    }
     findings.extend(scans.iter().flat_map(|s| s.findings.iter().cloned()));
     let (next_seq, head) = tip(&scans);
     let mut facts = seals::SealFacts::default();
@@ -188,6 +224,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
     }
     let (link_findings, mut notes) = links::check(&scans, facts.pruned_last.as_ref());
     notes.extend(scans.iter().flat_map(|s| s.notes.iter().cloned()));
+    notes.extend(during_run);
     findings.extend(link_findings);
     findings.extend(facts.findings);
     notes.extend(facts.notes);

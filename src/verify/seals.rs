@@ -89,12 +89,14 @@ pub(crate) fn check(
         .iter()
         .find_map(|s| s.meta.as_ref().map(|m| m.origin.clone()))
         .unwrap_or_default();
+    let segments_dir = crate::store::segments_dir(data_dir);
     let first_present = scans
         .iter()
         .find_map(|s| s.meta.as_ref().map(|m| m.first_seq));
     let head_before = |n: u64| match first_present {
         Some(f) if n < f => HeadAt::Pruned,
-        _ => head_before(scans, next_seq, n).map_or(HeadAt::Beyond, HeadAt::Known),
+        _ => head_before_live(&segments_dir, scans, next_seq, n)
+            .map_or(HeadAt::Beyond, HeadAt::Known),
     };
     let (to_check, start) = match policy.resume {
         None => (&seals[..], Start::genesis(policy.pk0)),
@@ -172,9 +174,18 @@ fn check_closes(outcome: &Outcome, scans: &[Scan], skipped: Option<u64>, facts: 
         if skipped.is_some_and(|k| f.close.index <= k) {
             continue; // matched by the earlier run
         }
-        if let Some(scan) = scans.iter().find(|s| s.at.segment_index == f.close.index) {
-            facts.findings.extend(match_close(f, scan));
+        let Some(scan) = scans.iter().find(|s| s.at.segment_index == f.close.index) else {
+            continue; // created after this run's snapshot, or removed (see the prune seals)
+        };
+        if scan.close.is_none() && closed_now(&scan.path) {
+            facts.notes.push(format!(
+                "{} was closed and close-sealed while this run read it; the next run checks \
+                 it against its close seal",
+                scan.at.segment
+            ));
+            continue;
         }
+        facts.findings.extend(match_close(f, scan));
     }
     if let Some(r) = facts.resume.as_mut() {
         r.verified_through = outcome
@@ -210,6 +221,15 @@ fn check_closes(outcome: &Outcome, scans: &[Scan], skipped: Option<u64>, facts: 
             ));
         }
     }
+}
+
+/// Whether the segment file has a close row now (a live ledger closes its open segment while
+/// verify runs).
+fn closed_now(path: &std::path::Path) -> bool {
+    segment::open_read_only(path)
+        .ok()
+        .and_then(|c| segment::is_closed(&c).ok())
+        .unwrap_or(false)
 }
 
 /// Findings where a segment differs from its close seal.
@@ -330,6 +350,56 @@ pub(crate) fn head_before(scans: &[Scan], next_seq: u64, n: u64) -> Option<Hash>
     if n > next_seq {
         return None;
     }
+    stored_head_before(scans, n)
+}
+
+/// The head before `n` for a seal read after the segments were scanned: on a live ledger the
+/// server goes on appending and sealing while verify runs, so a seal may cover records past
+/// this run's snapshot. Those records are looked up in the segment files as they are now (the
+/// seal was read first, so every record it covers must exist by now, or the ledger was cut);
+/// the next run re-hashes them. `None` if they are not there.
+pub(crate) fn head_before_live(
+    segments_dir: &std::path::Path,
+    scans: &[Scan],
+    next_seq: u64,
+    n: u64,
+) -> Option<Hash> {
+    if n <= next_seq {
+        return stored_head_before(scans, n);
+    }
+    let seq = n - 1;
+    let files = segment::list(segments_dir).ok()?;
+    for (_, path) in files.iter().rev() {
+        let Ok(conn) = segment::open_read_only(path) else {
+            continue;
+        };
+        let Ok(Some(meta)) = segment::read_meta(&conn) else {
+            continue;
+        };
+        if meta.first_seq > seq {
+            continue;
+        }
+        return head_in(&conn, seq);
+    }
+    None
+}
+
+/// The stored head of record `seq` in an open segment connection.
+fn head_in(conn: &rusqlite::Connection, seq: u64) -> Option<Hash> {
+    let (first_seq, heads): (i64, Vec<u8>) = conn
+        .query_row(
+            "SELECT first_seq, heads FROM blocks WHERE first_seq <= ?1 \
+             ORDER BY first_seq DESC LIMIT 1",
+            params![seq as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .ok()??;
+    let at = (seq - first_seq as u64) as usize * 32;
+    heads.get(at..at + 32)?.try_into().ok()
+}
+
+fn stored_head_before(scans: &[Scan], n: u64) -> Option<Hash> {
     let first = scans
         .iter()
         .filter_map(|s| s.meta.as_ref().map(|m| (s, m)))
@@ -343,15 +413,5 @@ pub(crate) fn head_before(scans: &[Scan], next_seq: u64, n: u64) -> Option<Hash>
         .filter_map(|s| s.meta.as_ref().map(|m| (s, m)))
         .rfind(|(_, m)| m.first_seq <= seq)?;
     let conn = segment::open_read_only(&scan.path).ok()?;
-    let (first_seq, heads): (i64, Vec<u8>) = conn
-        .query_row(
-            "SELECT first_seq, heads FROM blocks WHERE first_seq <= ?1 \
-             ORDER BY first_seq DESC LIMIT 1",
-            params![seq as i64],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .ok()??;
-    let at = (seq - first_seq as u64) as usize * 32;
-    heads.get(at..at + 32)?.try_into().ok()
+    head_in(&conn, seq)
 }
