@@ -41,6 +41,14 @@ fn stop(s: Server) -> std::path::PathBuf {
     data
 }
 
+/// The lines of every pushed record, in chain order.
+fn pushed_lines(data: &Path) -> Vec<String> {
+    pushed(data)
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.line).into_owned())
+        .collect()
+}
+
 fn entry(ts_ns: i64, line: &[u8], meta: &[(&str, &str)]) -> EntryAdapter {
     EntryAdapter {
         timestamp: Some(Timestamp {
@@ -374,11 +382,7 @@ fn invalid_entries_are_listed_and_the_valid_ones_stored() {
             r.body
         );
     }
-    let data = stop(s);
-    let lines: Vec<String> = pushed(&data)
-        .iter()
-        .map(|r| String::from_utf8_lossy(&r.line).into_owned())
-        .collect();
+    let lines = pushed_lines(&stop(s));
     assert_eq!(
         lines,
         ["valid one", "very old but valid", "valid two, out of order"]
@@ -854,11 +858,7 @@ fn pushes_in_flight_share_one_memory_budget_and_get_503_beyond_it() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let data = stop(s);
-    let lines: Vec<String> = pushed(&data)
-        .iter()
-        .map(|r| String::from_utf8_lossy(&r.line).into_owned())
-        .collect();
+    let lines = pushed_lines(&stop(s));
     assert_eq!(
         lines.len(),
         1801,

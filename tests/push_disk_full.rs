@@ -27,6 +27,19 @@ fn batch(k: usize) -> String {
     )
 }
 
+/// Pushes 200-entry batches until one is refused; the entries acknowledged and the refusal.
+fn push_until_refused(s: &Server) -> (usize, Option<common::server::Resp>) {
+    let mut acked = 0;
+    for k in 0..1000 {
+        let r = s.push_json(&s.token, &batch(k));
+        if r.status != 204 {
+            return (acked, Some(r));
+        }
+        acked += 200;
+    }
+    (acked, None)
+}
+
 #[test]
 fn a_full_disk_answers_507_and_pushes_resume_when_space_returns() {
     let tmp = tempfile::tempdir().unwrap();
@@ -40,17 +53,7 @@ fn a_full_disk_answers_507_and_pushes_resume_when_space_returns() {
     std::fs::write(&filler, vec![0u8; 1 << 20]).unwrap();
     // No reserve: this test is about the disk actually filling up.
     let s = Server::start(&tmp.path().join("data"), &["--disk-reserve", "0"]);
-    let mut acked = 0;
-    let mut full = None;
-    for k in 0..1000 {
-        let r = s.push_json(&s.token, &batch(k));
-        if r.status == 204 {
-            acked += 200;
-        } else {
-            full = Some(r);
-            break;
-        }
-    }
+    let (mut acked, full) = push_until_refused(&s);
     let full = full.expect("a 6 MiB disk must fill up");
     assert_eq!(full.status, 507, "{}", full.body);
     assert!(full.body.contains("disk is full; nothing was stored"));
@@ -102,17 +105,7 @@ fn the_reserve_refuses_pushes_before_the_disk_fills_and_sealing_goes_on() {
     s.wait_for_log("sealing");
     assert_eq!(metric(&s, "daftari_disk_reserve_bytes"), reserve as f64);
     assert_eq!(metric(&s, "daftari_disk_low_space"), 0.0);
-    let mut acked = 0;
-    let mut refused = None;
-    for k in 0..1000 {
-        let r = s.push_json(&s.token, &batch(k));
-        if r.status == 204 {
-            acked += 200;
-        } else {
-            refused = Some(r);
-            break;
-        }
-    }
+    let (mut acked, refused) = push_until_refused(&s);
     let refused = refused.expect("pushes must reach the reserve");
     assert_eq!(refused.status, 507, "{}", refused.body);
     assert!(

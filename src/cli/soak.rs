@@ -106,10 +106,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     )?;
     let data = s.dir.join("data");
     // Both verify runs check the seal chain with the key the new log printed.
-    let pubkey = std::fs::read_to_string(data.join(daftari::seal::EPOCH0_PUB_FILE))
-        .context("read the epoch-0 public key")?
-        .trim()
-        .to_string();
+    let pubkey = epoch0_key(&data)?;
     let tokens = create_tokens(&data, args.tokens.max(1))?;
     // The server loads new tokens within a second.
     std::thread::sleep(Duration::from_millis(1500));
@@ -177,6 +174,25 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(if last.0 == Some(0) { 0 } else { 1 })
+}
+
+/// The new log's epoch-0 public key, once the server has written it.
+fn epoch0_key(data: &Path) -> anyhow::Result<String> {
+    let path = data.join(daftari::seal::EPOCH0_PUB_FILE);
+    let started = Instant::now();
+    loop {
+        match std::fs::read_to_string(&path) {
+            Ok(k) if !k.trim().is_empty() => return Ok(k.trim().to_string()),
+            _ if started.elapsed() < Duration::from_secs(30) => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => {
+                return other
+                    .map(|_| String::new())
+                    .with_context(|| format!("read {}", path.display()));
+            }
+        }
+    }
 }
 
 fn create_tokens(data: &Path, n: usize) -> anyhow::Result<Vec<String>> {
