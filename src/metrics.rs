@@ -361,7 +361,8 @@ pub fn render_disk(data_dir: &std::path::Path, reserve: &crate::store::DiskReser
         "Bytes of the ledger's segment files.",
         bytes,
     );
-    if let Ok(space) = crate::store::space(data_dir) {
+    // One reading serves the gauges and the reserve's state.
+    if let Some(space) = reserve.refresh() {
         gauge(
             "daftari_disk_free_bytes",
             "Free bytes (for daftari) on the data directory's filesystem.",
@@ -373,7 +374,6 @@ pub fn render_disk(data_dir: &std::path::Path, reserve: &crate::store::DiskReser
             space.size,
         );
     }
-    reserve.refresh();
     gauge(
         "daftari_disk_reserve_bytes",
         "Free space kept for seals and checkpoints; pushes are refused below it.",

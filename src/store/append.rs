@@ -161,12 +161,12 @@ impl Appender {
         if self.queue.closed.load(Ordering::Acquire) {
             return Err(AppendError::Closed);
         }
-        if let Some(reserve) = &self.reserve {
-            reserve.admit()?;
-        }
         let recv_ns = now_ns();
         let (buf, entries) = prepare(&batch, recv_ns)?;
         let bytes = buf.len();
+        if let Some(reserve) = &self.reserve {
+            reserve.admit(bytes)?;
+        }
         let queue = &self.queue;
         if queue.stats.queued_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes > queue.max_bytes {
             queue.stats.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);

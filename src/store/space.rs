@@ -11,7 +11,6 @@
 //! [`super::Appender::guarded`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -22,11 +21,15 @@ use super::error::AppendError;
 /// stop, and it is small next to any disk that holds a year of logs. Key `store.disk_reserve`.
 pub const DEFAULT_DISK_RESERVE: Reserve = Reserve::Bytes(1 << 30);
 
-/// How long one reading of the free space is trusted while free space is well above the
-/// reserve (over twice it): readings then cost one `statvfs` per interval, not one per push.
-/// Nearer the reserve every push reads it afresh, so the reserve is not overrun by more than
-/// the pushes already admitted.
+/// How long one reading of the free space is trusted (other writers use the disk too).
 pub const CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A reading is also trusted only until pushes admitted after it add up to this share of the
+/// headroom it showed (free space, less the WAL files still to be copied, above the reserve).
+/// A record takes a few times its encoded bytes on disk before the next reading (WAL pages,
+/// index rows), well under this factor; so the reserve is not overrun, and close to it every
+/// push reads the free space afresh (a `statvfs` and a listing of `segments/`).
+const HEADROOM_SHARE: u64 = 16;
 
 /// The amount of free space to keep: a size, or a share of the filesystem.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -87,9 +90,9 @@ pub fn space(dir: &Path) -> std::io::Result<Space> {
     })
 }
 
-/// The reserve's check and state, shared by the guarded append handle, the sealer (which
-/// re-checks every epoch, so recovery is noticed and logged with no push arriving) and
-/// `/metrics`.
+/// The reserve's check and state, shared by the guarded append handle, the server's timer
+/// (which re-reads it every few seconds, so recovery is noticed and logged with no push
+/// arriving) and `/metrics`.
 #[derive(Debug)]
 pub struct DiskReserve {
     dir: PathBuf,
@@ -98,10 +101,15 @@ pub struct DiskReserve {
     low: AtomicBool,
     /// The reserve in bytes as of the last reading (a percentage moves with the size).
     reserve_bytes: AtomicU64,
-    /// True while the last reading was within twice the reserve: read on every push.
-    near: AtomicBool,
-    /// When the free space was last read; the lock also makes one caller do the reading.
-    checked: Mutex<Option<Instant>>,
+    /// Encoded bytes admitted may reach this before the free space is read again: a share of
+    /// the headroom of the last reading (zero while low, so every push reads it).
+    trusted_bytes: AtomicU64,
+    /// Encoded bytes admitted since the last reading.
+    admitted: AtomicU64,
+    /// When the free space was last read, in ns since `born`; the caller that swaps it does
+    /// the next reading.
+    checked_ns: AtomicU64,
+    born: Instant,
 }
 
 impl DiskReserve {
@@ -111,25 +119,27 @@ impl DiskReserve {
             reserve,
             low: AtomicBool::new(false),
             reserve_bytes: AtomicU64::new(reserve.bytes(0)),
-            near: AtomicBool::new(true),
-            checked: Mutex::new(None),
+            trusted_bytes: AtomicU64::new(0),
+            admitted: AtomicU64::new(0),
+            checked_ns: AtomicU64::new(0),
+            born: Instant::now(),
         }
     }
 
-    /// Whether a push may be appended now: `Err(LowSpace)` while free space is below the
-    /// reserve. Far from the reserve the filesystem is read at most once per
-    /// [`CHECK_INTERVAL`]; near it, on every call.
-    pub fn admit(&self) -> Result<(), AppendError> {
-        let stale = {
-            let mut at = self.checked.lock().unwrap_or_else(|p| p.into_inner());
-            let stale = self.near.load(Ordering::Acquire)
-                || at.is_none_or(|t| t.elapsed() >= CHECK_INTERVAL);
-            if stale {
-                *at = Some(Instant::now());
-            }
-            stale
-        };
-        if stale {
+    /// Whether a push of `bytes` encoded bytes may be appended now: `Err(LowSpace)` while
+    /// free space is below the reserve. The free space is read again once [`CHECK_INTERVAL`]
+    /// passed or the pushes admitted since the last reading could have used a share of its
+    /// headroom; far from the reserve that is rarely, close to it on every push.
+    pub fn admit(&self, bytes: usize) -> Result<(), AppendError> {
+        let admitted = self.admitted.fetch_add(bytes as u64, Ordering::AcqRel) + bytes as u64;
+        let now = self.born.elapsed().as_nanos() as u64;
+        let last = self.checked_ns.load(Ordering::Acquire);
+        let stale = now.saturating_sub(last) >= CHECK_INTERVAL.as_nanos() as u64
+            && self
+                .checked_ns
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+        if stale || admitted >= self.trusted_bytes.load(Ordering::Acquire) {
             self.refresh();
         }
         if self.low.load(Ordering::Acquire) {
@@ -138,41 +148,33 @@ impl DiskReserve {
         Ok(())
     }
 
-    /// Reads the free space now, updates the state, and logs a change either way. A failed
-    /// reading keeps the previous state (and is logged), so a transient error refuses nothing
-    /// new and admits nothing refused.
-    pub fn refresh(&self) {
+    /// Reads the free space now, updates the state, logs a change either way, and returns the
+    /// reading. A failed reading keeps the previous state (and is logged), so a transient
+    /// error refuses nothing new and admits nothing refused.
+    pub fn refresh(&self) -> Option<Space> {
         let s = match space(&self.dir) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "cannot read free space");
-                return;
+                return None;
             }
         };
         let reserve = self.reserve.bytes(s.size);
         self.reserve_bytes.store(reserve, Ordering::Relaxed);
-        self.near
-            .store(s.free / 2 < reserve.max(1), Ordering::Release);
-        let low = s.free < reserve;
-        if self.low.swap(low, Ordering::AcqRel) == low {
-            return;
+        self.admitted.store(0, Ordering::Release);
+        // What is committed but still only in a WAL is copied into its segment file later:
+        // that space is as good as used.
+        let free = s
+            .free
+            .saturating_sub(wal_bytes(&super::segments_dir(&self.dir)));
+        let headroom = free.saturating_sub(reserve);
+        self.trusted_bytes
+            .store(headroom / HEADROOM_SHARE, Ordering::Release);
+        let low = free < reserve;
+        if self.low.swap(low, Ordering::AcqRel) != low {
+            log_change(&self.dir, free, reserve, low);
         }
-        if low {
-            tracing::error!(
-                dir = %self.dir.display(),
-                free_bytes = s.free,
-                reserve_bytes = reserve,
-                "free space is below the reserve: refusing pushes (507) until space returns; \
-                 seals and checkpoints go on"
-            );
-        } else {
-            tracing::warn!(
-                dir = %self.dir.display(),
-                free_bytes = s.free,
-                reserve_bytes = reserve,
-                "free space is above the reserve again: accepting pushes"
-            );
-        }
+        Some(s)
     }
 
     /// True while pushes are refused.
@@ -183,6 +185,40 @@ impl DiskReserve {
     /// The reserve in bytes, as of the last reading.
     pub fn reserve_bytes(&self) -> u64 {
         self.reserve_bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// Bytes of the segments' WAL files: an upper bound on what checkpoints will still copy into
+/// the segment files.
+fn wal_bytes(segments: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(segments) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with("-wal"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// The one log line of each change of state.
+fn log_change(dir: &Path, free: u64, reserve: u64, low: bool) {
+    if low {
+        tracing::error!(
+            dir = %dir.display(),
+            free_bytes = free,
+            reserve_bytes = reserve,
+            "free space is below the reserve: refusing pushes (507) until space returns; \
+             seals and checkpoints go on"
+        );
+    } else {
+        tracing::warn!(
+            dir = %dir.display(),
+            free_bytes = free,
+            reserve_bytes = reserve,
+            "free space is above the reserve again: accepting pushes"
+        );
     }
 }
 
@@ -220,10 +256,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let free = space(dir.path()).unwrap().free;
         let full = DiskReserve::new(dir.path(), Reserve::Bytes(free.saturating_mul(2) + 1));
-        assert_eq!(full.admit(), Err(AppendError::LowSpace));
+        assert_eq!(full.admit(1), Err(AppendError::LowSpace));
         assert!(full.is_low());
         let none = DiskReserve::new(dir.path(), Reserve::Bytes(0));
-        assert_eq!(none.admit(), Ok(()));
+        assert_eq!(none.admit(1), Ok(()));
         assert!(!none.is_low());
     }
 }
