@@ -12,8 +12,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -123,7 +123,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         .enable_all()
         .build()?;
     let stop = Arc::new(AtomicBool::new(false));
-    let queries = rt.spawn(query_loop(s.local, Arc::clone(&stop)));
+    let query_stats = QueryStats::default();
+    let queries = rt.spawn(query_loop(
+        s.local,
+        Arc::clone(&query_stats),
+        Arc::clone(&stop),
+    ));
     let opts = Options {
         addr: s.addr,
         tokens,
@@ -147,7 +152,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             live_verify = Some(spawn_verify(&data, &args.retention, &pubkey)?);
         }
         let report = rt.block_on(loadgen::run(&opts));
-        let (query_ms, query_failures) = rt.block_on(take_query_stats());
+        let (query_ms, query_failures) = take(&query_stats);
         let row = Row {
             minute: started.elapsed().as_secs_f64() / 60.0,
             report,
@@ -179,19 +184,19 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 /// The new log's epoch-0 public key, once the server has written it.
 fn epoch0_key(data: &Path) -> anyhow::Result<String> {
     let path = data.join(daftari::seal::EPOCH0_PUB_FILE);
-    let started = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match std::fs::read_to_string(&path) {
-            Ok(k) if !k.trim().is_empty() => return Ok(k.trim().to_string()),
-            _ if started.elapsed() < Duration::from_secs(30) => {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            other => {
-                return other
-                    .map(|_| String::new())
-                    .with_context(|| format!("read {}", path.display()));
-            }
+        if let Ok(k) = std::fs::read_to_string(&path)
+            && !k.trim().is_empty()
+        {
+            return Ok(k.trim().to_string());
         }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{} was not written within 30 s",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -218,21 +223,20 @@ fn create_tokens(data: &Path, n: usize) -> anyhow::Result<Vec<String>> {
         .collect()
 }
 
-/// Query latencies (ms) and failures since the last call.
-static QUERY_STATS: std::sync::Mutex<(Vec<f64>, u64)> = std::sync::Mutex::new((Vec::new(), 0));
+/// Query latencies (ms) and failures since they were last taken.
+type QueryStats = Arc<Mutex<(Vec<f64>, u64)>>;
 
-async fn take_query_stats() -> (Vec<f64>, u64) {
-    let mut g = QUERY_STATS.lock().unwrap_or_else(|p| p.into_inner());
-    std::mem::take(&mut *g)
+fn take(stats: &QueryStats) -> (Vec<f64>, u64) {
+    std::mem::take(&mut *stats.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
-async fn query_loop(local: SocketAddr, stop: Arc<AtomicBool>) {
+async fn query_loop(local: SocketAddr, stats: QueryStats, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Acquire) {
         for (path, query) in QUERIES {
             let t = Instant::now();
             let ok = get(local, &format!("{path}?{query}")).await == Some(200);
             let ms = t.elapsed().as_secs_f64() * 1e3;
-            let mut g = QUERY_STATS.lock().unwrap_or_else(|p| p.into_inner());
+            let mut g = stats.lock().unwrap_or_else(|p| p.into_inner());
             if ok {
                 g.0.push(ms);
             } else {

@@ -70,13 +70,10 @@ pub fn decode(
         limits.max_decompressed_bytes,
         charge,
     )?;
-    let raw_bytes = body.len();
-    let mut decoded = match media_type(content_type)? {
-        MediaType::Json => json::decode(&body).map_err(PushError::BadRequest)?,
-        MediaType::Protobuf => protobuf(&body, limits, charge)?,
-    };
-    decoded.raw_bytes = decoded.raw_bytes.max(raw_bytes);
-    Ok(decoded)
+    match media_type(content_type)? {
+        MediaType::Json => json::decode(&body).map_err(PushError::BadRequest),
+        MediaType::Protobuf => protobuf(&body, limits, charge),
+    }
 }
 
 enum MediaType {
@@ -111,13 +108,19 @@ fn decompress(
     charge: &mut Charge<'_>,
 ) -> Result<Bytes, PushError> {
     let encoding = encoding.unwrap_or("").trim().to_ascii_lowercase();
-    let gz = || flate2::read::MultiGzDecoder::new(&body[..]);
-    let deflate = || flate2::read::DeflateDecoder::new(&body[..]);
     match encoding.as_str() {
         // Snappy is undone with the protobuf step; Promtail sends no header at all.
-        "" | "identity" | "snappy" => Ok(body.clone()),
-        "gzip" | "x-gzip" => inflate(gz(), cap, "gzip", charge),
-        "deflate" => inflate(deflate(), cap, "deflate", charge),
+        "" | "identity" | "snappy" => Ok(body),
+        "gzip" | "x-gzip" => {
+            let gz = flate2::read::MultiGzDecoder::new(&body[..]);
+            inflate(gz, cap, "gzip", charge)
+        }
+        "deflate" => inflate(
+            flate2::read::DeflateDecoder::new(&body[..]),
+            cap,
+            "deflate",
+            charge,
+        ),
         other => Err(PushError::BadRequest(format!(
             "Content-Encoding {other:?} not supported"
         ))),

@@ -76,6 +76,7 @@ impl<'de> Visitor<'de> for EntryVisitor {
 
 /// Decodes a JSON body. Any error fails the whole request, as in Loki.
 pub fn decode(body: &[u8]) -> Result<Decoded, String> {
+    let body_len = body.len();
     let body: Body = serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
     let streams = body
         .streams
@@ -102,7 +103,7 @@ pub fn decode(body: &[u8]) -> Result<Decoded, String> {
         .collect();
     Ok(Decoded {
         streams,
-        raw_bytes: 0,
+        raw_bytes: body_len,
     })
 }
 

@@ -10,10 +10,9 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+pub use super::budget::Budget;
 use super::error::QueryError;
 use super::logql::ast::{LogExpr, Matcher, Stage};
 use super::pipeline;
@@ -62,67 +61,6 @@ impl Default for Limits {
             max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
             timeout: DEFAULT_TIMEOUT,
         }
-    }
-}
-
-/// A query's deadline and its memory: what it holds is counted as it is kept, and the query
-/// fails (400, nothing partial returned) before it goes over.
-#[derive(Debug, Clone)]
-pub struct Budget {
-    deadline: Instant,
-    memory: Arc<Memory>,
-}
-
-#[derive(Debug)]
-struct Memory {
-    held: AtomicUsize,
-    max: usize,
-}
-
-impl Budget {
-    pub fn new(timeout: Duration, max_memory_bytes: usize) -> Budget {
-        Budget {
-            deadline: Instant::now() + timeout,
-            memory: Arc::new(Memory {
-                held: AtomicUsize::new(0),
-                max: max_memory_bytes,
-            }),
-        }
-    }
-
-    pub fn expired(&self) -> bool {
-        Instant::now() >= self.deadline
-    }
-
-    pub fn check(&self) -> Result<(), QueryError> {
-        if self.expired() {
-            Err(QueryError::Timeout)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Counts `bytes` more held by the query, or fails if that goes over its limit.
-    pub fn hold(&self, bytes: usize) -> Result<(), QueryError> {
-        let m = &self.memory;
-        let held = m
-            .held
-            .fetch_add(bytes, Ordering::Relaxed)
-            .saturating_add(bytes);
-        if held > m.max {
-            return Err(QueryError::bad(format!(
-                "the query would hold more than {} MiB of results in memory \
-                 (query.max_memory_bytes); narrow its time range or selector, add filters, or \
-                 aggregate",
-                m.max >> 20
-            )));
-        }
-        Ok(())
-    }
-
-    /// Counts `bytes` no longer held.
-    pub fn release(&self, bytes: usize) {
-        self.memory.held.fetch_sub(bytes, Ordering::Relaxed);
     }
 }
 

@@ -13,6 +13,7 @@
 //! - `params`: request parameters as Loki reads them;
 //! - `pipeline`: one entry through line filters, parsers, label filters and formatting;
 //! - `engine`: stream selection, scans, log queries, labels, series, stats;
+//! - `budget`: a query's deadline and memory bound;
 //! - `metric`: metric query evaluation;
 //! - `volume`: `index/volume` and `index/volume_range`;
 //! - `encode`: response shapes;
@@ -20,6 +21,7 @@
 //! - `error`: the one error type and its statuses.
 
 mod api;
+mod budget;
 pub use api::endpoint_name;
 pub mod encode;
 pub mod engine;

@@ -244,6 +244,7 @@ impl Cx<'_> {
                 edge_at(t - r.offset_ns - r.range_ns),
                 edge_at(t - r.offset_ns),
             );
+            let mut points = 0;
             for (sid, bk) in acc.buckets.iter().enumerate() {
                 let mut w = Agg::default();
                 for (_, a) in bk.range(lo as u32 + 1..=hi as u32) {
@@ -254,10 +255,12 @@ impl Cx<'_> {
                 }
                 let window = (t - r.offset_ns - r.range_ns, t - r.offset_ns);
                 if let Some(v) = window_value(r, &mut w, range_s, window) {
-                    self.budget.hold(POINT_BYTES)?;
                     b.push(k, &acc.series[sid], v);
+                    points += 1;
                 }
             }
+            // Counted once per step: at most one step's points (max_range_series) over.
+            self.budget.hold(points * POINT_BYTES)?;
         }
         Ok(b.m)
     }
