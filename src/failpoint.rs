@@ -25,6 +25,8 @@ pub mod at {
     pub const PRUNE_AFTER_SEAL: &str = "prune-after-seal";
     /// Pause point. Verify: every segment is listed and opened, no record read yet.
     pub const VERIFY_AFTER_SCAN: &str = "verify-after-scan";
+    /// Pause point. A query holds its slot and is about to run.
+    pub const QUERY_IN_SLOT: &str = "query-in-slot";
 }
 
 /// Aborts the process if `DAFTARI_FAILPOINT` names `point` (debug builds only).

@@ -238,7 +238,6 @@ fn make_body(opts: &Options, seed: usize) -> Body {
             }),
             line: Bytes::from(line),
             structured_metadata: Vec::new(),
-            parsed: Vec::new(),
         });
     }
     streams.retain(|s| !s.entries.is_empty());

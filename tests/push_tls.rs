@@ -345,3 +345,49 @@ fn the_remote_read_listener_speaks_tls_with_read_tokens() {
     });
     assert!(plain.is_err() || plain.unwrap().status != 200);
 }
+
+#[test]
+fn a_stalled_tls_handshake_is_closed_at_its_own_deadline() {
+    // A client that starts a handshake and stops holds its connection only until the
+    // handshake deadline (`push.tls_handshake_timeout`), far sooner than the header timeout.
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test ca");
+    let (cert, key) = write_server_cert(tmp.path(), &ca);
+    let config = tmp.path().join("daftari.toml");
+    std::fs::write(
+        &config,
+        "[push]\ntls_handshake_timeout = \"1s\"\nheader_timeout = \"30s\"\n",
+    )
+    .unwrap();
+    let s = Server::start(
+        &tmp.path().join("data"),
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let mut c = std::net::TcpStream::connect(s.push).unwrap();
+    // The first bytes of a ClientHello record, then nothing.
+    c.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let t = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let closed = loop {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => break t.elapsed(),
+            Ok(_) => {}
+        }
+    };
+    assert!(
+        closed >= Duration::from_millis(900) && closed < Duration::from_secs(5),
+        "closed after {closed:?}"
+    );
+    // Meanwhile and afterwards, a real client completes its handshake and pushes.
+    let r = push_tls(&s, &client(&ca, &[b"http/1.1"], None), &s.token, "after").unwrap();
+    assert_eq!(r.status, 204, "{}", r.body);
+}

@@ -15,8 +15,12 @@ pub(super) struct LimitsFile {
     max_body_bytes: Option<usize>,
     max_decompressed_bytes: Option<usize>,
     max_entries_per_request: Option<usize>,
+    max_streams_per_request: Option<usize>,
     max_inflight_pushes: Option<usize>,
     max_inflight_bytes: Option<usize>,
+    token_max_inflight_bytes: Option<usize>,
+    token_max_inflight_pushes: Option<usize>,
+    min_body_bytes_per_second: Option<u64>,
     max_line_size: Option<usize>,
     max_label_names_per_series: Option<usize>,
     max_label_name_length: Option<usize>,
@@ -38,8 +42,26 @@ pub(super) fn build(l: &LimitsFile) -> Result<Limits, ConfigError> {
         max_entries_per_request: l
             .max_entries_per_request
             .unwrap_or(d.max_entries_per_request),
+        max_streams_per_request: l
+            .max_streams_per_request
+            .unwrap_or(d.max_streams_per_request),
         max_inflight_pushes: l.max_inflight_pushes.unwrap_or(d.max_inflight_pushes),
         max_inflight_bytes: l.max_inflight_bytes.unwrap_or(d.max_inflight_bytes),
+        token_max_inflight_bytes: l
+            .token_max_inflight_bytes
+            .or(l
+                .max_inflight_bytes
+                .map(|b| b.min(d.token_max_inflight_bytes)))
+            .unwrap_or(d.token_max_inflight_bytes),
+        token_max_inflight_pushes: l
+            .token_max_inflight_pushes
+            .or(l
+                .max_inflight_pushes
+                .map(|n| n.min(d.token_max_inflight_pushes)))
+            .unwrap_or(d.token_max_inflight_pushes),
+        min_body_bytes_per_second: l
+            .min_body_bytes_per_second
+            .unwrap_or(d.min_body_bytes_per_second),
         max_line_size: l.max_line_size.unwrap_or(d.max_line_size),
         max_label_names_per_series: l
             .max_label_names_per_series
@@ -74,7 +96,15 @@ pub(super) fn build(l: &LimitsFile) -> Result<Limits, ConfigError> {
             "limits.max_entries_per_request",
             out.max_entries_per_request,
         ),
+        (
+            "limits.max_streams_per_request",
+            out.max_streams_per_request,
+        ),
         ("limits.max_inflight_pushes", out.max_inflight_pushes),
+        (
+            "limits.token_max_inflight_pushes",
+            out.token_max_inflight_pushes,
+        ),
         ("limits.max_line_size", out.max_line_size),
         (
             "limits.max_label_names_per_series",
@@ -94,20 +124,41 @@ pub(super) fn build(l: &LimitsFile) -> Result<Limits, ConfigError> {
             format!("must be below {} bytes", crate::store::chain::MAX_BSTR),
         ));
     }
-    let largest = crate::push::budget::largest_request(&out);
-    if out.max_inflight_bytes < largest {
-        return Err(bad(
-            "limits.max_inflight_bytes",
-            format!(
-                "must be at least {largest} bytes, what the largest request the other limits \
-                 allow can hold (max_body_bytes + 3 x max_decompressed_bytes + {} bytes per \
-                 entry of max_entries_per_request); otherwise that request could never pass",
-                crate::push::budget::ENTRY_OVERHEAD
-            ),
-        ));
-    }
+    check_budget(&out)?;
     if out.token_burst_seconds == 0 {
         return Err(bad("limits.token_burst_seconds", "must be at least 1"));
     }
     Ok(out)
+}
+
+/// The push budget and each token's share must hold the largest request the other limits
+/// allow: otherwise that request could never pass and agents would retry it forever.
+fn check_budget(out: &Limits) -> Result<(), ConfigError> {
+    use crate::push::budget::{ENTRY_OVERHEAD, STREAM_OVERHEAD, largest_request};
+    let largest = largest_request(out);
+    let why = format!(
+        "must be at least {largest} bytes, what the largest request the other limits allow \
+         can hold (max_body_bytes + 4 x max_decompressed_bytes + {ENTRY_OVERHEAD} bytes per \
+         entry of max_entries_per_request + {STREAM_OVERHEAD} bytes per stream of \
+         max_streams_per_request); otherwise that request could never pass"
+    );
+    if out.max_inflight_bytes < largest {
+        return Err(bad("limits.max_inflight_bytes", why));
+    }
+    if out.token_max_inflight_bytes < largest {
+        return Err(bad("limits.token_max_inflight_bytes", why));
+    }
+    if out.token_max_inflight_bytes > out.max_inflight_bytes {
+        return Err(bad(
+            "limits.token_max_inflight_bytes",
+            "must be at most limits.max_inflight_bytes",
+        ));
+    }
+    if out.token_max_inflight_pushes > out.max_inflight_pushes {
+        return Err(bad(
+            "limits.token_max_inflight_pushes",
+            "must be at most limits.max_inflight_pushes",
+        ));
+    }
+    Ok(())
 }

@@ -70,6 +70,12 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerLimits {
     pub max_connections: usize,
+    /// Connections one peer address (an IPv6 /64) may hold open at once.
+    pub max_connections_per_peer: usize,
+    /// How long a new connection may stay silent before its first byte.
+    pub first_byte_timeout: Duration,
+    /// How long a TLS handshake may take once it started.
+    pub tls_handshake_timeout: Duration,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub max_header_bytes: usize,
@@ -79,8 +85,19 @@ pub struct ServerLimits {
 /// Most connections the push listener holds open at once; more are closed at accept, so
 /// sockets and buffers stay bounded. Key `push.max_connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-/// A client must send its request headers (and finish a TLS handshake) within this, or the
-/// connection is closed: slow-loris protection. Key `push.header_timeout`.
+/// Connections one peer address may hold open at once (an IPv6 peer counts by its /64): an
+/// agent uses one or two, so idle sockets from one rooted host cannot fill the listener.
+/// Key `push.max_connections_per_peer` (the remote read listener shares the push listener's
+/// connection limits).
+pub const DEFAULT_MAX_CONNECTIONS_PER_PEER: usize = 32;
+/// A new connection that sends nothing within this is closed: agents speak at once, so a
+/// silent socket is only holding a slot. Key `push.first_byte_timeout`.
+pub const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A TLS handshake must finish within this once its first byte came.
+/// Key `push.tls_handshake_timeout`.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A client must send its request headers within this, or the connection is closed:
+/// slow-loris protection. Key `push.header_timeout`.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client must send the whole body within this. Alloy gives a request 10 s in all.
 /// Key `push.body_timeout`.
@@ -163,6 +180,9 @@ struct PushFile {
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
     max_connections: Option<usize>,
+    max_connections_per_peer: Option<usize>,
+    first_byte_timeout: Option<String>,
+    tls_handshake_timeout: Option<String>,
     header_timeout: Option<String>,
     body_timeout: Option<String>,
     max_header_bytes: Option<usize>,
@@ -306,6 +326,19 @@ fn server_limits(f: &File) -> Result<ServerLimits, ConfigError> {
     let p = &f.push;
     let s = ServerLimits {
         max_connections: p.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        max_connections_per_peer: p
+            .max_connections_per_peer
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_PEER),
+        first_byte_timeout: dur(
+            "push.first_byte_timeout",
+            &p.first_byte_timeout,
+            DEFAULT_FIRST_BYTE_TIMEOUT,
+        )?,
+        tls_handshake_timeout: dur(
+            "push.tls_handshake_timeout",
+            &p.tls_handshake_timeout,
+            DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+        )?,
         header_timeout: dur(
             "push.header_timeout",
             &p.header_timeout,
@@ -318,10 +351,15 @@ fn server_limits(f: &File) -> Result<ServerLimits, ConfigError> {
     if s.max_connections == 0 {
         return Err(bad("push.max_connections", "must be at least 1"));
     }
+    if s.max_connections_per_peer == 0 {
+        return Err(bad("push.max_connections_per_peer", "must be at least 1"));
+    }
     if s.max_header_bytes < 8192 {
         return Err(bad("push.max_header_bytes", "must be at least 8192"));
     }
     for (key, d) in [
+        ("push.first_byte_timeout", s.first_byte_timeout),
+        ("push.tls_handshake_timeout", s.tls_handshake_timeout),
         ("push.header_timeout", s.header_timeout),
         ("push.body_timeout", s.body_timeout),
     ] {
@@ -453,6 +491,15 @@ mod tests {
             crate::store::DEFAULT_SEGMENT_MAX_BYTES
         );
         assert_eq!(c.server.header_timeout, DEFAULT_HEADER_TIMEOUT);
+        assert_eq!(
+            c.server.max_connections_per_peer,
+            DEFAULT_MAX_CONNECTIONS_PER_PEER
+        );
+        assert_eq!(c.server.first_byte_timeout, DEFAULT_FIRST_BYTE_TIMEOUT);
+        assert_eq!(
+            c.server.tls_handshake_timeout,
+            DEFAULT_TLS_HANDSHAKE_TIMEOUT
+        );
         assert_eq!(c.query, QueryConfig::default());
         assert_eq!(c.disk_reserve, crate::store::DEFAULT_DISK_RESERVE);
     }
@@ -461,16 +508,21 @@ mod tests {
     fn a_push_memory_budget_below_the_largest_request_is_refused() {
         let flags = Overrides::default();
         let text = "[limits]\nmax_body_bytes = 1000\nmax_decompressed_bytes = 1000\n\
-                    max_entries_per_request = 10\nmax_inflight_bytes = ";
-        let e = Config::from_toml(&format!("{text}6559"), &flags)
+                    max_entries_per_request = 10\nmax_streams_per_request = 10\n\
+                    max_inflight_bytes = ";
+        let e = Config::from_toml(&format!("{text}12679"), &flags)
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("limits.max_inflight_bytes") && e.contains("6560"),
+            e.contains("limits.max_inflight_bytes") && e.contains("12680"),
             "{e}"
         );
-        let c = Config::from_toml(&format!("{text}6560"), &flags).unwrap();
-        assert_eq!(c.limits.max_inflight_bytes, 6560);
+        let c = Config::from_toml(&format!("{text}12680"), &flags).unwrap();
+        assert_eq!(c.limits.max_inflight_bytes, 12680);
+        assert_eq!(c.limits.token_max_inflight_bytes, 12680);
+        let share = format!("{text}20000\ntoken_max_inflight_bytes = 12000");
+        let e = Config::from_toml(&share, &flags).unwrap_err().to_string();
+        assert!(e.contains("limits.token_max_inflight_bytes"), "{e}");
     }
 
     #[test]

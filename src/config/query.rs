@@ -21,6 +21,8 @@ pub struct QueryConfig {
     pub remote_tls: Option<TlsConfig>,
     pub limits: Limits,
     pub max_concurrent: usize,
+    /// Requests one read token may have running on the remote listener at once; more wait.
+    pub max_concurrent_per_token: usize,
     pub max_concurrent_tails: usize,
 }
 
@@ -31,6 +33,7 @@ impl Default for QueryConfig {
             remote_tls: None,
             limits: Limits::default(),
             max_concurrent: query::DEFAULT_MAX_CONCURRENT,
+            max_concurrent_per_token: query::DEFAULT_MAX_CONCURRENT_PER_TOKEN,
             max_concurrent_tails: query::DEFAULT_MAX_TAILS,
         }
     }
@@ -48,6 +51,7 @@ pub(super) struct QueryFile {
     max_memory_bytes: Option<usize>,
     timeout: Option<String>,
     max_concurrent: Option<usize>,
+    max_concurrent_per_token: Option<usize>,
     max_concurrent_tails: Option<usize>,
 }
 
@@ -103,6 +107,10 @@ pub(super) fn build(f: &QueryFile) -> Result<QueryConfig, ConfigError> {
         remote_tls,
         limits,
         max_concurrent: f.max_concurrent.unwrap_or(d.max_concurrent),
+        max_concurrent_per_token: f.max_concurrent_per_token.unwrap_or(
+            d.max_concurrent_per_token
+                .min(f.max_concurrent.unwrap_or(d.max_concurrent)),
+        ),
         max_concurrent_tails: f.max_concurrent_tails.unwrap_or(d.max_concurrent_tails),
     };
     for (key, v) in [
@@ -111,6 +119,10 @@ pub(super) fn build(f: &QueryFile) -> Result<QueryConfig, ConfigError> {
         ("query.max_range_series", out.limits.max_range_series),
         ("query.max_memory_bytes", out.limits.max_memory_bytes),
         ("query.max_concurrent", out.max_concurrent),
+        (
+            "query.max_concurrent_per_token",
+            out.max_concurrent_per_token,
+        ),
         ("query.max_concurrent_tails", out.max_concurrent_tails),
     ] {
         if v == 0 {

@@ -23,7 +23,9 @@ fn secret(headers: &HeaderMap) -> Result<String, PushError> {
     presented_secret(headers).map_err(|e| PushError::Unauthorized(e.to_string()))
 }
 
-/// Authenticates a push: the throttle first, then the token, then its certificate binding.
+/// Authenticates a push: the presented secret first (one keyed hash and a constant-time
+/// compare), then its certificate binding. Only a failure consults the per-peer throttle, so
+/// a valid token is never locked out by failures from its own address.
 pub fn authenticate(
     headers: &HeaderMap,
     conn: &ConnInfo,
@@ -31,18 +33,23 @@ pub fn authenticate(
     throttle: &AuthThrottle,
 ) -> Result<Identity, PushError> {
     let ip = conn.peer.ip();
-    throttle.admit(ip).map_err(PushError::AuthThrottled)?;
-    let result = secret(headers).and_then(|s| {
+    let failed = |e: PushError| {
+        throttle.admit(ip).map_err(PushError::AuthThrottled)?;
+        throttle.fail(ip);
+        Err(e)
+    };
+    let identity = match secret(headers).and_then(|s| {
         verifier
             .check(&s, Kind::Push)
             .ok_or_else(|| PushError::Unauthorized("invalid or revoked push token".into()))
-    });
-    let identity = result.inspect_err(|_| throttle.fail(ip))?;
+    }) {
+        Ok(id) => id,
+        Err(e) => return failed(e),
+    };
     if let Some(bound) = &identity.cert_identity {
         let presented = conn.client_names.iter().any(|n| n.as_str() == &**bound);
         if !presented {
-            throttle.fail(ip);
-            return Err(PushError::Unauthorized(format!(
+            return failed(PushError::Unauthorized(format!(
                 "token {:?} must be used with a client certificate for {bound:?}",
                 &*identity.name
             )));

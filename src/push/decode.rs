@@ -4,7 +4,8 @@
 //! `application/json` is JSON, anything else is snappy-block protobuf), and every size check
 //! that must come before memory is allocated: the decompressed size of gzip/deflate is capped
 //! while inflating, snappy's declared length is compared with the cap before decompressing,
-//! and protobuf entries are counted on the wire before they are decoded.
+//! protobuf streams, entries and pairs are counted on the wire and charged to the budget
+//! before they are decoded, and JSON ones are charged as the decoder meets them.
 //!
 //! Must not: validate labels, timestamps or limits on entries (that is `validate`).
 
@@ -12,10 +13,27 @@ use std::io::Read;
 
 use bytes::Bytes;
 
-use super::budget::Charge;
+use super::budget::{Charge, ENTRY_OVERHEAD, PAIR_OVERHEAD, STREAM_OVERHEAD};
 use super::error::PushError;
 use super::proto;
 use super::{Limits, json};
+
+/// The 413 for a count over its limit: final, since the same body can never pass. `n` is
+/// the whole count when it is known (counted on the wire), `None` when decoding stopped at
+/// the first one over.
+pub fn too_many(what: &str, n: Option<usize>, max: usize) -> PushError {
+    let key = match what {
+        "streams" => "limits.max_streams_per_request",
+        _ => "limits.max_entries_per_request",
+    };
+    let count = match n {
+        Some(n) => format!("{n} {what}"),
+        None => format!("more than {max} {what}"),
+    };
+    PushError::TooLarge(format!(
+        "request body too large: {count}, over the limit of {max} per request ({key})"
+    ))
+}
 
 /// A decoded push request, before validation.
 #[derive(Debug, Default)]
@@ -23,13 +41,6 @@ pub struct Decoded {
     pub streams: Vec<RawStream>,
     /// Bytes of the body once decompressed.
     pub raw_bytes: usize,
-}
-
-impl Decoded {
-    /// Entries over all streams.
-    pub fn entries(&self) -> usize {
-        self.streams.iter().map(|s| s.entries.len()).sum()
-    }
 }
 
 #[derive(Debug)]
@@ -71,7 +82,7 @@ pub fn decode(
         charge,
     )?;
     match media_type(content_type)? {
-        MediaType::Json => json::decode(&body).map_err(PushError::BadRequest),
+        MediaType::Json => json::decode(&body, &mut json::Meter::new(charge, limits)),
         MediaType::Protobuf => protobuf(&body, limits, charge),
     }
 }
@@ -171,14 +182,29 @@ fn protobuf(body: &[u8], limits: &Limits, charge: &mut Charge<'_>) -> Result<Dec
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
         .map_err(|e| PushError::BadRequest(format!("invalid snappy body: {e}")))?;
-    let entries = proto::count_entries(&raw)
+    let shape = proto::shape(&raw)
         .map_err(|e| PushError::BadRequest(format!("invalid protobuf body: {e}")))?;
-    if entries > limits.max_entries_per_request {
-        return Err(PushError::TooLarge(format!(
-            "request body too large: {entries} entries, over the limit of {} per request",
-            limits.max_entries_per_request
-        )));
+    if shape.entries > limits.max_entries_per_request {
+        return Err(too_many(
+            "entries",
+            Some(shape.entries),
+            limits.max_entries_per_request,
+        ));
     }
+    if shape.streams > limits.max_streams_per_request {
+        return Err(too_many(
+            "streams",
+            Some(shape.streams),
+            limits.max_streams_per_request,
+        ));
+    }
+    charge.take(
+        shape
+            .streams
+            .saturating_mul(STREAM_OVERHEAD)
+            .saturating_add(shape.entries.saturating_mul(ENTRY_OVERHEAD))
+            .saturating_add(shape.pairs.saturating_mul(PAIR_OVERHEAD)),
+    )?;
     let req: proto::PushRequest = prost::Message::decode(Bytes::from(raw))
         .map_err(|e| PushError::BadRequest(format!("invalid protobuf body: {e}")))?;
     let streams = req

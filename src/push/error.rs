@@ -47,6 +47,12 @@ pub enum PushError {
     /// The body did not arrive in time; nothing was stored.
     #[error("request body not received within {0} s")]
     BodyTimeout(u64),
+    /// The body trickled in slower than the minimum rate; nothing was stored.
+    #[error(
+        "request body arrived slower than {rate} bytes/s (limits.min_body_bytes_per_second); \
+         cut off, nothing was stored"
+    )]
+    BodyTooSlow { rate: u64 },
     /// The disk is full; nothing was stored.
     #[error("the ledger's disk is full; nothing was stored, retry later")]
     DiskFull,
@@ -98,6 +104,7 @@ impl PushError {
             PushError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             PushError::BadRequest(_) | PushError::Rejected { .. } => StatusCode::BAD_REQUEST,
             PushError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            PushError::BodyTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
             PushError::NoStreams => StatusCode::UNPROCESSABLE_ENTITY,
             PushError::AuthThrottled(_) | PushError::RateLimited { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -136,6 +143,7 @@ impl PushError {
             PushError::RateLimited { .. } => "rate_limited",
             PushError::Busy { .. } => "busy",
             PushError::BodyTimeout(_) => "body_timeout",
+            PushError::BodyTooSlow { .. } => "body_too_slow",
             PushError::DiskFull => "disk_full",
             PushError::LowSpace => "disk_reserve",
             PushError::Closing => "closing",

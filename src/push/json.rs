@@ -1,56 +1,340 @@
 //! Loki's v1 JSON push body: `{"streams":[{"stream":{...},"values":[["<ns>","line",{meta}]]}]}`.
 //!
 //! Owns: the exact shape Loki accepts (timestamps as strings of integer nanoseconds, lines as
-//! strings, an optional object of string metadata, `null` streams and entries skipped,
-//! unknown keys ignored).
+//! strings, an optional object of string metadata, `null` streams, values and entries
+//! skipped, unknown keys ignored), decoded by a [`Meter`] that counts every stream, entry and
+//! pair and charges the push budget for it before it is kept, so a body of millions of empty
+//! objects is refused while it is read, not after it was built.
 //!
-//! Must not: validate labels or limits; that happens for both body formats in `validate`.
+//! Must not: validate labels or limits on entries; that happens for both body formats in
+//! `validate`.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use bytes::Bytes;
-use serde::Deserialize;
-use serde::de::{self, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::decode::{Decoded, RawEntry, RawLabels, RawStream};
+use super::Limits;
+use super::budget::{Charge, ENTRY_OVERHEAD, PAIR_OVERHEAD, STREAM_OVERHEAD};
+use super::decode::{Decoded, RawEntry, RawLabels, RawStream, too_many};
+use super::error::PushError;
 
-#[derive(Deserialize)]
-struct Body {
-    #[serde(default)]
-    streams: Option<Vec<JsonStream>>,
+/// Bytes the meter counts before it takes them from the budget in one step: keeps the
+/// budget's lock out of the per-entry path, and bounds what is held uncharged.
+const METER_STEP: usize = 64 << 10;
+
+/// Counts what decoding builds and charges it to the push budget as it goes.
+pub struct Meter<'c, 'b> {
+    charge: &'c mut Charge<'b>,
+    limits: &'c Limits,
+    streams: usize,
+    entries: usize,
+    pending: usize,
+    /// Why decoding was stopped, when the meter stopped it.
+    refused: Option<PushError>,
 }
 
-#[derive(Deserialize)]
-struct JsonStream {
-    #[serde(default)]
-    stream: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    values: Option<Vec<Option<JsonEntry>>>,
-}
+impl<'c, 'b> Meter<'c, 'b> {
+    pub fn new(charge: &'c mut Charge<'b>, limits: &'c Limits) -> Self {
+        Meter {
+            charge,
+            limits,
+            streams: 0,
+            entries: 0,
+            pending: 0,
+            refused: None,
+        }
+    }
 
-struct JsonEntry {
-    ts_ns: i64,
-    line: String,
-    metadata: BTreeMap<String, String>,
-}
+    fn stop<E: de::Error>(&mut self, why: PushError) -> E {
+        let text = why.to_string();
+        self.refused = Some(why);
+        E::custom(text)
+    }
 
-impl<'de> Deserialize<'de> for JsonEntry {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_seq(EntryVisitor)
+    fn add<E: de::Error>(&mut self, n: usize) -> Result<(), E> {
+        self.pending += n;
+        if self.pending >= METER_STEP {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush<E: de::Error>(&mut self) -> Result<(), E> {
+        let n = std::mem::take(&mut self.pending);
+        self.charge.take(n).map_err(|e| self.stop(e))
+    }
+
+    fn stream<E: de::Error>(&mut self) -> Result<(), E> {
+        self.streams += 1;
+        if self.streams > self.limits.max_streams_per_request {
+            let max = self.limits.max_streams_per_request;
+            return Err(self.stop(too_many("streams", None, max)));
+        }
+        self.add(STREAM_OVERHEAD)
+    }
+
+    fn entry<E: de::Error>(&mut self, line: usize) -> Result<(), E> {
+        self.entries += 1;
+        if self.entries > self.limits.max_entries_per_request {
+            let max = self.limits.max_entries_per_request;
+            return Err(self.stop(too_many("entries", None, max)));
+        }
+        self.add(ENTRY_OVERHEAD + line)
+    }
+
+    fn pair<E: de::Error>(&mut self, name: usize, value: usize) -> Result<(), E> {
+        self.add(PAIR_OVERHEAD + name + value)
     }
 }
 
-struct EntryVisitor;
+/// Decodes a JSON body. Any error fails the whole request, as in Loki.
+pub fn decode(body: &[u8], meter: &mut Meter<'_, '_>) -> Result<Decoded, PushError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let streams = Nullable(BodySeed(&mut *meter))
+        .deserialize(&mut de)
+        .and_then(|s| de.end().map(|()| s));
+    let streams = match streams {
+        Ok(s) => s.unwrap_or_default(),
+        Err(e) => {
+            return Err(meter
+                .refused
+                .take()
+                .unwrap_or_else(|| PushError::BadRequest(format!("invalid JSON body: {e}"))));
+        }
+    };
+    meter.flush::<serde_json::Error>().map_err(|e| {
+        meter
+            .refused
+            .take()
+            .unwrap_or_else(|| PushError::BadRequest(e.to_string()))
+    })?;
+    Ok(Decoded {
+        streams,
+        raw_bytes: body.len(),
+    })
+}
 
-impl<'de> Visitor<'de> for EntryVisitor {
-    type Value = JsonEntry;
+/// A key of one of the body's objects.
+enum Key {
+    Streams,
+    Stream,
+    Values,
+    Other,
+}
 
+impl<'de> de::Deserialize<'de> for Key {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(match v {
+                    "streams" => Key::Streams,
+                    "stream" => Key::Stream,
+                    "values" => Key::Values,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(V)
+    }
+}
+
+/// `null` or what the inner seed reads.
+struct Nullable<S>(S);
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Nullable<S> {
+    type Value = Option<S::Value>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for Nullable<S> {
+    type Value = Option<S::Value>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a value or null")
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        self.0.deserialize(d).map(Some)
+    }
+}
+
+/// The top-level object.
+struct BodySeed<'m, 'c, 'b>(&'m mut Meter<'c, 'b>);
+
+impl<'de> DeserializeSeed<'de> for BodySeed<'_, '_, '_> {
+    type Value = Vec<RawStream>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BodySeed<'_, '_, '_> {
+    type Value = Vec<RawStream>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(r#"a push body {"streams": [...]}"#)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut streams = None;
+        while let Some(key) = map.next_key::<Key>()? {
+            if let Key::Streams = key {
+                if streams.is_some() {
+                    return Err(de::Error::duplicate_field("streams"));
+                }
+                streams = Some(map.next_value_seed(Nullable(StreamsSeed(&mut *self.0)))?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(streams.flatten().unwrap_or_default())
+    }
+}
+
+/// `[stream, ...]`; `null` elements are skipped.
+struct StreamsSeed<'m, 'c, 'b>(&'m mut Meter<'c, 'b>);
+
+impl<'de> DeserializeSeed<'de> for StreamsSeed<'_, '_, '_> {
+    type Value = Vec<RawStream>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StreamsSeed<'_, '_, '_> {
+    type Value = Vec<RawStream>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of streams")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(s) = seq.next_element_seed(Nullable(StreamSeed(&mut *self.0)))? {
+            out.extend(s);
+        }
+        Ok(out)
+    }
+}
+
+/// `{"stream": {...}, "values": [...]}`.
+struct StreamSeed<'m, 'c, 'b>(&'m mut Meter<'c, 'b>);
+
+impl<'de> DeserializeSeed<'de> for StreamSeed<'_, '_, '_> {
+    type Value = RawStream;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StreamSeed<'_, '_, '_> {
+    type Value = RawStream;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(r#"a stream {"stream": {...}, "values": [...]}"#)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        self.0.stream()?;
+        let (mut labels, mut values) = (None, None);
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Stream if labels.is_some() => {
+                    return Err(de::Error::duplicate_field("stream"));
+                }
+                Key::Values if values.is_some() => {
+                    return Err(de::Error::duplicate_field("values"));
+                }
+                Key::Stream => {
+                    labels = Some(map.next_value_seed(Nullable(PairsSeed(&mut *self.0)))?)
+                }
+                Key::Values => {
+                    values = Some(map.next_value_seed(Nullable(EntriesSeed(&mut *self.0)))?)
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(RawStream {
+            labels: RawLabels::Pairs(labels.flatten().unwrap_or_default()),
+            entries: values.flatten().unwrap_or_default(),
+        })
+    }
+}
+
+/// An object of string values, as sorted pairs (a repeated name keeps its last value).
+struct PairsSeed<'m, 'c, 'b>(&'m mut Meter<'c, 'b>);
+
+impl<'de> DeserializeSeed<'de> for PairsSeed<'_, '_, '_> {
+    type Value = Vec<(String, String)>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PairsSeed<'_, '_, '_> {
+    type Value = Vec<(String, String)>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object of string values")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = BTreeMap::new();
+        while let Some((k, v)) = map.next_entry::<String, String>()? {
+            self.0.pair(k.len(), v.len())?;
+            out.insert(k, v);
+        }
+        Ok(out.into_iter().collect())
+    }
+}
+
+/// `[entry, ...]`; `null` entries are skipped.
+struct EntriesSeed<'m, 'c, 'b>(&'m mut Meter<'c, 'b>);
+
+impl<'de> DeserializeSeed<'de> for EntriesSeed<'_, '_, '_> {
+    type Value = Vec<RawEntry>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntriesSeed<'_, '_, '_> {
+    type Value = Vec<RawEntry>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of entries")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(e) = seq.next_element_seed(Nullable(EntrySeed(&mut *self.0)))? {
+            out.extend(e);
+        }
+        Ok(out)
+    }
+}
+
+/// `["<unix ns>", "<line>"]` or `["<unix ns>", "<line>", {metadata}]`.
+struct EntrySeed<'m, 'c, 'b>(&'m mut Meter<'c, 'b>);
+
+impl<'de> DeserializeSeed<'de> for EntrySeed<'_, '_, '_> {
+    type Value = RawEntry;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntrySeed<'_, '_, '_> {
+    type Value = RawEntry;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str(r#"an entry ["<unix ns>", "<line>"] or ["<unix ns>", "<line>", {metadata}]"#)
     }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<JsonEntry, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawEntry, A::Error> {
         let ts: String = seq
             .next_element()?
             .ok_or_else(|| de::Error::invalid_length(0, &self))?;
@@ -62,60 +346,45 @@ impl<'de> Visitor<'de> for EntryVisitor {
         let line: String = seq
             .next_element()?
             .ok_or_else(|| de::Error::invalid_length(1, &self))?;
-        let metadata: Option<BTreeMap<String, String>> = seq.next_element()?;
-        if seq.next_element::<de::IgnoredAny>()?.is_some() {
+        self.0.entry(line.len())?;
+        let metadata = seq
+            .next_element_seed(Nullable(PairsSeed(&mut *self.0)))?
+            .flatten()
+            .unwrap_or_default();
+        if seq.next_element::<IgnoredAny>()?.is_some() {
             return Err(de::Error::invalid_length(4, &self));
         }
-        Ok(JsonEntry {
-            ts_ns,
-            line,
-            metadata: metadata.unwrap_or_default(),
-        })
-    }
-}
-
-/// Decodes a JSON body. Any error fails the whole request, as in Loki.
-pub fn decode(body: &[u8]) -> Result<Decoded, String> {
-    let body_len = body.len();
-    let body: Body = serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
-    let streams = body
-        .streams
-        .unwrap_or_default()
-        .into_iter()
-        .map(|s| RawStream {
-            labels: RawLabels::Pairs(s.stream.unwrap_or_default().into_iter().collect()),
-            entries: s
-                .values
-                .unwrap_or_default()
+        Ok(RawEntry {
+            ts_ns: Ok(ts_ns),
+            line: Bytes::from(line),
+            metadata: metadata
                 .into_iter()
-                .flatten()
-                .map(|e| RawEntry {
-                    ts_ns: Ok(e.ts_ns),
-                    line: Bytes::from(e.line),
-                    metadata: e
-                        .metadata
-                        .into_iter()
-                        .map(|(k, v)| (Bytes::from(k), Bytes::from(v)))
-                        .collect(),
-                })
+                .map(|(k, v)| (Bytes::from(k), Bytes::from(v)))
                 .collect(),
         })
-        .collect();
-    Ok(Decoded {
-        streams,
-        raw_bytes: body_len,
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::push::budget::Budget;
+    use std::sync::Arc;
+
+    fn run(body: &str, limits: &Limits) -> Result<Decoded, PushError> {
+        let budget = Budget::new(limits);
+        let token: Arc<str> = Arc::from("t");
+        let mut charge = budget.charge(&token)?;
+        let mut meter = Meter::new(&mut charge, limits);
+        decode(body.as_bytes(), &mut meter)
+    }
 
     #[test]
     fn takes_loki_shapes() {
-        let d = decode(
-            br#"{"streams":[{"stream":{"job":"sshd"},"values":[["1","a"],null,["2","b",{"k":"v"}]]},
-                 {"stream":{"job":"x"},"values":null}],"extra":1}"#,
+        let d = run(
+            r#"{"streams":[{"stream":{"job":"sshd"},"values":[["1","a"],null,["2","b",{"k":"v"}]]},
+                 {"stream":{"job":"x"},"values":null},null],"extra":1}"#,
+            &Limits::default(),
         )
         .unwrap();
         assert_eq!(d.streams.len(), 2);
@@ -133,9 +402,43 @@ mod tests {
             r#"{"streams":[{"stream":{"a":"b"},"values":[["1","a",{"k":1}]]}]}"#,
             r#"{"streams":[{"stream":{"a":"b"},"values":[["1"]]}]}"#,
             r#"{"streams":[{"stream":{"a":1},"values":[]}]}"#,
+            r#"{"streams":[{"stream":{"a":"b"},"values":[["1","a",{},1]]}]}"#,
             r#"{"streams":"#,
+            r#"{"streams":[]} x"#,
         ] {
-            assert!(decode(bad.as_bytes()).is_err(), "{bad}");
+            let e = run(bad, &Limits::default()).unwrap_err();
+            assert!(matches!(e, PushError::BadRequest(_)), "{bad}: {e:?}");
         }
+    }
+
+    #[test]
+    fn counts_are_refused_as_they_are_read() {
+        let limits = Limits {
+            max_entries_per_request: 3,
+            max_streams_per_request: 2,
+            ..Limits::default()
+        };
+        let entries = r#"{"streams":[{"stream":{"a":"b"},"values":[["1","a"],["1","a"],["1","a"],["1","a"]]}]}"#;
+        assert!(
+            matches!(run(entries, &limits), Err(PushError::TooLarge(m)) if m.contains("more than 3 entries"))
+        );
+        let streams = r#"{"streams":[{},{},{}]}"#;
+        assert!(
+            matches!(run(streams, &limits), Err(PushError::TooLarge(m)) if m.contains("streams"))
+        );
+    }
+
+    #[test]
+    fn pairs_are_charged_before_they_are_kept() {
+        let limits = Limits {
+            token_max_inflight_bytes: 100 * PAIR_OVERHEAD,
+            ..Limits::default()
+        };
+        let pairs: Vec<String> = (0..2000).map(|i| format!("\"k{i}\":\"\"")).collect();
+        let body = format!(
+            r#"{{"streams":[{{"stream":{{"a":"b"}},"values":[["1","a",{{{}}}]]}}]}}"#,
+            pairs.join(",")
+        );
+        assert!(matches!(run(&body, &limits), Err(PushError::TooLarge(_))));
     }
 }

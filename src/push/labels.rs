@@ -17,7 +17,9 @@ pub struct LabelError {
 }
 
 /// Parses a label string into (name, value) pairs in the order given, empty values dropped.
-pub fn parse(text: &[u8]) -> Result<Vec<(String, String)>, LabelError> {
+/// More than `max_pairs` pairs is an error as soon as the next one is met, so a label string
+/// of millions of pairs is never built: each would cost two strings.
+pub fn parse(text: &[u8], max_pairs: usize) -> Result<Vec<(String, String)>, LabelError> {
     let mut p = Parser { s: text, i: 0 };
     p.ws();
     p.expect(b'{')?;
@@ -33,6 +35,9 @@ pub fn parse(text: &[u8]) -> Result<Vec<(String, String)>, LabelError> {
         p.ws();
         let value = p.value()?;
         if !value.is_empty() {
+            if out.len() == max_pairs {
+                return Err(p.err(format!("more than {max_pairs} label names")));
+            }
             out.push((name, value));
         }
         p.ws();
@@ -241,7 +246,17 @@ mod tests {
     use super::*;
 
     fn p(s: &str) -> Vec<(String, String)> {
-        parse(s.as_bytes()).unwrap()
+        parse(s.as_bytes(), 64).unwrap()
+    }
+
+    #[test]
+    fn a_label_string_of_many_pairs_stops_at_the_first_one_over() {
+        let many = format!("{{{}}}", "a=\"b\",".repeat(1_000_000));
+        let e = parse(many.as_bytes(), 17).unwrap_err();
+        assert!(e.what.contains("more than 17"), "{e}");
+        assert!(e.col < 200, "stopped at col {}", e.col);
+        let empties = format!("{{{}a=\"b\"}}", "e=\"\",".repeat(100));
+        assert_eq!(parse(empties.as_bytes(), 1).unwrap().len(), 1);
     }
 
     #[test]
@@ -287,7 +302,7 @@ mod tests {
             "{a=\"\\q\"}",
             "{a=\"\\xff\"}",
         ] {
-            let e = parse(bad.as_bytes()).unwrap_err();
+            let e = parse(bad.as_bytes(), 64).unwrap_err();
             assert!(e.col >= 1, "{bad}: {e}");
         }
     }

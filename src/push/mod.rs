@@ -51,12 +51,26 @@ use crate::token::Verifier;
 /// Compressed body size limit. Alloy and promtail send batches of about 1 MiB; Loki allows
 /// 100 MiB, which a small box cannot hold for many clients at once. Key `limits.max_body_bytes`.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
-/// Decompressed body size limit, checked before inflating. Key `limits.max_decompressed_bytes`.
-pub const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 64 << 20;
+/// Decompressed body size limit, checked before inflating: 16 times an agent's 1 MiB batch,
+/// and small enough that the largest request fits in one token's share of the budget.
+/// Key `limits.max_decompressed_bytes`.
+pub const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 16 << 20;
 /// Entries in one request, counted on the wire before decoding, since a tiny encoded entry
 /// costs ~100 bytes decoded. Alloy's 1 MiB batches hold a few thousand.
 /// Key `limits.max_entries_per_request`.
 pub const DEFAULT_MAX_ENTRIES_PER_REQUEST: usize = 100_000;
+/// Streams in one request, counted on the wire (protobuf) or as they are read (JSON) before
+/// they are kept: an empty stream is two bytes on the wire and hundreds once decoded. An
+/// agent's batch holds one stream per label set it saw, rarely a thousand.
+/// Key `limits.max_streams_per_request`.
+pub const DEFAULT_MAX_STREAMS_PER_REQUEST: usize = 20_000;
+/// Slowest a body may arrive, on average from the end of its first second: a body that
+/// trickles slower is cut off (408), so slow uploads cannot hold the budget and the push
+/// slots. A 1 MiB agent batch (a few hundred KiB compressed) at this rate still arrives well
+/// inside the body timeout. Key `limits.min_body_bytes_per_second` (0 = no minimum).
+pub const DEFAULT_MIN_BODY_BYTES_PER_SECOND: u64 = 16 << 10;
+/// How long a body may take to start before the minimum rate applies.
+pub const BODY_RATE_GRACE: Duration = Duration::from_secs(1);
 /// Pushes decoded or waiting for durability at once; beyond it, 503 at once instead of a
 /// growing queue. Bounds the memory of request bodies. Key `limits.max_inflight_pushes`.
 pub const DEFAULT_MAX_INFLIGHT_PUSHES: usize = 64;
@@ -98,9 +112,16 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub max_decompressed_bytes: usize,
     pub max_entries_per_request: usize,
+    pub max_streams_per_request: usize,
     pub max_inflight_pushes: usize,
     /// Bytes all pushes in flight may hold together ([`budget`]).
     pub max_inflight_bytes: usize,
+    /// Bytes one token's pushes in flight may hold together.
+    pub token_max_inflight_bytes: usize,
+    /// Pushes one token may have in flight at once.
+    pub token_max_inflight_pushes: usize,
+    /// Slowest average body rate after [`BODY_RATE_GRACE`]; 0 = none.
+    pub min_body_bytes_per_second: u64,
     pub max_line_size: usize,
     pub max_label_names_per_series: usize,
     pub max_label_name_length: usize,
@@ -122,8 +143,12 @@ impl Default for Limits {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
             max_entries_per_request: DEFAULT_MAX_ENTRIES_PER_REQUEST,
+            max_streams_per_request: DEFAULT_MAX_STREAMS_PER_REQUEST,
             max_inflight_pushes: DEFAULT_MAX_INFLIGHT_PUSHES,
             max_inflight_bytes: budget::DEFAULT_MAX_INFLIGHT_BYTES,
+            token_max_inflight_bytes: budget::DEFAULT_TOKEN_MAX_INFLIGHT_BYTES,
+            token_max_inflight_pushes: budget::DEFAULT_TOKEN_MAX_INFLIGHT_PUSHES,
+            min_body_bytes_per_second: DEFAULT_MIN_BODY_BYTES_PER_SECOND,
             max_line_size: DEFAULT_MAX_LINE_SIZE,
             max_label_names_per_series: DEFAULT_MAX_LABEL_NAMES,
             max_label_name_length: DEFAULT_MAX_LABEL_NAME_LENGTH,
@@ -178,7 +203,7 @@ impl PushState {
             throttle: auth::AuthThrottle::new(limits.auth_failures_per_minute),
             rates: auth::RateLimiter::new(&limits),
             inflight: Semaphore::new(limits.max_inflight_pushes),
-            memory: budget::Budget::new(limits.max_inflight_bytes),
+            memory: budget::Budget::new(&limits),
             limits,
             ready,
         }
@@ -251,8 +276,14 @@ async fn handle(
     let who = auth::authenticate(headers, conn, &st.verifier, &st.throttle)
         .inspect_err(|e| st.metrics.auth_failed(e.reason()))?;
     let tenant = tenant(headers)?;
-    let mut charge = st.memory.charge();
-    let body = read_body(body, headers, &st.limits, &mut charge).await?;
+    let mut charge = st.memory.charge(&who.name)?;
+    let body = read_body(body, headers, &st.limits, &mut charge)
+        .await
+        .inspect_err(|e| {
+            if let PushError::BodyTooSlow { .. } = e {
+                tracing::info!(peer = %conn.peer, token = %who.name, "push body too slow; cut off");
+            }
+        })?;
     let decoded = decode::decode(
         header_str(headers, header::CONTENT_TYPE),
         header_str(headers, header::CONTENT_ENCODING),
@@ -263,7 +294,7 @@ async fn handle(
     if decoded.streams.is_empty() {
         return Err(PushError::NoStreams);
     }
-    charge.take_for_entries(decoded.raw_bytes, decoded.entries())?;
+    charge.take_for_copies(decoded.raw_bytes)?;
     let mut checked = validate::check(decoded, &who.labels, &st.limits, crate::clock::now_ns());
     enrich::apply(&mut checked.streams);
     if checked.entries > 0 {
@@ -312,8 +343,9 @@ fn tenant(h: &HeaderMap) -> Result<String, PushError> {
     Ok(String::from_utf8_lossy(bytes).into_owned())
 }
 
-/// Reads the body, refusing it as soon as it is known to be over the limit, and taking each
-/// part from `charge` before it is kept.
+/// Reads the body, refusing it as soon as it is known to be over the limit, taking each part
+/// from `charge` before memory is reserved for it, and cutting off a body that arrives slower
+/// than the minimum rate once its grace second is over.
 async fn read_body(
     body: Body,
     headers: &HeaderMap,
@@ -321,40 +353,69 @@ async fn read_body(
     charge: &mut budget::Charge<'_>,
 ) -> Result<Bytes, PushError> {
     let max = limits.max_body_bytes;
-    let too_large = || {
-        PushError::TooLarge(format!(
-            "request body too large: over the limit of {max} bytes"
-        ))
-    };
     let declared = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return Err(too_large());
+        return Err(body_too_large(max));
     }
     let declared = declared.unwrap_or(0) as usize;
     charge.take(declared)?;
-    let collect = async {
-        let mut body = body;
-        let (mut buf, mut taken) = (Vec::with_capacity(declared), declared);
-        while let Some(frame) = body.frame().await {
-            let frame = frame
-                .map_err(|e| PushError::BadRequest(format!("could not read the body: {e}")))?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            let len = buf.len() + data.len();
-            if len > max {
-                return Err(too_large());
-            }
-            if len > taken {
-                charge.take(len - taken)?;
-                taken = len;
-            }
-            buf.extend_from_slice(&data);
-        }
-        Ok(Bytes::from(buf))
-    };
+    let mut buf = Vec::with_capacity(declared);
+    let collect = collect_body(body, &mut buf, limits, charge);
     match tokio::time::timeout(limits.body_timeout, collect).await {
         Err(_) => Err(PushError::BodyTimeout(limits.body_timeout.as_secs())),
-        Ok(result) => result,
+        Ok(result) => result.map(|()| Bytes::from(buf)),
+    }
+}
+
+fn body_too_large(max: usize) -> PushError {
+    PushError::TooLarge(format!(
+        "request body too large: over the limit of {max} bytes (limits.max_body_bytes)"
+    ))
+}
+
+/// The frames of `body` into `buf`, whose capacity is always charged.
+async fn collect_body(
+    mut body: Body,
+    buf: &mut Vec<u8>,
+    limits: &Limits,
+    charge: &mut budget::Charge<'_>,
+) -> Result<(), PushError> {
+    let max = limits.max_body_bytes;
+    let rate = limits.min_body_bytes_per_second;
+    let started = tokio::time::Instant::now();
+    let mut taken = buf.capacity();
+    loop {
+        let frame = if rate == 0 {
+            body.frame().await
+        } else {
+            // By time t, at least rate x (t - grace) bytes must have come.
+            let due = started
+                + BODY_RATE_GRACE
+                + Duration::from_secs_f64((buf.len() as f64 + 1.0) / rate as f64);
+            tokio::time::timeout_at(due, body.frame())
+                .await
+                .map_err(|_| PushError::BodyTooSlow { rate })?
+        };
+        let Some(frame) = frame else {
+            return Ok(());
+        };
+        let frame =
+            frame.map_err(|e| PushError::BadRequest(format!("could not read the body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let len = buf.len() + data.len();
+        if len > max {
+            return Err(body_too_large(max));
+        }
+        if len > buf.capacity() {
+            let want = len.max(buf.capacity().saturating_mul(2)).min(max);
+            if want > taken {
+                charge.take(want - taken)?;
+                taken = want;
+            }
+            buf.reserve_exact(want - buf.len());
+        }
+        buf.extend_from_slice(&data);
     }
 }

@@ -1,7 +1,8 @@
 //! Loki's push protobuf (`logproto.PushRequest`), written out by hand for prost.
 //!
-//! Owns: the message types, a check of the wire format that counts entries before anything
-//! is allocated for them, and the encoder that the load generator and tests use.
+//! Owns: the message types, a walk of the wire format that counts streams, entries and
+//! metadata pairs before anything is allocated for them, and the encoder that the load
+//! generator and tests use.
 //!
 //! Must not: interpret labels or validate entries. Strings are read as bytes so that one
 //! entry with invalid UTF-8 is rejected alone instead of failing the whole request.
@@ -37,9 +38,8 @@ pub struct EntryAdapter {
     pub line: Bytes,
     #[prost(message, repeated, tag = "3")]
     pub structured_metadata: Vec<LabelPairAdapter>,
-    /// Query-side only; ignored on push.
-    #[prost(message, repeated, tag = "4")]
-    pub parsed: Vec<LabelPairAdapter>,
+    // Field 4, `parsed`, is query-side only: it is not declared, so decoding skips it
+    // without allocating, however many pairs a client sends.
 }
 
 /// `google.protobuf.Timestamp`.
@@ -59,22 +59,38 @@ pub struct LabelPairAdapter {
     pub value: Bytes,
 }
 
-/// Counts the entries of an encoded `PushRequest` by walking the wire format, without
-/// decoding. `Err` means the bytes are not a well-formed protobuf message.
-pub fn count_entries(buf: &[u8]) -> Result<usize, &'static str> {
-    let mut entries = 0;
-    walk(buf, |field, wire, body| {
+/// What decoding an encoded `PushRequest` will build, counted on the wire.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shape {
+    pub streams: usize,
+    pub entries: usize,
+    /// Structured metadata pairs over all entries.
+    pub pairs: usize,
+}
+
+/// Walks the wire format of an encoded `PushRequest` without decoding it, counting what the
+/// decoder would allocate. `Err` means the bytes are not a well-formed protobuf message.
+pub fn shape(buf: &[u8]) -> Result<Shape, &'static str> {
+    let mut out = Shape::default();
+    walk(buf, |field, wire, stream| {
         if field == 1 && wire == 2 {
-            walk(body, |f, w, _| {
+            out.streams += 1;
+            walk(stream, |f, w, entry| {
                 if f == 2 && w == 2 {
-                    entries += 1;
+                    out.entries += 1;
+                    walk(entry, |f, w, _| {
+                        if f == 3 && w == 2 {
+                            out.pairs += 1;
+                        }
+                        Ok(())
+                    })?;
                 }
                 Ok(())
             })?;
         }
         Ok(())
     })?;
-    Ok(entries)
+    Ok(out)
 }
 
 /// Calls `f(field, wire_type, length_delimited_body)` for each top-level field of `buf`.
@@ -131,15 +147,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counting_agrees_with_decoding() {
+    fn the_walk_counts_what_decoding_builds() {
         let entry = |i: i64| EntryAdapter {
             timestamp: Some(Timestamp {
                 seconds: i,
                 nanos: 5,
             }),
             line: Bytes::from(format!("line {i}")),
-            structured_metadata: vec![],
-            parsed: vec![],
+            structured_metadata: vec![LabelPairAdapter {
+                name: Bytes::from_static(b"k"),
+                value: Bytes::from_static(b"v"),
+            }],
         };
         let req = PushRequest {
             streams: vec![
@@ -157,8 +175,18 @@ mod tests {
             format: Bytes::new(),
         };
         let raw = prost::Message::encode_to_vec(&req);
-        assert_eq!(count_entries(&raw), Ok(5));
-        assert!(count_entries(&raw[..raw.len() - 1]).is_err());
-        assert!(count_entries(&[0x0a, 0xff]).is_err());
+        let want = Shape {
+            streams: 2,
+            entries: 5,
+            pairs: 5,
+        };
+        assert_eq!(shape(&raw), Ok(want));
+        assert!(shape(&raw[..raw.len() - 1]).is_err());
+        assert!(shape(&[0x0a, 0xff]).is_err());
+        // Empty streams cost nothing on the wire but a stream each once decoded.
+        assert_eq!(
+            shape(&[0x0a, 0x00].repeat(1000)).map(|s| s.streams),
+            Ok(1000)
+        );
     }
 }

@@ -69,7 +69,9 @@ fn stream_labels(
     let (mut pairs, shown) = match &s.labels {
         RawLabels::Text(t) => {
             let shown = String::from_utf8_lossy(t).into_owned();
-            let p = labels::parse(t).map_err(|e| format!("stream '{shown}': {e}"))?;
+            // Beyond this many the stream is refused whatever forced labels replace.
+            let most = limits.max_label_names_per_series + forced.len() + 1;
+            let p = labels::parse(t, most).map_err(|e| format!("stream '{shown}': {e}"))?;
             (p, shown)
         }
         RawLabels::Pairs(p) => {

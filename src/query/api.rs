@@ -224,6 +224,7 @@ where
     let engine = st.engine.clone();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        crate::failpoint::pause(crate::failpoint::at::QUERY_IN_SLOT);
         f(&engine, budget)
     })
     .await

@@ -68,11 +68,17 @@ impl IntoResponse for QueryError {
         }
         let mut body = self.to_string();
         body.push('\n');
-        (
+        let mut resp = (
             self.status(),
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             body,
         )
-            .into_response()
+            .into_response();
+        if let QueryError::Busy = self {
+            // Momentary: every slot is taken. Clients may retry after a second.
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        resp
     }
 }

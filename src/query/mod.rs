@@ -46,6 +46,11 @@ pub use error::QueryError;
 /// Queries that may run at once; more wait, then get 429. Key `query.max_concurrent`.
 pub const DEFAULT_MAX_CONCURRENT: usize = 4;
 
+/// Requests one read token may have running at once on the remote read listener; the rest
+/// of its requests wait (then get 429), so one token cannot take every query slot from the
+/// others (Grafana's and an alerting token, say). Key `query.max_concurrent_per_token`.
+pub const DEFAULT_MAX_CONCURRENT_PER_TOKEN: usize = 2;
+
 /// Live tails that may be open at once: Loki's `max_concurrent_tail_requests`.
 /// Key `query.max_concurrent_tails`.
 pub const DEFAULT_MAX_TAILS: usize = 10;

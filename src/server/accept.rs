@@ -1,16 +1,19 @@
 //! The accept loop of one listener: connection limit, TLS handshake, HTTP/1.1 and HTTP/2,
 //! header limits and timeouts, and graceful draining.
 //!
-//! Owns: what happens between a TCP accept and the router: a permit per connection (taken
-//! before anything is read; none left means the socket is closed at once), a deadline on the
-//! TLS handshake and on request headers, the connection's identity (peer address, client
-//! certificate names) attached to every request, and on stop: no new connections, in-flight
-//! requests finished within the grace period.
+//! Owns: what happens between a TCP accept and the router: a permit per connection and a
+//! count per peer address (both taken before anything is read; none left means the socket is
+//! closed at once), a deadline on the first byte, on the TLS handshake and on request
+//! headers, the connection's identity (peer address, client certificate names) attached to
+//! every request, and on stop: no new connections, in-flight requests finished within the
+//! grace period.
 //!
 //! Must not: contain handlers or know what a route does.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use hyper::body::Incoming;
@@ -42,6 +45,7 @@ pub struct Endpoint {
 /// period.
 pub async fn serve(ep: Endpoint, mut stop: watch::Receiver<bool>) {
     let permits = Arc::new(Semaphore::new(ep.limits.max_connections));
+    let peers = Arc::new(PeerCounts::default());
     let graceful = GracefulShutdown::new();
     let builder = Arc::new(http_builder(&ep.limits));
     loop {
@@ -65,12 +69,23 @@ pub async fn serve(ep: Endpoint, mut stop: watch::Receiver<bool>) {
             drop(tcp);
             continue;
         };
+        let Some(peer_slot) =
+            PeerCounts::take(&peers, peer.ip(), ep.limits.max_connections_per_peer)
+        else {
+            ep.metrics
+                .connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(listener = ep.name, %peer, "too many connections from this peer");
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let conn = Conn {
             app: ep.app.clone(),
             builder: Arc::clone(&builder),
             metrics: Arc::clone(&ep.metrics),
-            handshake_timeout: ep.limits.header_timeout,
+            first_byte_timeout: ep.limits.first_byte_timeout,
+            handshake_timeout: ep.limits.tls_handshake_timeout,
             peer,
         };
         let watcher = graceful.watcher();
@@ -79,18 +94,16 @@ pub async fn serve(ep: Endpoint, mut stop: watch::Receiver<bool>) {
             conn.metrics
                 .connections_open
                 .fetch_add(1, Ordering::Relaxed);
-            match tls {
-                None => {
-                    if conn.first_byte(&tcp).await {
-                        conn.http(tcp, Vec::new(), watcher).await;
-                    }
+            if conn.first_byte(&tcp).await {
+                match tls {
+                    None => conn.http(tcp, Vec::new(), watcher).await,
+                    Some(tls) => conn.tls(tcp, &tls, watcher).await,
                 }
-                Some(tls) => conn.tls(tcp, &tls, watcher).await,
             }
             conn.metrics
                 .connections_open
                 .fetch_sub(1, Ordering::Relaxed);
-            drop(permit);
+            drop((permit, peer_slot));
         });
     }
     drop(ep.listener);
@@ -117,23 +130,65 @@ fn http_builder(limits: &ServerLimits) -> Builder<TokioExecutor> {
     b
 }
 
+/// Open connections per peer address, so one address cannot hold the whole listener.
+#[derive(Debug, Default)]
+struct PeerCounts(Mutex<HashMap<IpAddr, usize>>);
+
+/// One connection's place in its peer's count, given back when dropped.
+#[derive(Debug)]
+struct PeerSlot {
+    counts: Arc<PeerCounts>,
+    key: IpAddr,
+}
+
+impl PeerCounts {
+    /// A slot for a connection from `ip`, or `None` if its peer holds `max` already.
+    fn take(counts: &Arc<PeerCounts>, ip: IpAddr, max: usize) -> Option<PeerSlot> {
+        let key = crate::token::credentials::peer_key(ip);
+        let mut map = counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(key).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            counts: Arc::clone(counts),
+            key,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
 struct Conn {
     app: Router,
     builder: Arc<Builder<TokioExecutor>>,
     metrics: Arc<Metrics>,
+    first_byte_timeout: std::time::Duration,
     handshake_timeout: std::time::Duration,
     peer: std::net::SocketAddr,
 }
 
 impl Conn {
-    /// Waits for the client's first byte within the header deadline: a connection that never
-    /// speaks would otherwise hold its permit, since header timeouts start with the first byte.
+    /// Waits for the client's first byte (a request line or a TLS ClientHello) within the
+    /// first-byte deadline: a connection that never speaks would otherwise hold its permit,
+    /// since header and handshake timeouts start with the first byte.
     async fn first_byte(&self, tcp: &tokio::net::TcpStream) -> bool {
         let mut b = [0u8; 1];
-        match tokio::time::timeout(self.handshake_timeout, tcp.peek(&mut b)).await {
+        match tokio::time::timeout(self.first_byte_timeout, tcp.peek(&mut b)).await {
             Ok(Ok(n)) => n > 0,
             _ => {
-                tracing::debug!(peer = %self.peer, "no request within the header deadline");
+                tracing::debug!(peer = %self.peer, "no first byte within the deadline");
                 false
             }
         }

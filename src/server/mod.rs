@@ -176,7 +176,11 @@ pub async fn run(
             Arc::clone(&metrics),
         )),
         tls: None,
-        limits: cfg.server.clone(),
+        // Every local client is this box: no per-peer cap on the loopback listener.
+        limits: crate::config::ServerLimits {
+            max_connections_per_peer: cfg.server.max_connections,
+            ..cfg.server.clone()
+        },
         metrics: Arc::new(Metrics::default()),
     };
     let remote_task = listeners.remote.map(|listener| {
@@ -188,6 +192,7 @@ pub async fn run(
                 appender.clone(),
                 Arc::clone(&verifier),
                 cfg.limits.auth_failures_per_minute,
+                cfg.query.max_concurrent_per_token,
                 Arc::clone(&metrics),
             ),
             tls: remote_tls.clone(),

@@ -9,7 +9,8 @@
 //!
 //! Must not: serve the push endpoint, administration or metrics on the remote listener.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::Router;
@@ -17,6 +18,7 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::clock::{now_ns, rfc3339};
 use crate::metrics::Metrics;
@@ -49,6 +51,32 @@ struct AuditState {
 struct RemoteAuth {
     verifier: Arc<Verifier>,
     throttle: Arc<AuthThrottle>,
+    slots: Arc<TokenSlots>,
+}
+
+/// Each read token's share of the query slots: at most `per_token` of its requests run at
+/// once; the others wait, at most `wait`, then get 429.
+#[derive(Debug)]
+struct TokenSlots {
+    per_token: usize,
+    wait: std::time::Duration,
+    tokens: Mutex<HashMap<Arc<str>, Arc<Semaphore>>>,
+}
+
+impl TokenSlots {
+    async fn acquire(&self, token: &Arc<str>) -> Option<OwnedSemaphorePermit> {
+        let sem = {
+            let mut map = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(
+                map.entry(Arc::clone(token))
+                    .or_insert_with(|| Arc::new(Semaphore::new(self.per_token))),
+            )
+        };
+        tokio::time::timeout(self.wait, sem.acquire_owned())
+            .await
+            .ok()?
+            .ok()
+    }
 }
 
 /// The query API for the local listener, audited, with the principal `local`.
@@ -67,11 +95,17 @@ pub fn remote(
     appender: Appender,
     verifier: Arc<Verifier>,
     auth_failures_per_minute: u32,
+    max_concurrent_per_token: usize,
     metrics: Arc<Metrics>,
 ) -> Router {
     let auth = RemoteAuth {
         verifier,
         throttle: Arc::new(AuthThrottle::new(auth_failures_per_minute)),
+        slots: Arc::new(TokenSlots {
+            per_token: max_concurrent_per_token.max(1),
+            wait: state.engine.limits.timeout,
+            tokens: Mutex::new(HashMap::new()),
+        }),
     };
     audited(state, appender, "remote", metrics)
         .layer(middleware::from_fn_with_state(auth, read_auth))
@@ -100,14 +134,6 @@ async fn read_auth(State(auth): State<RemoteAuth>, mut req: Request, next: Next)
         .get::<ConnInfo>()
         .map(|c| c.peer.ip())
         .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
-    if let Err(wait) = auth.throttle.admit(ip) {
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, wait.to_string())],
-            "too many failed authentications from this address; retry later\n",
-        )
-            .into_response();
-    }
     let identity = presented_secret(req.headers())
         .map_err(|e| e.to_string())
         .and_then(|s| {
@@ -117,10 +143,28 @@ async fn read_auth(State(auth): State<RemoteAuth>, mut req: Request, next: Next)
         });
     match identity {
         Ok(id) => {
+            let Some(_slot) = auth.slots.acquire(&id.name).await else {
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::RETRY_AFTER, "1")],
+                    "too many outstanding requests for this read token \
+                     (query.max_concurrent_per_token); retry later\n",
+                )
+                    .into_response();
+            };
             req.extensions_mut().insert(Principal(Arc::clone(&id.name)));
             next.run(req).await
         }
         Err(msg) => {
+            // Only failures are throttled: a valid read token passes whatever its address did.
+            if let Err(wait) = auth.throttle.admit(ip) {
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::RETRY_AFTER, wait.to_string())],
+                    "too many failed authentications from this address; retry later\n",
+                )
+                    .into_response();
+            }
             auth.throttle.fail(ip);
             tracing::info!(peer = %ip, reason = %msg, "read authentication failed");
             (

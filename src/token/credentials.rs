@@ -81,12 +81,43 @@ impl Bucket {
     }
 }
 
-/// Limits failed authentications per peer address: a burst of `per_minute`, refilled evenly.
-/// An address over it gets 429 without its credentials being looked at.
+/// Limits failed authentications per peer: a burst of `per_minute`, refilled evenly. A peer
+/// over it gets 429 for a presented secret that is wrong; a valid secret always passes, so
+/// a misconfigured agent (or an attacker) behind the same address cannot lock a good token
+/// out. Only failures are counted and throttled, never successes.
+///
+/// Memory is bounded by [`MAX_TRACKED_PEERS`]. When the table is full, peers whose bucket has
+/// refilled are forgotten first (there is nothing to remember), then the least recently
+/// failing peer that is not throttled; a throttled peer is never forgotten. If every tracked
+/// peer is throttled, a new peer's failure goes uncounted until one of them recovers.
+///
+/// An IPv6 peer is tracked by its /64 prefix, the block one host is normally given, so a host
+/// cannot escape its throttle by rotating addresses inside its own prefix.
 #[derive(Debug)]
 pub struct AuthThrottle {
     per_minute: u32,
-    peers: Mutex<HashMap<IpAddr, Bucket>>,
+    peers: Mutex<HashMap<IpAddr, Peer>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    bucket: Bucket,
+    last_failure: Instant,
+}
+
+/// The address a peer is counted under: itself for IPv4 (and IPv4-mapped IPv6), its /64
+/// prefix for IPv6.
+pub fn peer_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
 }
 
 impl AuthThrottle {
@@ -101,22 +132,26 @@ impl AuthThrottle {
         f64::from(self.per_minute) / 60.0
     }
 
-    /// Whether `ip` may try to authenticate; `Err(seconds)` to wait when it may not.
+    fn cap(&self) -> f64 {
+        f64::from(self.per_minute)
+    }
+
+    /// Whether a failed attempt from `ip` may be answered as such (401); `Err(seconds)` to
+    /// wait when the peer is over its failures. Ask only after the secret was found wrong.
     pub fn admit(&self, ip: IpAddr) -> Result<(), u64> {
         if self.per_minute == 0 {
             return Ok(());
         }
         let now = Instant::now();
-        let cap = f64::from(self.per_minute);
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(b) = peers.get_mut(&ip) else {
+        let Some(p) = peers.get_mut(&peer_key(ip)) else {
             return Ok(());
         };
-        b.refill(self.rate(), cap, now);
-        if b.level >= 1.0 {
+        p.bucket.refill(self.rate(), self.cap(), now);
+        if p.bucket.level >= 1.0 {
             return Ok(());
         }
-        let wait = ((1.0 - b.level) / self.rate()).ceil().max(1.0) as u64;
+        let wait = ((1.0 - p.bucket.level) / self.rate()).ceil().max(1.0) as u64;
         Err(wait)
     }
 
@@ -126,20 +161,107 @@ impl AuthThrottle {
             return;
         }
         let now = Instant::now();
-        let cap = f64::from(self.per_minute);
-        let rate = self.rate();
+        let key = peer_key(ip);
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        if peers.len() >= MAX_TRACKED_PEERS && !peers.contains_key(&ip) {
-            peers.retain(|_, b| {
-                b.refill(rate, cap, now);
-                b.level < cap
-            });
-            if peers.len() >= MAX_TRACKED_PEERS {
-                peers.clear();
-            }
+        if peers.len() >= MAX_TRACKED_PEERS
+            && !peers.contains_key(&key)
+            && !self.make_room(&mut peers, now)
+        {
+            return;
         }
-        let b = peers.entry(ip).or_insert_with(|| Bucket::full(cap, now));
-        b.refill(rate, cap, now);
-        b.level = (b.level - 1.0).max(0.0);
+        let p = peers.entry(key).or_insert_with(|| Peer {
+            bucket: Bucket::full(self.cap(), now),
+            last_failure: now,
+        });
+        p.bucket.refill(self.rate(), self.cap(), now);
+        p.bucket.level = (p.bucket.level - 1.0).max(0.0);
+        p.last_failure = now;
+    }
+
+    /// Frees at least one slot without forgetting a throttled peer; false if every tracked
+    /// peer is throttled.
+    fn make_room(&self, peers: &mut HashMap<IpAddr, Peer>, now: Instant) -> bool {
+        let (rate, cap) = (self.rate(), self.cap());
+        peers.retain(|_, p| {
+            p.bucket.refill(rate, cap, now);
+            p.bucket.level < cap
+        });
+        if peers.len() < MAX_TRACKED_PEERS {
+            return true;
+        }
+        let oldest = peers
+            .iter()
+            .filter(|(_, p)| p.bucket.level >= 1.0)
+            .min_by_key(|(_, p)| p.last_failure)
+            .map(|(k, _)| *k);
+        match oldest {
+            Some(k) => {
+                peers.remove(&k);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Peers tracked now.
+    pub fn tracked(&self) -> usize {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(n: u32) -> IpAddr {
+        IpAddr::V4(std::net::Ipv4Addr::from(n))
+    }
+
+    #[test]
+    fn a_throttled_peer_is_never_forgotten_when_the_table_fills() {
+        // Regression: failures from more than MAX_TRACKED_PEERS addresses cleared the table,
+        // un-throttling an address that was locked out.
+        // One failure a minute: the locked-out address stays locked for the whole test.
+        let t = AuthThrottle::new(1);
+        let locked = v4(1);
+        for _ in 0..3 {
+            t.fail(locked);
+        }
+        assert!(t.admit(locked).is_err());
+        for n in 0..3 * MAX_TRACKED_PEERS as u32 {
+            t.fail(v4(1000 + n));
+        }
+        assert!(t.tracked() <= MAX_TRACKED_PEERS);
+        assert!(
+            t.admit(locked).is_err(),
+            "the locked-out address was forgotten"
+        );
+    }
+
+    #[test]
+    fn memory_stays_bounded_when_every_peer_is_throttled() {
+        let t = AuthThrottle::new(2);
+        for n in 0..MAX_TRACKED_PEERS as u32 + 10 {
+            let ip = v4(n);
+            t.fail(ip);
+            t.fail(ip);
+            t.fail(ip);
+        }
+        assert_eq!(t.tracked(), MAX_TRACKED_PEERS);
+        assert!(t.admit(v4(0)).is_err());
+    }
+
+    #[test]
+    fn an_ipv6_host_is_one_peer_across_its_prefix() {
+        let t = AuthThrottle::new(3);
+        for i in 0..4u16 {
+            t.fail(IpAddr::V6(std::net::Ipv6Addr::new(
+                0x2001, 0xdb8, 1, 2, i, i, i, i,
+            )));
+        }
+        let other = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 9, 9, 9, 9));
+        assert!(t.admit(other).is_err());
+        let elsewhere = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 3, 0, 0, 0, 1));
+        assert!(t.admit(elsewhere).is_ok());
     }
 }

@@ -156,8 +156,28 @@ impl Server {
 
     /// SIGTERM, then waits for the exit.
     pub fn stop(mut self) -> ExitStatus {
+        self.stop_mut()
+    }
+
+    /// [`Server::stop`] through a reference.
+    pub fn stop_mut(&mut self) -> ExitStatus {
         self.signal("TERM");
         self.wait(Duration::from_secs(60))
+    }
+
+    /// Whether the process is still running.
+    pub fn child_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The server's peak resident memory so far (`VmHWM`), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        proc_status_bytes(self.child.id(), "VmHWM")
+    }
+
+    /// The server's resident memory now (`VmRSS`), in bytes.
+    pub fn rss(&self) -> u64 {
+        proc_status_bytes(self.child.id(), "VmRSS")
     }
 
     /// Waits for the process to exit, killing it after `limit`.
@@ -195,11 +215,44 @@ impl Server {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// `daftari token create NAME [args]`; returns the secret.
+    /// `daftari token create NAME [args]`; returns the secret once the running server
+    /// accepts it (it picks up the token database within about a second).
     pub fn create_token(&self, name: &str, args: &[&str]) -> String {
         let mut all = vec!["create", name];
         all.extend_from_slice(args);
-        self.token_cmd(&all).trim().to_string()
+        let secret = self.token_cmd(&all).trim().to_string();
+        self.await_token(&secret, args.contains(&"--read"));
+        secret
+    }
+
+    /// Waits until the server accepts `secret`: a push token on the push listener (an
+    /// undecodable body gets 400 once the token is known, 401 before), a read token on the
+    /// remote read listener. A valid token is never throttled, so the 401s cannot lock it out.
+    pub fn await_token(&self, secret: &str, read: bool) {
+        let auth = [
+            ("authorization", format!("Bearer {secret}")),
+            ("content-type", "application/json".to_string()),
+        ];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = match (read, self.remote) {
+                (false, _) => {
+                    request(self.push, "POST", "/loki/api/v1/push", &auth, b"x".to_vec()).status
+                }
+                (true, Some(remote)) => {
+                    request(remote, "GET", "/loki/api/v1/labels", &auth, Vec::new()).status
+                }
+                (true, None) => return,
+            };
+            if status != 401 && status != 429 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server never took the new token"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn revoke_token(&self, name: &str) {
@@ -214,6 +267,21 @@ impl Server {
             headers.push(("content-encoding", e.to_string()));
         }
         request(self.push, "POST", "/loki/api/v1/push", &headers, body)
+    }
+
+    /// [`Server::push`], with an error instead of a panic when the exchange fails.
+    pub fn try_push(
+        &self,
+        content_type: &str,
+        encoding: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<Resp, String> {
+        let mut headers = vec![("authorization", format!("Bearer {}", self.token))];
+        headers.push(("content-type", content_type.to_string()));
+        if let Some(e) = encoding {
+            headers.push(("content-encoding", e.to_string()));
+        }
+        try_request(self.push, "POST", "/loki/api/v1/push", &headers, body)
     }
 
     /// Pushes a JSON body with `token`.
@@ -392,4 +460,89 @@ async fn collect(resp: http::Response<hyper::body::Incoming>) -> Result<Resp, St
         body: String::from_utf8_lossy(&body).into_owned(),
         version,
     })
+}
+
+/// A TCP connection to `addr` from the loopback address `src` (any of 127.0.0.0/8), so that
+/// one test can act as many peers.
+pub fn connect_from(src: std::net::Ipv4Addr, addr: SocketAddr) -> std::net::TcpStream {
+    block_on(async {
+        let sock = tokio::net::TcpSocket::new_v4()?;
+        sock.bind(SocketAddr::from((src, 0)))?;
+        let s = sock.connect(addr).await?;
+        let s = s.into_std()?;
+        s.set_nonblocking(false)?;
+        std::io::Result::Ok(s)
+    })
+    .unwrap()
+}
+
+/// One HTTP/1.1 request from the loopback address `src`, on a new connection.
+pub fn request_from(
+    src: std::net::Ipv4Addr,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> Resp {
+    use std::io::{Read, Write};
+    let mut c = connect_from(src, addr);
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    c.write_all(head.as_bytes()).unwrap();
+    let _ = c.write_all(body);
+    let mut raw = Vec::new();
+    let _ = c.read_to_end(&mut raw);
+    parse_response(&raw)
+}
+
+/// A whole HTTP/1.1 response as read off a connection (`content-length` bodies).
+pub fn parse_response(raw: &[u8]) -> Resp {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let mut headers = http::HeaderMap::new();
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':')
+            && let (Ok(k), Ok(v)) = (
+                http::HeaderName::from_bytes(k.trim().as_bytes()),
+                http::HeaderValue::from_str(v.trim()),
+            )
+        {
+            headers.append(k, v);
+        }
+    }
+    Resp {
+        status,
+        headers,
+        body: body.to_string(),
+        version: http::Version::HTTP_11,
+    }
+}
+
+/// A field of `/proc/PID/status` in bytes (`VmHWM`, `VmRSS`).
+pub fn proc_status_bytes(pid: u32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    let kb: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb * 1024
 }

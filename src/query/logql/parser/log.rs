@@ -301,17 +301,27 @@ impl Grammar<'_> {
 
     pub(super) fn label_pred(&mut self) -> Result<LabelPred, ParseError> {
         self.enter()?;
-        let mut lhs = self.label_and()?;
+        let mut levels = 1;
+        let out = self.label_or(&mut levels);
+        self.leave(levels);
+        out
+    }
+
+    /// `a or b or ...`: each `or` is a level of the tree, counted in `levels`.
+    fn label_or(&mut self, levels: &mut usize) -> Result<LabelPred, ParseError> {
+        let mut lhs = self.label_and(levels)?;
         while self.is_word("or") {
+            self.enter()?;
+            *levels += 1;
             self.bump();
-            let rhs = self.label_and()?;
+            let rhs = self.label_and(levels)?;
             lhs = LabelPred::Or(Box::new(lhs), Box::new(rhs));
         }
-        self.depth -= 1;
         Ok(lhs)
     }
 
-    fn label_and(&mut self) -> Result<LabelPred, ParseError> {
+    /// `a and b`, `a, b` or `a b`: each is a level of the tree, counted in `levels`.
+    fn label_and(&mut self, levels: &mut usize) -> Result<LabelPred, ParseError> {
         let mut lhs = self.label_atom()?;
         loop {
             let explicit = self.is_word("and") || *self.peek() == Tok::Comma;
@@ -322,6 +332,8 @@ impl Grammar<'_> {
             } else if !implicit {
                 return Ok(lhs);
             }
+            self.enter()?;
+            *levels += 1;
             let rhs = self.label_atom()?;
             lhs = LabelPred::And(Box::new(lhs), Box::new(rhs));
         }

@@ -16,8 +16,12 @@ use super::lexer::{Tok, Token, lex};
 /// Largest query text accepted: bounds parse time and memory. Key `query.max_query_bytes`.
 pub const MAX_QUERY_BYTES: usize = 128 * 1024;
 
-/// Deepest nesting of parentheses and functions: bounds recursion.
-const MAX_DEPTH: usize = 64;
+/// Deepest syntax tree a query may build: every parenthesis, function, unary sign, binary
+/// operator and label-filter `and`/`or` is one level, so a left-leaning chain such as
+/// `1+1+...+1` counts one level per operator even though it is parsed in a loop. Every later
+/// walk over the tree (evaluation, printing, cloning, dropping) recurses at most this deep,
+/// so the budget bounds the stack by construction. Real queries stay far below it.
+pub const MAX_DEPTH: usize = 64;
 
 /// Parses a whole query.
 pub fn parse(src: &str) -> Result<Expr, ParseError> {
@@ -152,12 +156,21 @@ impl Grammar<'_> {
         }
     }
 
+    /// One more level of the tree being built; refused past [`MAX_DEPTH`].
     pub(super) fn enter(&mut self) -> Result<(), ParseError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(self.error(format!("query nests deeper than {MAX_DEPTH} levels")));
+            return Err(ParseError::plain(format!(
+                "query too complex: it nests deeper than the limit of {MAX_DEPTH} levels \
+                 (parentheses, functions, operators and signs each count one)"
+            )));
         }
         Ok(())
+    }
+
+    /// Leaves `levels` levels entered with [`Grammar::enter`].
+    pub(super) fn leave(&mut self, levels: usize) {
+        self.depth -= levels;
     }
 
     // ----- expressions -------------------------------------------------------------------
@@ -195,12 +208,23 @@ impl Grammar<'_> {
     }
 
     fn binary(&mut self, min_prec: u8) -> Result<MetricExpr, ParseError> {
+        let mut levels = 0;
+        let out = self.binary_chain(min_prec, &mut levels);
+        self.leave(levels);
+        out
+    }
+
+    /// The operators of one precedence chain; each adds a level to the tree, counted in
+    /// `levels` until the chain ends.
+    fn binary_chain(&mut self, min_prec: u8, levels: &mut usize) -> Result<MetricExpr, ParseError> {
         let mut lhs = self.unary()?;
         while let Some(op) = self.bin_op() {
             let prec = op.precedence();
             if prec < min_prec {
                 break;
             }
+            self.enter()?;
+            *levels += 1;
             self.bump();
             let bool_mod = self.is_word("bool") && {
                 self.bump();
@@ -265,9 +289,11 @@ impl Grammar<'_> {
 
     fn unary(&mut self) -> Result<MetricExpr, ParseError> {
         if *self.peek() == Tok::Sub || *self.peek() == Tok::Add {
+            self.enter()?;
             let neg = self.bump() == Tok::Sub;
-            let inner = self.unary()?;
-            return Ok(match inner {
+            let inner = self.unary();
+            self.leave(1);
+            return Ok(match inner? {
                 MetricExpr::Literal(v) => MetricExpr::Literal(if neg { -v } else { v }),
                 e if neg => MetricExpr::Binary {
                     op: BinOp::Mul,
@@ -285,7 +311,7 @@ impl Grammar<'_> {
     fn primary(&mut self) -> Result<MetricExpr, ParseError> {
         self.enter()?;
         let out = self.primary_inner();
-        self.depth -= 1;
+        self.leave(1);
         out
     }
 

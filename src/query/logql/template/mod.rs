@@ -21,6 +21,17 @@ use lex::{T, Toks};
 /// Output bytes one template may produce at most: bounds `repeat` and friends.
 pub(super) const MAX_OUTPUT: usize = 64 * 1024;
 
+/// Deepest nesting of `{{if}}` blocks and parenthesised pipelines in one template, the same
+/// budget as the query around it: rendering, cloning and dropping recurse at most this deep.
+pub const MAX_DEPTH: usize = super::parser::MAX_DEPTH;
+
+fn too_deep() -> String {
+    format!(
+        "template too complex: it nests deeper than the limit of {MAX_DEPTH} levels \
+         ({{{{if}}}} blocks and parentheses each count one)"
+    )
+}
+
 #[derive(Debug, Clone)]
 pub struct Template {
     src: String,
@@ -145,7 +156,7 @@ impl Template {
     pub fn parse(src: &str) -> Result<Template, String> {
         let tokens = split(src)?;
         let mut pos = 0;
-        let (nodes, end) = parse_nodes(&tokens, &mut pos)?;
+        let (nodes, end) = parse_nodes(&tokens, &mut pos, 0)?;
         if end.is_some() {
             return Err(format!(
                 "template: {src:?}: unexpected {{{{end}}}} or {{{{else}}}}"
@@ -209,7 +220,15 @@ fn split(src: &str) -> Result<Vec<Piece>, String> {
 }
 
 /// Parses nodes until `{{end}}`/`{{else}}` (returned) or the end.
-fn parse_nodes(pieces: &[Piece], pos: &mut usize) -> Result<(Vec<Node>, Option<String>), String> {
+/// `depth` is the number of `{{if}}` blocks around these nodes.
+fn parse_nodes(
+    pieces: &[Piece],
+    pos: &mut usize,
+    depth: usize,
+) -> Result<(Vec<Node>, Option<String>), String> {
+    if depth > MAX_DEPTH {
+        return Err(too_deep());
+    }
     let mut nodes = Vec::new();
     while *pos < pieces.len() {
         let piece = &pieces[*pos];
@@ -218,11 +237,11 @@ fn parse_nodes(pieces: &[Piece], pos: &mut usize) -> Result<(Vec<Node>, Option<S
             Piece::Text(t) => nodes.push(Node::Text(t.clone())),
             Piece::Action(a) if a == "end" || a == "else" => return Ok((nodes, Some(a.clone()))),
             Piece::Action(a) if a.starts_with("if ") => {
-                let cond = parse_pipeline(&mut Toks::new(&a[3..])?)?;
-                let (then, end) = parse_nodes(pieces, pos)?;
+                let cond = parse_pipeline(&mut Toks::new(&a[3..])?, depth + 1)?;
+                let (then, end) = parse_nodes(pieces, pos, depth + 1)?;
                 let otherwise = match end.as_deref() {
                     Some("else") => {
-                        let (o, end) = parse_nodes(pieces, pos)?;
+                        let (o, end) = parse_nodes(pieces, pos, depth + 1)?;
                         if end.as_deref() != Some("end") {
                             return Err("template: missing {{end}}".into());
                         }
@@ -240,7 +259,7 @@ fn parse_nodes(pieces: &[Piece], pos: &mut usize) -> Result<(Vec<Node>, Option<S
             Piece::Action(a) if a.starts_with("/*") => {}
             Piece::Action(a) => {
                 let mut t = Toks::new(a)?;
-                let p = parse_pipeline(&mut t)?;
+                let p = parse_pipeline(&mut t, depth)?;
                 if t.pos < t.toks.len() {
                     return Err(format!(
                         "template: unexpected {:?} in action",
@@ -254,16 +273,20 @@ fn parse_nodes(pieces: &[Piece], pos: &mut usize) -> Result<(Vec<Node>, Option<S
     Ok((nodes, None))
 }
 
-fn parse_pipeline(t: &mut Toks) -> Result<Pipeline, String> {
-    let mut cmds = vec![parse_command(t)?];
+/// `depth` counts the `{{if}}` blocks and parentheses around this pipeline.
+fn parse_pipeline(t: &mut Toks, depth: usize) -> Result<Pipeline, String> {
+    if depth > MAX_DEPTH {
+        return Err(too_deep());
+    }
+    let mut cmds = vec![parse_command(t, depth)?];
     while t.peek() == Some(&T::Pipe) {
         t.pos += 1;
-        cmds.push(parse_command(t)?);
+        cmds.push(parse_command(t, depth)?);
     }
     Ok(cmds)
 }
 
-fn parse_command(t: &mut Toks) -> Result<Command, String> {
+fn parse_command(t: &mut Toks, depth: usize) -> Result<Command, String> {
     let func = match t.peek() {
         Some(T::Word(w)) => {
             if !FUNCS.contains(&w.as_str()) {
@@ -286,7 +309,7 @@ fn parse_command(t: &mut Toks) -> Result<Command, String> {
             T::Word(w) => return Err(format!("template: function {w:?} not defined")),
             T::Open => {
                 t.pos += 1;
-                let p = parse_pipeline(t)?;
+                let p = parse_pipeline(t, depth + 1)?;
                 if t.peek() != Some(&T::Close) {
                     return Err("template: unclosed (".into());
                 }
