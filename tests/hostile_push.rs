@@ -10,6 +10,7 @@ mod common;
 use std::io::Write;
 
 use bytes::Bytes;
+use common::encode::{deflate, gzip, snappy};
 use common::rng::{Rng, seed_and_cases};
 use common::server::{Resp, Server, pushed};
 use daftari::push::proto::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp};
@@ -57,20 +58,13 @@ fn start_with(config: &str) -> (tempfile::TempDir, Server) {
     (tmp, s)
 }
 
-fn gzip(raw: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    e.write_all(raw).unwrap();
-    e.finish().unwrap()
-}
-
-fn deflate(raw: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(raw).unwrap();
-    e.finish().unwrap()
-}
-
-fn snappy(raw: &[u8]) -> Vec<u8> {
-    snap::raw::Encoder::new().compress_vec(raw).unwrap()
+/// A JSON push of `n` tiny entries in one stream.
+fn json_entries(n: i64) -> String {
+    let values: Vec<String> = (0..n).map(|i| format!(r#"["{}","e"]"#, TS + i)).collect();
+    format!(
+        r#"{{"streams":[{{"stream":{{"job":"many"}},"values":[{}]}}]}}"#,
+        values.join(",")
+    )
 }
 
 /// A protobuf entry message body: timestamp, line, then `extra` raw bytes of fields.
@@ -173,13 +167,7 @@ fn amplifying_bodies_at_the_default_limits_are_refused_with_memory_bounded() {
     tiny.extend(br#"["1","a"]]}]}"#);
     let r = s.push(json, Some("gzip"), gzip(&tiny));
     assert_final(&r, 413, "too large", "7 M tiny JSON entries, gzip");
-    let values: Vec<String> = (0..150_000)
-        .map(|i| format!(r#"["{}","e"]"#, TS + i))
-        .collect();
-    let many = format!(
-        r#"{{"streams":[{{"stream":{{"job":"many"}},"values":[{}]}}]}}"#,
-        values.join(",")
-    );
+    let many = json_entries(150_000);
     let r = s.push_json(&s.token, &many);
     assert_final(&r, 413, "max_entries_per_request", "150,000 JSON entries");
     let four = vec![empty.clone(); 4];
@@ -250,13 +238,7 @@ fn decoded_units_are_priced_before_they_are_built() {
     );
     assert_eq!(r.status, 204, "parsed pairs: {}", r.body);
     // JSON entries over the count stop the decoder at the first one over.
-    let values: Vec<String> = (0..30_000)
-        .map(|i| format!(r#"["{}","e"]"#, TS + i))
-        .collect();
-    let many = format!(
-        r#"{{"streams":[{{"stream":{{"job":"many"}},"values":[{}]}}]}}"#,
-        values.join(",")
-    );
+    let many = json_entries(30_000);
     let r = s.push(
         "application/json",
         Some("deflate"),

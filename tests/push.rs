@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::encode::{deflate, gzip};
 use common::server::{Resp, Server, pushed, records, request};
 use daftari::push::proto::{
     EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp, encode_snappy,
@@ -78,18 +79,6 @@ fn proto(streams: Vec<(&str, Vec<EntryAdapter>)>) -> Vec<u8> {
             .collect(),
         format: Bytes::new(),
     })
-}
-
-fn gzip(b: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(b).unwrap();
-    e.finish().unwrap()
-}
-
-fn deflate(b: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(b).unwrap();
-    e.finish().unwrap()
 }
 
 fn assert_status(r: &Resp, status: u16, needle: &str) {

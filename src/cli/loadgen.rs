@@ -15,9 +15,12 @@ use daftari::loadgen::{self, Options, Report};
 
 use super::spawn::Spawned;
 
-/// The spawned server's config: per-token rate limits off, so the figures are the sink's.
-const UNLIMITED_TOKENS: &str =
-    "[limits]\ntoken_entries_per_second = 0\ntoken_bytes_per_second = 0\n";
+/// The spawned server's config: per-token rate limits off and the one token's share of the
+/// push budget the whole budget, since it stands in for a whole fleet: the figures are the
+/// sink's.
+const UNLIMITED_TOKENS: &str = "[limits]\ntoken_entries_per_second = 0\n\
+    token_bytes_per_second = 0\ntoken_max_inflight_pushes = 64\n\
+    token_max_inflight_bytes = 268435456\n";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

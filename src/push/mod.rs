@@ -1,15 +1,15 @@
 //! The push plane: `POST /loki/api/v1/push` and `GET /ready`, and nothing else.
 //!
-//! Owns: the push router, the request path (authenticate, read the body within its limits,
-//! decode, validate, rate-limit, append, answer only once durable), and the limits that
-//! bound it.
+//! Owns: the push router, the request path (authenticate, take the token's share, read the
+//! body within its limits and minimum rate, decode, validate, rate-limit, append, answer
+//! only once durable), and the limits that bound it.
 //!
 //! Must not: name the query plane, token management, verify, a reader, or anything that can
 //! read, change or delete records. It holds an [`Appender`] and a token [`Verifier`] only.
 //!
 //! Layout:
 //! - `auth`: credentials, the per-peer failure throttle, per-token rate limits;
-//! - `budget`: the memory all pushes in flight may hold together;
+//! - `budget`: the memory all pushes in flight may hold together, and each token's share;
 //! - `decode`: content encodings and body formats, with every size check before allocation;
 //! - `proto`, `json`: the two body formats;
 //! - `labels`: the label string;

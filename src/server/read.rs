@@ -2,7 +2,8 @@
 //! remote read listener behind read tokens; every read request is recorded in the ledger.
 //!
 //! Owns: the read-token check of the remote listener (a push token is refused there, and a
-//! read token is refused by the push listener, which only knows push tokens), and the audit
+//! read token is refused by the push listener, which only knows push tokens), each read
+//! token's share of the query slots (`query.max_concurrent_per_token`), and the audit
 //! record: each request on a read listener is appended to `{__daftari__="audit"}` (principal,
 //! listener, endpoint, query, time range, result count, status) before its answer is sent.
 //! A read that cannot be recorded is not answered (503).

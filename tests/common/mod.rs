@@ -2,6 +2,7 @@
 //! copying them, and running the real `daftari` binary.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod encode;
 pub mod rng;
 pub mod server;
 
