@@ -2,9 +2,11 @@
 //!
 //! Owns: the exact shape Loki accepts (timestamps as strings of integer nanoseconds, lines as
 //! strings, an optional object of string metadata, `null` streams, values and entries
-//! skipped, unknown keys ignored), decoded by a [`Meter`] that counts every stream, entry and
-//! pair and charges the push budget for it before it is kept, so a body of millions of empty
-//! objects is refused while it is read, not after it was built.
+//! skipped, unknown keys ignored), decoded by a [`Meter`] that counts every stream, entry,
+//! pair and string and charges the push budget for it before it is kept, so a body of
+//! millions of empty objects is refused while it is read, not after it was built. Besides
+//! what it charges, decoding holds only `serde_json`'s scratch buffer, which grows to the
+//! longest escaped string of the body, and at most [`METER_STEP`] counted but not yet taken.
 //!
 //! Must not: validate labels or limits on entries; that happens for both body formats in
 //! `validate`.
@@ -75,17 +77,34 @@ impl<'c, 'b> Meter<'c, 'b> {
         self.add(STREAM_OVERHEAD)
     }
 
-    fn entry<E: de::Error>(&mut self, line: usize) -> Result<(), E> {
+    fn entry<E: de::Error>(&mut self) -> Result<(), E> {
         self.entries += 1;
         if self.entries > self.limits.max_entries_per_request {
             let max = self.limits.max_entries_per_request;
             return Err(self.stop(too_many("entries", None, max)));
         }
-        self.add(ENTRY_OVERHEAD + line)
+        self.add(ENTRY_OVERHEAD)
     }
+}
 
-    fn pair<E: de::Error>(&mut self, name: usize, value: usize) -> Result<(), E> {
-        self.add(PAIR_OVERHEAD + name + value)
+/// A string, counted before it is copied out of the body.
+struct Counted<'m, 'c, 'b>(&'m mut Meter<'c, 'b>);
+
+impl<'de> DeserializeSeed<'de> for Counted<'_, '_, '_> {
+    type Value = String;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Counted<'_, '_, '_> {
+    type Value = String;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        self.0.add(v.len())?;
+        Ok(v.to_owned())
     }
 }
 
@@ -287,8 +306,9 @@ impl<'de> Visitor<'de> for PairsSeed<'_, '_, '_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = BTreeMap::new();
-        while let Some((k, v)) = map.next_entry::<String, String>()? {
-            self.0.pair(k.len(), v.len())?;
+        while let Some(k) = map.next_key_seed(Counted(&mut *self.0))? {
+            self.0.add(PAIR_OVERHEAD)?;
+            let v = map.next_value_seed(Counted(&mut *self.0))?;
             out.insert(k, v);
         }
         Ok(out.into_iter().collect())
@@ -335,18 +355,18 @@ impl<'de> Visitor<'de> for EntrySeed<'_, '_, '_> {
         f.write_str(r#"an entry ["<unix ns>", "<line>"] or ["<unix ns>", "<line>", {metadata}]"#)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawEntry, A::Error> {
-        let ts: String = seq
-            .next_element()?
+        self.0.entry()?;
+        let ts = seq
+            .next_element_seed(Counted(&mut *self.0))?
             .ok_or_else(|| de::Error::invalid_length(0, &self))?;
         let ts_ns = ts.parse::<i64>().map_err(|_| {
             de::Error::custom(format!(
                 "timestamp {ts:?} is not a string of integer Unix nanoseconds"
             ))
         })?;
-        let line: String = seq
-            .next_element()?
+        let line = seq
+            .next_element_seed(Counted(&mut *self.0))?
             .ok_or_else(|| de::Error::invalid_length(1, &self))?;
-        self.0.entry(line.len())?;
         let metadata = seq
             .next_element_seed(Nullable(PairsSeed(&mut *self.0)))?
             .flatten()
