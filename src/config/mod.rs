@@ -87,8 +87,8 @@ pub struct ServerLimits {
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Connections one peer address may hold open at once (an IPv6 peer counts by its /64): an
 /// agent uses one or two, so idle sockets from one rooted host cannot fill the listener.
-/// Key `push.max_connections_per_peer` (the remote read listener shares the push listener's
-/// connection limits).
+/// Key `push.max_connections_per_peer` (the remote read listener has its own,
+/// `query.max_connections_per_peer`, and shares the push listener's other connection limits).
 pub const DEFAULT_MAX_CONNECTIONS_PER_PEER: usize = 32;
 /// A new connection that sends nothing within this is closed: agents speak at once, so a
 /// silent socket is only holding a slot. Key `push.first_byte_timeout`.

@@ -23,6 +23,8 @@ pub struct QueryConfig {
     pub max_concurrent: usize,
     /// Requests one read token may have running on the remote listener at once; more wait.
     pub max_concurrent_per_token: usize,
+    /// Connections one address may hold open on the remote read listener.
+    pub max_connections_per_peer: usize,
     pub max_concurrent_tails: usize,
 }
 
@@ -34,6 +36,7 @@ impl Default for QueryConfig {
             limits: Limits::default(),
             max_concurrent: query::DEFAULT_MAX_CONCURRENT,
             max_concurrent_per_token: query::DEFAULT_MAX_CONCURRENT_PER_TOKEN,
+            max_connections_per_peer: query::DEFAULT_REMOTE_CONNECTIONS_PER_PEER,
             max_concurrent_tails: query::DEFAULT_MAX_TAILS,
         }
     }
@@ -52,6 +55,7 @@ pub(super) struct QueryFile {
     timeout: Option<String>,
     max_concurrent: Option<usize>,
     max_concurrent_per_token: Option<usize>,
+    max_connections_per_peer: Option<usize>,
     max_concurrent_tails: Option<usize>,
 }
 
@@ -107,6 +111,9 @@ pub(super) fn build(f: &QueryFile) -> Result<QueryConfig, ConfigError> {
         remote_tls,
         limits,
         max_concurrent: f.max_concurrent.unwrap_or(d.max_concurrent),
+        max_connections_per_peer: f
+            .max_connections_per_peer
+            .unwrap_or(d.max_connections_per_peer),
         max_concurrent_per_token: f.max_concurrent_per_token.unwrap_or(
             d.max_concurrent_per_token
                 .min(f.max_concurrent.unwrap_or(d.max_concurrent)),

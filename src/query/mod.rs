@@ -51,6 +51,12 @@ pub const DEFAULT_MAX_CONCURRENT: usize = 4;
 /// others (Grafana's and an alerting token, say). Key `query.max_concurrent_per_token`.
 pub const DEFAULT_MAX_CONCURRENT_PER_TOKEN: usize = 2;
 
+/// Connections one address may hold open on the remote read listener: Grafana, one address,
+/// keeps up to 100 idle connections to a data source and opens one per panel in flight, so
+/// the push listener's per-host cap would refuse a large dashboard.
+/// Key `query.max_connections_per_peer`.
+pub const DEFAULT_REMOTE_CONNECTIONS_PER_PEER: usize = 128;
+
 /// Live tails that may be open at once: Loki's `max_concurrent_tail_requests`.
 /// Key `query.max_concurrent_tails`.
 pub const DEFAULT_MAX_TAILS: usize = 10;

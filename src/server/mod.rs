@@ -196,7 +196,10 @@ pub async fn run(
                 Arc::clone(&metrics),
             ),
             tls: remote_tls.clone(),
-            limits: cfg.server.clone(),
+            limits: crate::config::ServerLimits {
+                max_connections_per_peer: cfg.query.max_connections_per_peer,
+                ..cfg.server.clone()
+            },
             metrics: Arc::new(Metrics::default()),
         };
         tokio::spawn(accept::serve(ep, stop_rx.clone()))
