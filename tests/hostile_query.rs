@@ -397,3 +397,68 @@ fn one_read_token_cannot_take_every_query_slot() {
         "the greedy token ran more than its share at once: {done:?}"
     );
 }
+
+#[test]
+fn one_read_token_cannot_take_every_live_tail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("daftari.toml");
+    std::fs::write(
+        &path,
+        "[query]\nremote_listen = \"127.0.0.1:0\"\nmax_concurrent_tails = 4\n\
+         max_concurrent_tails_per_token = 2\n",
+    )
+    .unwrap();
+    let s = Server::start(
+        &tmp.path().join("data"),
+        &["--config", path.to_str().unwrap()],
+    );
+    let remote = s.remote.unwrap();
+    let greedy = s.create_token("greedy", &["--read"]);
+    let other = s.create_token("alerting", &["--read"]);
+    let open = |token: &str| {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let q = serde_urlencoded::to_string([("query", r#"{job="x"}"#)]).unwrap();
+        let mut req = format!("ws://{remote}/loki/api/v1/tail?{q}")
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        req
+    };
+    common::server::block_on(async {
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let (ws, _) = tokio_tungstenite::connect_async(open(&greedy))
+                .await
+                .unwrap();
+            held.push(ws);
+        }
+        // The greedy token's third tail is refused; the other token's tail opens.
+        match tokio_tungstenite::connect_async(open(&greedy)).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+                assert_eq!(r.status(), 429);
+            }
+            other => panic!("a third tail for one token: {other:?}"),
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(open(&other))
+            .await
+            .unwrap();
+        held.push(ws);
+        // A tail that ends gives its slot back.
+        drop(held.remove(0));
+        let t = std::time::Instant::now();
+        loop {
+            match tokio_tungstenite::connect_async(open(&greedy)).await {
+                Ok((ws, _)) => {
+                    held.push(ws);
+                    break;
+                }
+                Err(e) => assert!(
+                    t.elapsed() < std::time::Duration::from_secs(10),
+                    "the slot never came back: {e}"
+                ),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+}

@@ -25,6 +25,8 @@ pub struct QueryConfig {
     pub max_concurrent_per_token: usize,
     /// Connections one address may hold open on the remote read listener.
     pub max_connections_per_peer: usize,
+    /// Live tails one read token may hold open on the remote listener.
+    pub max_concurrent_tails_per_token: usize,
     pub max_concurrent_tails: usize,
 }
 
@@ -37,6 +39,7 @@ impl Default for QueryConfig {
             max_concurrent: query::DEFAULT_MAX_CONCURRENT,
             max_concurrent_per_token: query::DEFAULT_MAX_CONCURRENT_PER_TOKEN,
             max_connections_per_peer: query::DEFAULT_REMOTE_CONNECTIONS_PER_PEER,
+            max_concurrent_tails_per_token: query::DEFAULT_MAX_TAILS_PER_TOKEN,
             max_concurrent_tails: query::DEFAULT_MAX_TAILS,
         }
     }
@@ -56,6 +59,7 @@ pub(super) struct QueryFile {
     max_concurrent: Option<usize>,
     max_concurrent_per_token: Option<usize>,
     max_connections_per_peer: Option<usize>,
+    max_concurrent_tails_per_token: Option<usize>,
     max_concurrent_tails: Option<usize>,
 }
 
@@ -114,6 +118,10 @@ pub(super) fn build(f: &QueryFile) -> Result<QueryConfig, ConfigError> {
         max_connections_per_peer: f
             .max_connections_per_peer
             .unwrap_or(d.max_connections_per_peer),
+        max_concurrent_tails_per_token: f.max_concurrent_tails_per_token.unwrap_or(
+            d.max_concurrent_tails_per_token
+                .min(f.max_concurrent_tails.unwrap_or(d.max_concurrent_tails)),
+        ),
         max_concurrent_per_token: f.max_concurrent_per_token.unwrap_or(
             d.max_concurrent_per_token
                 .min(f.max_concurrent.unwrap_or(d.max_concurrent)),

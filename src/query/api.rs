@@ -158,7 +158,11 @@ async fn answer(st: QueryState, ep: Endpoint, req: Request) -> Result<Response, 
         let ws = axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &st)
             .await
             .map_err(|e| QueryError::bad(e.body_text()))?;
-        return Ok(tail::start(st, req, ws));
+        let share = parts
+            .extensions
+            .get::<super::TailShare>()
+            .and_then(|s| s.take());
+        return Ok(tail::start(st, req, ws, share));
     }
     let form = read_form(&parts.headers, body).await?;
     let p = Params::parse(parts.uri.query(), form.as_deref())?;

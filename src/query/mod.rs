@@ -61,6 +61,25 @@ pub const DEFAULT_REMOTE_CONNECTIONS_PER_PEER: usize = 128;
 /// Key `query.max_concurrent_tails`.
 pub const DEFAULT_MAX_TAILS: usize = 10;
 
+/// Live tails one read token may hold open on the remote read listener, half the listener's,
+/// so one token cannot take every tail. Key `query.max_concurrent_tails_per_token`.
+pub const DEFAULT_MAX_TAILS_PER_TOKEN: usize = 5;
+
+/// A read token's slot for one live tail, taken by the read listener before the upgrade and
+/// held by the tail until it ends.
+#[derive(Debug, Clone)]
+pub struct TailShare(Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>);
+
+impl TailShare {
+    pub fn new(permit: tokio::sync::OwnedSemaphorePermit) -> TailShare {
+        TailShare(Arc::new(std::sync::Mutex::new(Some(permit))))
+    }
+
+    fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
 /// How long a tail may stay open: Loki's `tail_max_duration`.
 pub const TAIL_MAX_DURATION: Duration = Duration::from_secs(3600);
 

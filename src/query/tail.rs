@@ -71,8 +71,14 @@ impl TailRequest {
     }
 }
 
-/// Upgrades the connection and follows the log (429 when too many tails are open).
-pub fn start(st: QueryState, req: TailRequest, ws: WebSocketUpgrade) -> Response {
+/// Upgrades the connection and follows the log (429 when too many tails are open). `share`
+/// is the read token's own tail slot, held until the tail ends.
+pub fn start(
+    st: QueryState,
+    req: TailRequest,
+    ws: WebSocketUpgrade,
+    share: Option<OwnedSemaphorePermit>,
+) -> Response {
     let Ok(permit) = st.tails.clone().try_acquire_owned() else {
         return (
             StatusCode::TOO_MANY_REQUESTS,
@@ -92,7 +98,7 @@ pub fn start(st: QueryState, req: TailRequest, ws: WebSocketUpgrade) -> Response
         limit: req.limit,
         start: req.start,
         categorize: req.categorize,
-        _permit: permit,
+        _permits: (permit, share),
     };
     let mut r = ws
         .on_upgrade(move |socket| tail.run(socket))
@@ -107,7 +113,7 @@ struct Tail {
     limit: usize,
     start: i64,
     categorize: bool,
-    _permit: OwnedSemaphorePermit,
+    _permits: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
 }
 
 impl Tail {

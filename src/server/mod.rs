@@ -192,7 +192,10 @@ pub async fn run(
                 appender.clone(),
                 Arc::clone(&verifier),
                 cfg.limits.auth_failures_per_minute,
-                cfg.query.max_concurrent_per_token,
+                read::ReadShares {
+                    queries: cfg.query.max_concurrent_per_token,
+                    tails: cfg.query.max_concurrent_tails_per_token,
+                },
                 Arc::clone(&metrics),
             ),
             tls: remote_tls.clone(),

@@ -37,6 +37,15 @@ pub const AUDIT_SOURCE: &str = "daftari";
 /// Longest query text kept in a read record; longer ones are cut (and say so).
 const AUDIT_MAX_QUERY: usize = 4096;
 
+/// What one read token may hold of the remote listener at once.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadShares {
+    /// Requests running (`query.max_concurrent_per_token`).
+    pub queries: usize,
+    /// Live tails open (`query.max_concurrent_tails_per_token`).
+    pub tails: usize,
+}
+
 /// Who made a read request.
 #[derive(Debug, Clone)]
 struct Principal(Arc<str>);
@@ -53,6 +62,7 @@ struct RemoteAuth {
     verifier: Arc<Verifier>,
     throttle: Arc<AuthThrottle>,
     slots: Arc<TokenSlots>,
+    tails: Arc<TokenSlots>,
 }
 
 /// Each read token's share of the query slots: at most `per_token` of its requests run at
@@ -65,15 +75,24 @@ struct TokenSlots {
 }
 
 impl TokenSlots {
+    fn new(per_token: usize, wait: std::time::Duration) -> Arc<TokenSlots> {
+        Arc::new(TokenSlots {
+            per_token: per_token.max(1),
+            wait,
+            tokens: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn semaphore(&self, token: &Arc<str>) -> Arc<Semaphore> {
+        let mut map = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(
+            map.entry(Arc::clone(token))
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_token))),
+        )
+    }
+
     async fn acquire(&self, token: &Arc<str>) -> Option<OwnedSemaphorePermit> {
-        let sem = {
-            let mut map = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-            Arc::clone(
-                map.entry(Arc::clone(token))
-                    .or_insert_with(|| Arc::new(Semaphore::new(self.per_token))),
-            )
-        };
-        tokio::time::timeout(self.wait, sem.acquire_owned())
+        tokio::time::timeout(self.wait, self.semaphore(token).acquire_owned())
             .await
             .ok()?
             .ok()
@@ -96,17 +115,15 @@ pub fn remote(
     appender: Appender,
     verifier: Arc<Verifier>,
     auth_failures_per_minute: u32,
-    max_concurrent_per_token: usize,
+    shares: ReadShares,
     metrics: Arc<Metrics>,
 ) -> Router {
+    let wait = state.engine.limits.timeout;
     let auth = RemoteAuth {
         verifier,
         throttle: Arc::new(AuthThrottle::new(auth_failures_per_minute)),
-        slots: Arc::new(TokenSlots {
-            per_token: max_concurrent_per_token.max(1),
-            wait: state.engine.limits.timeout,
-            tokens: Mutex::new(HashMap::new()),
-        }),
+        slots: TokenSlots::new(shares.queries, wait),
+        tails: TokenSlots::new(shares.tails, std::time::Duration::ZERO),
     };
     audited(state, appender, "remote", metrics)
         .layer(middleware::from_fn_with_state(auth, read_auth))
@@ -153,6 +170,19 @@ async fn read_auth(State(auth): State<RemoteAuth>, mut req: Request, next: Next)
                 )
                     .into_response();
             };
+            if req.uri().path().ends_with("/tail") {
+                let Ok(tail) = auth.tails.semaphore(&id.name).try_acquire_owned() else {
+                    return (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [(header::RETRY_AFTER, "5")],
+                        "max concurrent tail requests for this read token exceeded \
+                         (query.max_concurrent_tails_per_token)\n",
+                    )
+                        .into_response();
+                };
+                req.extensions_mut()
+                    .insert(crate::query::TailShare::new(tail));
+            }
             req.extensions_mut().insert(Principal(Arc::clone(&id.name)));
             next.run(req).await
         }
