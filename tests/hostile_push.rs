@@ -48,14 +48,7 @@ fn declare_only(s: &Server, content_type: &str, len: usize) -> Resp {
 }
 
 fn start_with(config: &str) -> (tempfile::TempDir, Server) {
-    let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("daftari.toml");
-    std::fs::write(&path, config).unwrap();
-    let s = Server::start(
-        &tmp.path().join("data"),
-        &["--config", path.to_str().unwrap()],
-    );
-    (tmp, s)
+    common::server::start_with_config(config, &[])
 }
 
 /// A JSON push of `n` tiny entries in one stream.

@@ -13,14 +13,14 @@ use common::server::{Resp, Server, request};
 
 const TS: i64 = 1_754_400_000_000_000_000;
 
+/// A server with the remote read listener and `extra` lines of its `[query]` section.
+fn remote_server(extra: &str, env: &[(&str, &str)]) -> (tempfile::TempDir, Server) {
+    let config = format!("[query]\nremote_listen = \"127.0.0.1:0\"\n{extra}");
+    common::server::start_with_config(&config, env)
+}
+
 fn start_remote() -> (tempfile::TempDir, Server, String) {
-    let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("daftari.toml");
-    std::fs::write(&path, "[query]\nremote_listen = \"127.0.0.1:0\"\n").unwrap();
-    let s = Server::start(
-        &tmp.path().join("data"),
-        &["--config", path.to_str().unwrap()],
-    );
+    let (tmp, s) = remote_server("", &[]);
     let reader = s.create_token("grafana", &["--read"]);
     let lines: Vec<String> = (0..20)
         .map(|i| format!(r#"["{}","level=info a=1 msg=\"line {i}\""]"#, TS + i))
@@ -348,17 +348,8 @@ fn one_read_token_cannot_take_every_query_slot() {
     // Every query holds its slot for 2 s (a debug-only pause point), so slots stay taken.
     // With 4 slots, a greedy token's 6 concurrent queries would take all 4 and another
     // token would wait for one to end; with 2 slots a token, the other token runs at once.
-    let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("daftari.toml");
-    std::fs::write(
-        &path,
-        "[query]\nremote_listen = \"127.0.0.1:0\"\nmax_concurrent = 4\n\
-         max_concurrent_per_token = 2\n",
-    )
-    .unwrap();
-    let s = Server::start_with_env(
-        &tmp.path().join("data"),
-        &["--config", path.to_str().unwrap()],
+    let (_tmp, s) = remote_server(
+        "max_concurrent = 4\nmax_concurrent_per_token = 2\n",
         &[
             ("DAFTARI_FAILPOINT", "query-in-slot"),
             ("DAFTARI_FAILPOINT_PAUSE_MS", "2000"),
@@ -400,17 +391,9 @@ fn one_read_token_cannot_take_every_query_slot() {
 
 #[test]
 fn one_read_token_cannot_take_every_live_tail() {
-    let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("daftari.toml");
-    std::fs::write(
-        &path,
-        "[query]\nremote_listen = \"127.0.0.1:0\"\nmax_concurrent_tails = 4\n\
-         max_concurrent_tails_per_token = 2\n",
-    )
-    .unwrap();
-    let s = Server::start(
-        &tmp.path().join("data"),
-        &["--config", path.to_str().unwrap()],
+    let (_tmp, s) = remote_server(
+        "max_concurrent_tails = 4\nmax_concurrent_tails_per_token = 2\n",
+        &[],
     );
     let remote = s.remote.unwrap();
     let greedy = s.create_token("greedy", &["--read"]);

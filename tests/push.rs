@@ -26,14 +26,7 @@ fn start() -> (tempfile::TempDir, Server) {
 
 /// Starts a server with `config` as its config file.
 fn start_with(config: &str) -> (tempfile::TempDir, Server) {
-    let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("daftari.toml");
-    std::fs::write(&path, config).unwrap();
-    let s = Server::start(
-        &tmp.path().join("data"),
-        &["--config", path.to_str().unwrap()],
-    );
-    (tmp, s)
+    common::server::start_with_config(config, &[])
 }
 
 fn stop(s: Server) -> std::path::PathBuf {

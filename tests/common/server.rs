@@ -467,6 +467,20 @@ async fn collect(resp: http::Response<hyper::body::Incoming>) -> Result<Resp, St
     })
 }
 
+/// Starts a server in a new temporary directory with `config` as its config file and `env`
+/// as extra environment variables.
+pub fn start_with_config(config: &str, env: &[(&str, &str)]) -> (tempfile::TempDir, Server) {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("daftari.toml");
+    std::fs::write(&path, config).unwrap();
+    let s = Server::start_with_env(
+        &tmp.path().join("data"),
+        &["--config", path.to_str().unwrap()],
+        env,
+    );
+    (tmp, s)
+}
+
 /// A TCP connection to `addr` from the loopback address `src` (any of 127.0.0.0/8), so that
 /// one test can act as many peers.
 pub fn connect_from(src: std::net::Ipv4Addr, addr: SocketAddr) -> std::net::TcpStream {
