@@ -257,3 +257,38 @@ fn a_valid_token_passes_from_an_address_that_is_throttled_for_failures() {
         assert_eq!(bad_try(&s, shared), 429, "and bad tries stay throttled");
     }
 }
+
+#[test]
+fn the_remote_read_listener_caps_connections_per_address() {
+    // Its own cap (query.max_connections_per_peer), above the push listener's so that
+    // Grafana's pool fits; driven here at 4.
+    let (_tmp, s) = common::server::start_with_config(
+        "[query]\nremote_listen = \"127.0.0.1:0\"\nmax_connections_per_peer = 4\n",
+        &[],
+    );
+    let remote = s.remote.unwrap();
+    let reader = s.create_token("grafana", &["--read"]);
+    // Four connections that have spoken (so the first-byte deadline does not close them).
+    let held: Vec<_> = (0..4)
+        .map(|_| {
+            let mut c = connect_from(attacker(5), remote);
+            c.write_all(b"GET /loki/api/v1/labels HTTP/1.1\r\n")
+                .unwrap();
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut fifth = connect_from(attacker(5), remote);
+    fifth
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let t = Instant::now();
+    let mut b = [0u8; 1];
+    assert!(matches!(fifth.read(&mut b), Ok(0) | Err(_)));
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    // Another address still reads.
+    let auth = [("authorization", format!("Bearer {reader}"))];
+    let r = request_from(HOST, remote, "GET", "/loki/api/v1/labels", &auth, b"");
+    assert_eq!(r.status, 200, "{}", r.body);
+    drop(held);
+}

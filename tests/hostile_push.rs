@@ -94,8 +94,13 @@ fn field(tag: u8, body: &[u8]) -> Vec<u8> {
 
 /// One stream `{job="amp"}` with one entry carrying `extra` raw bytes of fields.
 fn one_entry_request(extra: &[u8]) -> Vec<u8> {
+    labelled_request(br#"{job="amp"}"#, extra)
+}
+
+/// One stream with the label string `labels` and one entry carrying `extra` raw field bytes.
+fn labelled_request(labels: &[u8], extra: &[u8]) -> Vec<u8> {
     let entry = entry_bytes(b"amplified", extra);
-    let mut stream = field(1, br#"{job="amp"}"#);
+    let mut stream = field(1, labels);
     stream.extend(field(2, &entry));
     field(1, &stream)
 }
@@ -230,6 +235,15 @@ fn decoded_units_are_priced_before_they_are_built() {
         snappy(&one_entry_request(&[0x22, 0x00].repeat(1_900_000))),
     );
     assert_eq!(r.status, 204, "parsed pairs: {}", r.body);
+    // A label string of 500 k pairs stops parsing at the first pair past the label limit.
+    let labels = format!("{{{}}}", r#"a="b","#.repeat(500_000));
+    let r = s.push(
+        proto,
+        None,
+        snappy(&labelled_request(labels.as_bytes(), &[])),
+    );
+    assert_final(&r, 400, "more than 16 label names", "500 k label pairs");
+    assert!(r.body.len() < 4096, "the 400 echoed {} bytes", r.body.len());
     // JSON entries over the count stop the decoder at the first one over.
     let many = json_entries(30_000);
     let r = s.push(

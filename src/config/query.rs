@@ -138,6 +138,14 @@ pub(super) fn build(f: &QueryFile) -> Result<QueryConfig, ConfigError> {
             "query.max_concurrent_per_token",
             out.max_concurrent_per_token,
         ),
+        (
+            "query.max_concurrent_tails_per_token",
+            out.max_concurrent_tails_per_token,
+        ),
+        (
+            "query.max_connections_per_peer",
+            out.max_connections_per_peer,
+        ),
         ("query.max_concurrent_tails", out.max_concurrent_tails),
     ] {
         if v == 0 {

@@ -34,8 +34,7 @@ pub fn authenticate(
 ) -> Result<Identity, PushError> {
     let ip = conn.peer.ip();
     let failed = |e: PushError| {
-        throttle.admit(ip).map_err(PushError::AuthThrottled)?;
-        throttle.fail(ip);
+        throttle.failed(ip).map_err(PushError::AuthThrottled)?;
         Err(e)
     };
     let identity = match secret(headers).and_then(|s| {

@@ -202,11 +202,6 @@ impl Charge<'_> {
     pub fn take_for_copies(&mut self, raw_bytes: usize) -> Result<(), PushError> {
         self.take(raw_bytes.saturating_mul(COPIES_AFTER_DECODE - 1))
     }
-
-    /// Bytes this request holds.
-    pub fn held(&self) -> usize {
-        self.held
-    }
 }
 
 impl Drop for Charge<'_> {

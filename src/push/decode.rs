@@ -18,20 +18,40 @@ use super::error::PushError;
 use super::proto;
 use super::{Limits, json};
 
+/// What a request counts before it keeps it.
+#[derive(Debug, Clone, Copy)]
+pub enum Unit {
+    Streams,
+    Entries,
+}
+
+impl Unit {
+    fn name(self) -> &'static str {
+        match self {
+            Unit::Streams => "streams",
+            Unit::Entries => "entries",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Unit::Streams => "limits.max_streams_per_request",
+            Unit::Entries => "limits.max_entries_per_request",
+        }
+    }
+}
+
 /// The 413 for a count over its limit: final, since the same body can never pass. `n` is
 /// the whole count when it is known (counted on the wire), `None` when decoding stopped at
 /// the first one over.
-pub fn too_many(what: &str, n: Option<usize>, max: usize) -> PushError {
-    let key = match what {
-        "streams" => "limits.max_streams_per_request",
-        _ => "limits.max_entries_per_request",
-    };
+pub fn too_many(unit: Unit, n: Option<usize>, max: usize) -> PushError {
     let count = match n {
-        Some(n) => format!("{n} {what}"),
-        None => format!("more than {max} {what}"),
+        Some(n) => format!("{n} {}", unit.name()),
+        None => format!("more than {max} {}", unit.name()),
     };
     PushError::TooLarge(format!(
-        "request body too large: {count}, over the limit of {max} per request ({key})"
+        "request body too large: {count}, over the limit of {max} per request ({})",
+        unit.key()
     ))
 }
 
@@ -186,14 +206,14 @@ fn protobuf(body: &[u8], limits: &Limits, charge: &mut Charge<'_>) -> Result<Dec
         .map_err(|e| PushError::BadRequest(format!("invalid protobuf body: {e}")))?;
     if shape.entries > limits.max_entries_per_request {
         return Err(too_many(
-            "entries",
+            Unit::Entries,
             Some(shape.entries),
             limits.max_entries_per_request,
         ));
     }
     if shape.streams > limits.max_streams_per_request {
         return Err(too_many(
-            "streams",
+            Unit::Streams,
             Some(shape.streams),
             limits.max_streams_per_request,
         ));

@@ -14,6 +14,11 @@ use crate::store::AppendError;
 /// Rejected entries listed in a 400 body; the rest are counted.
 pub const MAX_LISTED_REJECTS: usize = 100;
 
+/// Longest listed rejection: a message quotes the stream's labels and sometimes a value,
+/// which a client can make megabytes long; past this the line is cut, so a 400 body stays
+/// under about 100 KiB however the request was built.
+pub const MAX_REJECT_LINE_BYTES: usize = 1024;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PushError {
     /// No or unusable credentials.

@@ -19,7 +19,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 
 use super::Limits;
 use super::budget::{Charge, ENTRY_OVERHEAD, PAIR_OVERHEAD, STREAM_OVERHEAD};
-use super::decode::{Decoded, RawEntry, RawLabels, RawStream, too_many};
+use super::decode::{Decoded, RawEntry, RawLabels, RawStream, Unit, too_many};
 use super::error::PushError;
 
 /// Bytes the meter counts before it takes them from the budget in one step: keeps the
@@ -72,7 +72,7 @@ impl<'c, 'b> Meter<'c, 'b> {
         self.streams += 1;
         if self.streams > self.limits.max_streams_per_request {
             let max = self.limits.max_streams_per_request;
-            return Err(self.stop(too_many("streams", None, max)));
+            return Err(self.stop(too_many(Unit::Streams, None, max)));
         }
         self.add(STREAM_OVERHEAD)
     }
@@ -81,7 +81,7 @@ impl<'c, 'b> Meter<'c, 'b> {
         self.entries += 1;
         if self.entries > self.limits.max_entries_per_request {
             let max = self.limits.max_entries_per_request;
-            return Err(self.stop(too_many("entries", None, max)));
+            return Err(self.stop(too_many(Unit::Entries, None, max)));
         }
         self.add(ENTRY_OVERHEAD)
     }

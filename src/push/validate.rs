@@ -31,12 +31,36 @@ pub struct Checked {
 }
 
 impl Checked {
-    fn reject(&mut self, count: usize, msg: String) {
+    fn reject(&mut self, count: usize, mut msg: String) {
+        use super::error::{MAX_LISTED_REJECTS, MAX_REJECT_LINE_BYTES};
         self.rejected += count;
-        if self.reject_lines.len() < super::error::MAX_LISTED_REJECTS {
-            self.reject_lines.push(msg);
+        if self.reject_lines.len() >= MAX_LISTED_REJECTS {
+            return;
         }
+        cut(&mut msg, MAX_REJECT_LINE_BYTES);
+        self.reject_lines.push(msg);
     }
+}
+
+/// Longest label string quoted in a message, so the reason after it stays readable.
+const MAX_SHOWN_LABELS: usize = 256;
+
+/// Cuts `s` to at most `max` bytes (at a character boundary), saying so.
+fn cut(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut at = max;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+        s.push_str("...(cut)");
+    }
+}
+
+/// A stream's labels as quoted in messages.
+fn quoted_labels(mut s: String) -> String {
+    cut(&mut s, MAX_SHOWN_LABELS);
+    s
 }
 
 /// Checks every stream of `req`, forcing `forced` labels on (they overwrite the client's).
@@ -68,7 +92,9 @@ fn stream_labels(
 ) -> Result<(Pairs, String), String> {
     let (mut pairs, shown) = match &s.labels {
         RawLabels::Text(t) => {
-            let shown = String::from_utf8_lossy(t).into_owned();
+            let shown = quoted_labels(
+                String::from_utf8_lossy(&t[..t.len().min(MAX_SHOWN_LABELS + 4)]).into_owned(),
+            );
             // Beyond this many the stream is refused whatever forced labels replace.
             let most = limits.max_label_names_per_series + forced.len() + 1;
             let p = labels::parse(t, most).map_err(|e| format!("stream '{shown}': {e}"))?;
@@ -77,7 +103,9 @@ fn stream_labels(
         RawLabels::Pairs(p) => {
             let mut p: Vec<_> = p.iter().filter(|(_, v)| !v.is_empty()).cloned().collect();
             p.sort();
-            let shown = labels::render(p.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            let shown = quoted_labels(labels::render(
+                p.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            ));
             for (name, _) in &p {
                 if !valid_name(name) {
                     return Err(format!("stream '{shown}': invalid label name '{name}'"));
@@ -99,7 +127,7 @@ fn stream_labels(
         }
         other => format!("stream '{shown}': {other}"),
     })?;
-    let shown = labels::render(pairs.iter());
+    let shown = quoted_labels(labels::render(pairs.iter()));
     if pairs.is_empty() {
         return Err(format!(
             "stream '{shown}': error at least one label pair is required per stream"

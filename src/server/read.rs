@@ -77,7 +77,7 @@ struct TokenSlots {
 impl TokenSlots {
     fn new(per_token: usize, wait: std::time::Duration) -> Arc<TokenSlots> {
         Arc::new(TokenSlots {
-            per_token: per_token.max(1),
+            per_token,
             wait,
             tokens: Mutex::new(HashMap::new()),
         })
@@ -188,7 +188,7 @@ async fn read_auth(State(auth): State<RemoteAuth>, mut req: Request, next: Next)
         }
         Err(msg) => {
             // Only failures are throttled: a valid read token passes whatever its address did.
-            if let Err(wait) = auth.throttle.admit(ip) {
+            if let Err(wait) = auth.throttle.failed(ip) {
                 return (
                     StatusCode::TOO_MANY_REQUESTS,
                     [(header::RETRY_AFTER, wait.to_string())],
@@ -196,7 +196,6 @@ async fn read_auth(State(auth): State<RemoteAuth>, mut req: Request, next: Next)
                 )
                     .into_response();
             }
-            auth.throttle.fail(ip);
             tracing::info!(peer = %ip, reason = %msg, "read authentication failed");
             (
                 StatusCode::UNAUTHORIZED,

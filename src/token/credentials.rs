@@ -136,9 +136,17 @@ impl AuthThrottle {
         f64::from(self.per_minute)
     }
 
-    /// Whether a failed attempt from `ip` may be answered as such (401); `Err(seconds)` to
-    /// wait when the peer is over its failures. Ask only after the secret was found wrong.
-    pub fn admit(&self, ip: IpAddr) -> Result<(), u64> {
+    /// A failed authentication from `ip`, called only once the secret was found wrong:
+    /// counted, or `Err(seconds)` to wait when the peer is already over its failures (then
+    /// answered 429 unchecked and not counted again).
+    pub fn failed(&self, ip: IpAddr) -> Result<(), u64> {
+        self.admit(ip)?;
+        self.fail(ip);
+        Ok(())
+    }
+
+    /// Whether `ip` is under its failures; `Err(seconds)` to wait when it is not.
+    fn admit(&self, ip: IpAddr) -> Result<(), u64> {
         if self.per_minute == 0 {
             return Ok(());
         }
@@ -156,7 +164,7 @@ impl AuthThrottle {
     }
 
     /// Counts a failed authentication from `ip`.
-    pub fn fail(&self, ip: IpAddr) {
+    fn fail(&self, ip: IpAddr) {
         if self.per_minute == 0 {
             return;
         }

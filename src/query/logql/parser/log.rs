@@ -300,28 +300,26 @@ impl Grammar<'_> {
     // ----- label filters -----------------------------------------------------------------
 
     pub(super) fn label_pred(&mut self) -> Result<LabelPred, ParseError> {
-        self.enter()?;
-        let mut levels = 1;
-        let out = self.label_or(&mut levels);
-        self.leave(levels);
-        out
+        self.scoped(|p| {
+            p.enter()?;
+            p.label_or()
+        })
     }
 
-    /// `a or b or ...`: each `or` is a level of the tree, counted in `levels`.
-    fn label_or(&mut self, levels: &mut usize) -> Result<LabelPred, ParseError> {
-        let mut lhs = self.label_and(levels)?;
+    /// `a or b or ...`: each `or` is a level of the tree.
+    fn label_or(&mut self) -> Result<LabelPred, ParseError> {
+        let mut lhs = self.label_and()?;
         while self.is_word("or") {
             self.enter()?;
-            *levels += 1;
             self.bump();
-            let rhs = self.label_and(levels)?;
+            let rhs = self.label_and()?;
             lhs = LabelPred::Or(Box::new(lhs), Box::new(rhs));
         }
         Ok(lhs)
     }
 
-    /// `a and b`, `a, b` or `a b`: each is a level of the tree, counted in `levels`.
-    fn label_and(&mut self, levels: &mut usize) -> Result<LabelPred, ParseError> {
+    /// `a and b`, `a, b` or `a b`: each is a level of the tree.
+    fn label_and(&mut self) -> Result<LabelPred, ParseError> {
         let mut lhs = self.label_atom()?;
         loop {
             let explicit = self.is_word("and") || *self.peek() == Tok::Comma;
@@ -333,7 +331,6 @@ impl Grammar<'_> {
                 return Ok(lhs);
             }
             self.enter()?;
-            *levels += 1;
             let rhs = self.label_atom()?;
             lhs = LabelPred::And(Box::new(lhs), Box::new(rhs));
         }

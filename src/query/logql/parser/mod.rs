@@ -168,9 +168,16 @@ impl Grammar<'_> {
         Ok(())
     }
 
-    /// Leaves `levels` levels entered with [`Grammar::enter`].
-    pub(super) fn leave(&mut self, levels: usize) {
-        self.depth -= levels;
+    /// Runs `f`, then leaves every level it entered: a chain parsed in a loop enters once
+    /// per operator and leaves them all when the chain ends.
+    pub(super) fn scoped<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, ParseError>,
+    ) -> Result<T, ParseError> {
+        let base = self.depth;
+        let out = f(self);
+        self.depth = base;
+        out
     }
 
     // ----- expressions -------------------------------------------------------------------
@@ -208,15 +215,12 @@ impl Grammar<'_> {
     }
 
     fn binary(&mut self, min_prec: u8) -> Result<MetricExpr, ParseError> {
-        let mut levels = 0;
-        let out = self.binary_chain(min_prec, &mut levels);
-        self.leave(levels);
-        out
+        self.scoped(|p| p.binary_chain(min_prec))
     }
 
-    /// The operators of one precedence chain; each adds a level to the tree, counted in
-    /// `levels` until the chain ends.
-    fn binary_chain(&mut self, min_prec: u8, levels: &mut usize) -> Result<MetricExpr, ParseError> {
+    /// The operators of one precedence chain; each adds a level to the tree until the chain
+    /// ends.
+    fn binary_chain(&mut self, min_prec: u8) -> Result<MetricExpr, ParseError> {
         let mut lhs = self.unary()?;
         while let Some(op) = self.bin_op() {
             let prec = op.precedence();
@@ -224,7 +228,6 @@ impl Grammar<'_> {
                 break;
             }
             self.enter()?;
-            *levels += 1;
             self.bump();
             let bool_mod = self.is_word("bool") && {
                 self.bump();
@@ -289,11 +292,12 @@ impl Grammar<'_> {
 
     fn unary(&mut self) -> Result<MetricExpr, ParseError> {
         if *self.peek() == Tok::Sub || *self.peek() == Tok::Add {
-            self.enter()?;
             let neg = self.bump() == Tok::Sub;
-            let inner = self.unary();
-            self.leave(1);
-            return Ok(match inner? {
+            let inner = self.scoped(|p| {
+                p.enter()?;
+                p.unary()
+            })?;
+            return Ok(match inner {
                 MetricExpr::Literal(v) => MetricExpr::Literal(if neg { -v } else { v }),
                 e if neg => MetricExpr::Binary {
                     op: BinOp::Mul,
@@ -309,10 +313,10 @@ impl Grammar<'_> {
     }
 
     fn primary(&mut self) -> Result<MetricExpr, ParseError> {
-        self.enter()?;
-        let out = self.primary_inner();
-        self.leave(1);
-        out
+        self.scoped(|p| {
+            p.enter()?;
+            p.primary_inner()
+        })
     }
 
     fn primary_inner(&mut self) -> Result<MetricExpr, ParseError> {
