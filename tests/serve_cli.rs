@@ -104,6 +104,45 @@ fn the_first_start_makes_a_bootstrap_token_and_a_curl_line_that_works() {
 }
 
 #[test]
+fn a_stop_signal_sent_as_soon_as_a_listener_is_announced_is_a_clean_stop() {
+    // Supervisors and scripts stop the sink as soon as it says it listens; the signal
+    // must already be handled then (drain, close, exit 0), never the default fatal action.
+    use std::io::{BufRead, BufReader, Read};
+    let tmp = tempfile::tempdir().unwrap();
+    for i in 0..20 {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(tmp.path().join(format!("data{i}")))
+            .args([
+                "--push-listen",
+                "127.0.0.1:0",
+                "--local-listen",
+                "127.0.0.1:0",
+            ])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("push listener on") {
+            line.clear();
+            assert_ne!(stderr.read_line(&mut line).unwrap(), 0, "no listener line");
+        }
+        let killed = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let mut rest = String::new();
+        stderr.read_to_string(&mut rest).unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "start {i}: {status:?}\n{rest}");
+    }
+}
+
+#[test]
 fn token_list_shows_kind_labels_creation_and_last_use_but_no_secret() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");

@@ -107,6 +107,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
+    // Handlers go in before any listener line is printed: a SIGTERM sent as soon as a
+    // listener is announced must drain and close, not kill the process.
+    let signals = Signals::install().context("install the signal handlers")?;
     let listeners = Listeners::bind(&cfg).await?;
     let push_addr = listeners.push.local_addr()?;
     let local_addr = listeners.local.local_addr()?;
@@ -126,7 +129,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         );
     }
     let (tx, rx) = mpsc::channel(8);
-    tokio::spawn(signals(tx));
+    tokio::spawn(signals.forward(tx));
     server::run(cfg, listeners, rx).await
 }
 
@@ -134,32 +137,42 @@ fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
     daftari::config::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration"))
 }
 
-/// Maps signals to control messages; a second stop signal exits at once.
-async fn signals(tx: mpsc::Sender<Control>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    let mut stopping = false;
-    loop {
-        let msg = tokio::select! {
-            _ = term.recv() => Control::Shutdown,
-            _ = int.recv() => Control::Shutdown,
-            _ = hup.recv() => Control::Reload,
-        };
-        if msg == Control::Shutdown {
-            if stopping {
-                eprintln!("daftari: second stop signal: exiting now");
-                std::process::exit(EXIT_FORCED);
+/// The process's stop and reload signals, registered with the runtime.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Registers the handlers now, so that from here on the signals are queued, never fatal.
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Maps signals to control messages; a second stop signal exits at once.
+    async fn forward(mut self, tx: mpsc::Sender<Control>) {
+        let mut stopping = false;
+        loop {
+            let msg = tokio::select! {
+                _ = self.term.recv() => Control::Shutdown,
+                _ = self.int.recv() => Control::Shutdown,
+                _ = self.hup.recv() => Control::Reload,
+            };
+            if msg == Control::Shutdown {
+                if stopping {
+                    eprintln!("daftari: second stop signal: exiting now");
+                    std::process::exit(EXIT_FORCED);
+                }
+                stopping = true;
             }
-            stopping = true;
+            let _ = tx.send(msg).await;
         }
-        let _ = tx.send(msg).await;
     }
 }
 
