@@ -284,7 +284,7 @@ fn blocking(
                     return Err(QueryError::bad("only label matchers are supported"));
                 }
             };
-            let st = engine.index_stats(&m, start, end + 1)?;
+            let st = engine.index_stats(&m, start, end + 1, budget)?;
             Ok(json_response(
                 json!(st),
                 audit(q.to_owned(), start, end, st.streams as usize),
@@ -381,9 +381,7 @@ fn range(
             Ok(json_response(body, audit(q.to_owned(), start, end, n)))
         }
         Expr::Metric(m) => {
-            let times: Vec<i64> = (0..=((end - start) / step))
-                .map(|k| start + k * step)
-                .collect();
+            let times = params::aligned_times(start, end, step);
             let (v, stats) = metric::eval(engine, &m, &times, budget)?;
             let result = encode::matrix(&v, &times);
             let n = result.as_array().map_or(0, Vec::len);

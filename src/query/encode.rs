@@ -120,7 +120,15 @@ pub fn matrix(v: &Val, times: &[i64]) -> Value {
 /// An instant query's result: `("vector", [...])` or `("scalar", [t, "v"])`.
 pub fn instant(v: &Val, t: i64) -> (&'static str, Value) {
     match v {
-        Val::Scalar(s) => ("scalar", sample(t, s.first().copied().unwrap_or(f64::NAN))),
+        // Loki writes a scalar's time in whole milliseconds, where vectors and matrices use
+        // seconds; clients that read scalars (logcli, Grafana) expect exactly that.
+        Val::Scalar(s) => (
+            "scalar",
+            json!([
+                t.div_euclid(1_000_000),
+                format_float(s.first().copied().unwrap_or(f64::NAN))
+            ]),
+        ),
         Val::Vector(m) => ("vector", vector(m, t)),
     }
 }

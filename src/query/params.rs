@@ -169,6 +169,20 @@ impl Params {
     }
 }
 
+/// A metric range query's evaluation times, as Loki's query frontend places them: `start`
+/// rounded down and `end` rounded up to multiples of `step` (from the Unix epoch), then every
+/// multiple in between. A dashboard panel therefore draws the same points whatever its start.
+pub fn aligned_times(start: i64, end: i64, step: i64) -> Vec<i64> {
+    let first = start - start.rem_euclid(step);
+    let last = match end.rem_euclid(step) {
+        0 => end,
+        r => end.saturating_add(step - r),
+    };
+    (0..=((last - first) / step))
+        .map(|k| first + k * step)
+        .collect()
+}
+
 /// `max(floor((end - start) / 250) in whole seconds, 1s)`.
 pub fn default_step(start: i64, end: i64) -> i64 {
     let secs = ((end - start) / 250) / 1_000_000_000;
@@ -244,6 +258,25 @@ mod tests {
         assert!(
             p.time("start", 0).is_err(),
             "out of range, not overflowing later"
+        );
+    }
+
+    #[test]
+    fn evaluation_times_sit_on_multiples_of_the_step() {
+        let s = 1_000_000_000;
+        // 17:06:00 to 18:06:00 with a 5 m step: 17:05:00 to 18:10:00.
+        let t = aligned_times(1_796_144_760 * s, 1_796_148_360 * s, 300 * s);
+        assert_eq!(t.first(), Some(&(1_796_144_700 * s)));
+        assert_eq!(t.last(), Some(&(1_796_148_600 * s)));
+        assert_eq!(t.len(), 14);
+        // Already aligned bounds stay where they are; odd steps align the same way.
+        assert_eq!(
+            aligned_times(600 * s, 1200 * s, 300 * s),
+            [600 * s, 900 * s, 1200 * s]
+        );
+        assert_eq!(
+            aligned_times(20 * s, 40 * s, 17 * s),
+            [17 * s, 34 * s, 51 * s]
         );
     }
 

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::Audit;
 use super::api::json_response;
 use super::encode::{Envelope, QueryData, sample};
-use super::engine::{Budget, Engine, Rec, ScanVisitor, Stats};
+use super::engine::{Budget, Engine, Rec, ScanVisitor, Stats, entry_bytes};
 use super::error::QueryError;
 use super::logql::{self, Expr};
 use super::params::Params;
@@ -60,17 +60,19 @@ pub fn answer(
     } else {
         end - start + 1
     };
-    let times: Vec<i64> = if ranged {
-        (0..=((end - start) / step))
-            .map(|k| start + k * step)
-            .collect()
+    let times = if ranged {
+        bucket_times(start, end, step)
     } else {
         vec![end]
     };
     let mut acc = Acc {
         targets: &targets,
         by_labels,
-        start,
+        first: if ranged {
+            start - start.rem_euclid(step)
+        } else {
+            start
+        },
         step,
         buckets: times.len(),
         sums: HashMap::new(),
@@ -129,10 +131,25 @@ pub fn answer(
     Ok(json_response(body, audit))
 }
 
+/// The points of `index/volume_range`, as Loki answers them: bucket k holds the entries of
+/// `[m_k - step, m_k)`, `m_k` the multiples of `step` from the one after `start`, and is
+/// stamped one millisecond before `m_k`; the last bucket is stamped `end` itself.
+fn bucket_times(start: i64, end: i64, step: i64) -> Vec<i64> {
+    let mut times = Vec::new();
+    let mut m = start - start.rem_euclid(step) + step;
+    while m <= end {
+        times.push(m - 1_000_000);
+        m += step;
+    }
+    times.push(end);
+    times
+}
+
 struct Acc<'a> {
     targets: &'a [String],
     by_labels: bool,
-    start: i64,
+    /// The step multiple at or before `start`: bucket k ends at `first + (k + 1) * step`.
+    first: i64,
     step: i64,
     buckets: usize,
     sums: HashMap<Series, Vec<u64>>,
@@ -141,10 +158,9 @@ struct Acc<'a> {
 impl ScanVisitor for Acc<'_> {
     fn record(&mut self, rec: &Rec<'_>, _stats: &mut Stats) -> bool {
         let ts = rec.view.ts_ns;
-        // Bucket k holds (t_k - step, t_k], t_k = start + k * step.
-        let k = ((ts - self.start + self.step - 1).max(0) / self.step) as usize;
+        let k = ((ts - self.first).max(0) / self.step) as usize;
         let k = k.min(self.buckets - 1);
-        let bytes = rec.view.line.len() as u64;
+        let bytes = entry_bytes(rec.view);
         let labels: BTreeMap<&str, &str> = rec
             .stream
             .iter()

@@ -284,6 +284,22 @@ impl RangeOp {
     pub fn allows_unwrap(self) -> bool {
         self.needs_unwrap() || self == RangeOp::Rate
     }
+
+    /// Whether `by`/`without` may follow the function: only those that pick or summarise
+    /// samples (Loki refuses grouping on the counting and summing ones).
+    pub fn allows_grouping(self) -> bool {
+        matches!(
+            self,
+            RangeOp::Avg
+                | RangeOp::Stddev
+                | RangeOp::Stdvar
+                | RangeOp::Quantile
+                | RangeOp::Max
+                | RangeOp::Min
+                | RangeOp::First
+                | RangeOp::Last
+        )
+    }
 }
 
 /// `by (...)` or `without (...)`.

@@ -299,16 +299,17 @@ impl ScanVisitor for RangeAcc<'_> {
                 _ => 1.0,
             },
             Some(u) => {
-                let raw = labels.get(&u.label).map(str::to_owned);
-                let v = raw.as_deref().and_then(|s| unwrap_value(s.trim(), u.conv));
+                // A line without the label (or with it empty) gives no sample, as in Loki:
+                // only a value that does not convert is an extraction error.
+                let raw = match labels.get(&u.label) {
+                    Some(s) if !s.is_empty() => s.to_owned(),
+                    _ => return true,
+                };
                 labels.remove(&u.label);
-                match v {
+                match unwrap_value(raw.trim(), u.conv) {
                     Some(v) => v,
                     None => {
-                        let details = match raw {
-                            Some(s) => format!("cannot convert {s:?} of label {}", u.label),
-                            None => format!("label {} is missing", u.label),
-                        };
+                        let details = format!("cannot convert {raw:?} of label {}", u.label);
                         set_error(&mut labels, "SampleExtractionErr", &details);
                         0.0
                     }

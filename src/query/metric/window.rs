@@ -129,41 +129,37 @@ fn quantile(q: f64, vals: &mut [f64]) -> f64 {
     vals[lo] * (1.0 - w) + vals[hi] * w
 }
 
-/// Prometheus's extrapolated counter rate over `(start, end]`.
+/// The extrapolated counter rate over `(start, end]`, step for step as Loki computes it
+/// (Prometheus's rule, with the zero point applied after the start threshold). A window with
+/// fewer than two samples is 0, not absent: Loki keeps such series.
 fn counter_rate(s: &[(i64, f64)], (start, end): (i64, i64)) -> Option<f64> {
     if s.len() < 2 {
-        return None;
+        return Some(0.0);
     }
     let (first, last) = (s[0], s[s.len() - 1]);
     let mut result = last.1 - first.1;
-    for w in s.windows(2) {
-        if w[1].1 < w[0].1 {
-            result += w[0].1;
+    let mut prev = 0.0;
+    for &(_, v) in s {
+        if v < prev {
+            result += prev;
         }
+        prev = v;
     }
     let secs = |ns: i64| ns as f64 / 1e9;
     let sampled = secs(last.0 - first.0);
-    if sampled <= 0.0 {
-        return None;
-    }
     let avg = sampled / (s.len() - 1) as f64;
-    let mut to_start = secs(first.0 - start);
-    let to_end = secs(end - last.0);
-    if result > 0.0 && first.1 >= 0.0 {
-        let to_zero = sampled * (first.1 / result);
-        to_start = to_start.min(to_zero);
-    }
     let threshold = avg * 1.1;
-    let mut interval = sampled;
-    interval += if to_start < threshold {
-        to_start
-    } else {
-        avg / 2.0
-    };
-    interval += if to_end < threshold {
-        to_end
-    } else {
-        avg / 2.0
-    };
+    let mut to_start = secs(first.0 - start);
+    let mut to_end = secs(end - last.0);
+    if to_start >= threshold {
+        to_start = avg / 2.0;
+    }
+    if result > 0.0 && first.1 >= 0.0 {
+        to_start = to_start.min(sampled * (first.1 / result));
+    }
+    if to_end >= threshold {
+        to_end = avg / 2.0;
+    }
+    let interval = sampled + to_start + to_end;
     Some(result * (interval / sampled) / secs(end - start))
 }

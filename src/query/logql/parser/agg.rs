@@ -139,7 +139,7 @@ impl Grammar<'_> {
                 op.as_str()
             )));
         }
-        if grouping.is_some() && unwrap.is_none() {
+        if grouping.is_some() && !op.allows_grouping() {
             return Err(ParseError::plain(format!(
                 "parse error : grouping not allowed for {} aggregation",
                 op.as_str()

@@ -290,24 +290,16 @@ impl Grammar<'_> {
         Ok(out)
     }
 
+    /// A sign binds only to a number literal, as in Loki's grammar: `-1` is a literal, and
+    /// `-sum(...)`, `-(1)` or `--1` are syntax errors (write `-1 * sum(...)`).
     fn unary(&mut self) -> Result<MetricExpr, ParseError> {
         if *self.peek() == Tok::Sub || *self.peek() == Tok::Add {
             let neg = self.bump() == Tok::Sub;
-            let inner = self.scoped(|p| {
-                p.enter()?;
-                p.unary()
-            })?;
-            return Ok(match inner {
-                MetricExpr::Literal(v) => MetricExpr::Literal(if neg { -v } else { v }),
-                e if neg => MetricExpr::Binary {
-                    op: BinOp::Mul,
-                    bool_mod: false,
-                    matching: None,
-                    lhs: Box::new(MetricExpr::Literal(-1.0)),
-                    rhs: Box::new(e),
-                },
-                e => e,
-            });
+            let Tok::Num(v) = *self.peek() else {
+                return Err(self.unexpected("NUMBER"));
+            };
+            self.bump();
+            return Ok(MetricExpr::Literal(if neg { -v } else { v }));
         }
         self.primary()
     }
