@@ -20,6 +20,7 @@
 //!   that names the first break.
 //! - [`metrics`]: counters and their Prometheus rendering.
 //! - [`loadgen`], [`bench`]: the push load generator and the ledger benchmark.
+//! - [`logfmt`]: the logfmt scanner both planes read lines with.
 //! - [`clock`]: wall-clock helpers; [`failpoint`]: crash points for tests (debug builds).
 //! - `cli` (binary only): one file per subcommand, exit codes.
 
@@ -29,6 +30,7 @@ pub mod config;
 pub mod export;
 pub mod failpoint;
 pub mod loadgen;
+pub mod logfmt;
 pub mod metrics;
 pub mod proof;
 pub mod push;

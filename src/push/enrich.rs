@@ -4,11 +4,12 @@
 //!
 //! Owns: Loki's discovery rules: `service_name` from the first present label of
 //! [`SERVICE_NAME_SOURCES`] (else `unknown_service`); `detected_level` from a level label,
-//! then level metadata, then a `level`-like field of a JSON or logfmt line, then keywords in
-//! the line, normalised to `trace debug info warn error critical fatal` or `unknown`.
+//! then level metadata, then a `level`-like field of a JSON or logfmt line, then the earliest
+//! level word in the line, normalised to `trace debug info warn error critical fatal` or
+//! `unknown` (a label or metadata value that names no level is kept as it is).
 //!
-//! Must not: change a value the client or the token set: an existing `service_name` label or
-//! `detected_level` metadata is kept as sent.
+//! Must not: change a value the client or the token set: an existing `service_name` label is
+//! kept as sent, and sent `detected_level` metadata only takes its normal form, as in Loki.
 
 use crate::store::{Pairs, Stream};
 
@@ -38,7 +39,8 @@ pub const SERVICE_NAME: &str = "service_name";
 pub const DETECTED_LEVEL: &str = "detected_level";
 const UNKNOWN_SERVICE: &str = "unknown_service";
 
-/// JSON nesting searched for a level field: Loki's depth.
+/// JSON nesting searched for a level field: Loki's `log_level_from_json_max_depth` default
+/// (the object and the objects it holds).
 const JSON_LEVEL_DEPTH: usize = 2;
 
 /// Adds `service_name` and `detected_level` where missing.
@@ -57,7 +59,12 @@ pub fn apply(streams: &mut [Stream]) {
             .find_map(|k| s.labels.get(k))
             .map(normalise);
         for e in &mut s.entries {
-            if e.metadata.get(DETECTED_LEVEL).is_some() {
+            if let Some(sent) = e.metadata.get(DETECTED_LEVEL) {
+                // Loki keeps a sent level but in its normal form.
+                let normal = normalise(sent);
+                if normal != sent {
+                    e.metadata = replaced(&e.metadata, DETECTED_LEVEL, normal);
+                }
                 continue;
             }
             let level = label_level.clone().unwrap_or_else(|| {
@@ -72,6 +79,14 @@ pub fn apply(streams: &mut [Stream]) {
     }
 }
 
+fn replaced(p: &Pairs, name: &str, value: String) -> Pairs {
+    let v = p.clone().into_vec().into_iter().map(|(k, v)| {
+        let v = if k == name { value.clone() } else { v };
+        (k, v)
+    });
+    Pairs::new(v.collect()).unwrap_or_else(|_| p.clone())
+}
+
 fn with(p: &Pairs, name: &str, value: String) -> Pairs {
     let mut v = p.clone().into_vec();
     v.push((name.to_owned(), value));
@@ -79,110 +94,195 @@ fn with(p: &Pairs, name: &str, value: String) -> Pairs {
     Pairs::new(v).unwrap_or_else(|_| p.clone())
 }
 
-/// A level value in Loki's normal form.
+/// A level value in Loki's normal form; a value that names no known level is kept as it is.
 pub fn normalise(v: &str) -> String {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "trace" | "trc" => "trace",
-        "debug" | "dbg" => "debug",
-        "info" | "inf" | "information" | "notice" => "info",
-        "warn" | "wrn" | "warning" => "warn",
-        "error" | "err" | "eror" => "error",
-        "critical" | "crit" => "critical",
-        "fatal" | "panic" | "emerg" | "alert" => "fatal",
-        _ => "unknown",
-    }
-    .to_owned()
+    known_level(v).map_or_else(|| v.to_owned(), str::to_owned)
 }
 
+/// The level a value names, compared without case: Loki's names and abbreviations.
+fn known_level(v: &str) -> Option<&'static str> {
+    const NAMES: &[(&str, &str)] = &[
+        ("trace", "trace"),
+        ("trc", "trace"),
+        ("debug", "debug"),
+        ("dbg", "debug"),
+        ("info", "info"),
+        ("inf", "info"),
+        ("information", "info"),
+        ("warn", "warn"),
+        ("wrn", "warn"),
+        ("warning", "warn"),
+        ("error", "error"),
+        ("err", "error"),
+        ("critical", "critical"),
+        ("fatal", "fatal"),
+    ];
+    NAMES
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(v))
+        .map(|(_, level)| *level)
+}
+
+/// The level of a line without a level label or metadata: a level field of a JSON object
+/// line (`{...}`), else of a logfmt line (one with a `=`), else (or when that field names no
+/// known level) the earliest level word in the line.
 fn from_line(line: &[u8]) -> String {
     let Ok(text) = std::str::from_utf8(line) else {
-        return "unknown".into();
+        return UNKNOWN_LEVEL.into();
     };
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('{') {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(trimmed)
-            && let Some(l) = json_level(&v, JSON_LEVEL_DEPTH)
-        {
-            return normalise(&l);
-        }
-    } else if let Some(l) = logfmt_level(text) {
-        return normalise(&l);
-    }
-    keywords(text).to_owned()
+    let trimmed = text.trim();
+    let field = if trimmed.starts_with('{') && trimmed.ends_with('}') {
+        json_level(trimmed)
+    } else if text.contains('=') {
+        logfmt_level(text)
+    } else {
+        None
+    };
+    field
+        .as_deref()
+        .and_then(known_level)
+        .unwrap_or_else(|| words(text))
+        .to_owned()
 }
 
-fn json_level(v: &serde_json::Value, depth: usize) -> Option<String> {
-    let obj = v.as_object()?;
-    for k in LEVEL_FIELDS {
-        match obj.get(*k) {
-            Some(serde_json::Value::String(s)) => return Some(s.clone()),
-            Some(serde_json::Value::Number(n)) => return Some(n.to_string()),
-            _ => {}
-        }
-    }
-    if depth > 1 {
-        return obj.values().find_map(|v| json_level(v, depth - 1));
-    }
-    None
+/// The first string value of a [`LEVEL_FIELDS`] key, in document order, in the object or
+/// the objects it holds down to [`JSON_LEVEL_DEPTH`] levels. What was found before a
+/// syntax error still counts, as Loki's scanner stops at the field.
+fn json_level(line: &str) -> Option<String> {
+    use serde::de::Deserializer as _;
+    let found = std::cell::RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_str(line);
+    let _ = de.deserialize_any(LevelSearch {
+        depth: 0,
+        found: &found,
+    });
+    found.into_inner()
 }
 
-/// The value of a `level=`-like key in a logfmt line, found in one pass.
+/// Walks a JSON value for [`json_level`], skipping everything but objects.
+struct LevelSearch<'a> {
+    depth: usize,
+    found: &'a std::cell::RefCell<Option<String>>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for LevelSearch<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for LevelSearch<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
+        use serde::de::IgnoredAny;
+        while let Some(key) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+            if self.found.borrow().is_some() {
+                m.next_value::<IgnoredAny>()?;
+            } else if LEVEL_FIELDS.contains(&key.as_ref()) {
+                if let serde_json::Value::String(s) = m.next_value::<serde_json::Value>()? {
+                    *self.found.borrow_mut() = Some(s);
+                }
+            } else if self.depth + 1 < JSON_LEVEL_DEPTH {
+                m.next_value_seed(LevelSearch {
+                    depth: self.depth + 1,
+                    found: self.found,
+                })?;
+            } else {
+                m.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<(), A::Error> {
+        while s.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// The value of the first-listed [`LEVEL_FIELDS`] key (names compared without case) among
+/// the pairs before the line's first logfmt error.
 fn logfmt_level(line: &str) -> Option<String> {
-    static KEY: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
-    if !line.contains('=') {
-        return None;
-    }
-    let re = KEY.get_or_init(|| {
-        let names = LEVEL_FIELDS.join("|");
-        regex::Regex::new(&format!(r#"(?:^|\s)(?:{names})=("[^"]*"|\S*)"#)).ok()
-    });
-    let caps = re.as_ref()?.captures(line)?;
-    Some(caps.get(1)?.as_str().trim_matches('"').to_owned())
-}
-
-/// Loki's keywords, each with the level it means and its rank: when several occur, the
-/// lowest rank wins (Loki tests info, then error, warn, critical, debug).
-const KEYWORDS: &[(&str, &str, u8)] = &[
-    ("info", "info", 0),
-    ("INFO", "info", 0),
-    ("err:", "error", 1),
-    ("ERR:", "error", 1),
-    ("error", "error", 1),
-    ("ERROR", "error", 1),
-    ("warn:", "warn", 2),
-    ("WARN:", "warn", 2),
-    ("warning", "warn", 2),
-    ("WARNING", "warn", 2),
-    ("CRITICAL:", "critical", 3),
-    ("critical:", "critical", 3),
-    ("debug:", "debug", 4),
-    ("DEBUG:", "debug", 4),
-];
-
-/// Loki's keyword detection, in one pass over the line.
-fn keywords(line: &str) -> &'static str {
-    static SET: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
-    let set = SET.get_or_init(|| {
-        let alts: Vec<String> = KEYWORDS.iter().map(|(k, _, _)| regex::escape(k)).collect();
-        regex::Regex::new(&alts.join("|")).ok()
-    });
-    let Some(set) = set else {
-        return "unknown";
-    };
-    let mut best: Option<(u8, &'static str)> = None;
-    // No keyword ends with the start of another, so non-overlapping matches find them all.
-    for m in set.find_iter(line) {
-        let text = m.as_str();
-        if let Some((_, level, rank)) = KEYWORDS.iter().find(|(k, _, _)| *k == text)
-            && best.is_none_or(|(r, _)| *rank < r)
+    let (pairs, _) = crate::logfmt::pairs(line, true);
+    let mut best: Option<(usize, String)> = None;
+    for (k, v) in pairs {
+        let rank = LEVEL_FIELDS.iter().position(|f| f.eq_ignore_ascii_case(&k));
+        if let Some(rank) = rank
+            && best.as_ref().is_none_or(|(r, _)| rank < *r)
         {
-            best = Some((*rank, *level));
-            if *rank == 0 {
+            best = Some((rank, v.unwrap_or_default()));
+            if rank == 0 {
                 break;
             }
         }
     }
-    best.map_or("unknown", |(_, l)| l)
+    best.map(|(_, v)| v)
+}
+
+/// Level words, in the order Loki tries them: at the same position the earlier one wins.
+const LEVEL_WORDS: &[(&str, &str)] = &[
+    ("trace", "trace"),
+    ("debug", "debug"),
+    ("fatal", "fatal"),
+    ("critical", "critical"),
+    ("error", "error"),
+    ("err", "error"),
+    ("warning", "warn"),
+    ("warn", "warn"),
+    ("info", "info"),
+];
+
+const UNKNOWN_LEVEL: &str = "unknown";
+
+/// The level word that occurs earliest in the line, without case, standing as a word: before
+/// it the line starts or one of ` \t\n[({"'=|`; after it the line ends or one of
+/// ` \t\n[](){}:,!"'=|`. So `ERROR` inside an ANSI colour code (`\x1b[31mERROR`) or in
+/// `misc:error` is not a level word.
+fn words(line: &str) -> &'static str {
+    let lower = line.to_ascii_lowercase();
+    let mut best = (usize::MAX, UNKNOWN_LEVEL);
+    for (word, level) in LEVEL_WORDS {
+        if let Some(pos) = bounded(&lower, word)
+            && pos < best.0
+        {
+            best = (pos, level);
+            if pos == 0 {
+                break;
+            }
+        }
+    }
+    best.1
+}
+
+/// The first position of `word` in `s` that stands as a level word.
+fn bounded(s: &str, word: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let left = |i: usize| i == 0 || b" \t\n[({\"'=|".contains(&b[i - 1]);
+    let right = |i: usize| i >= b.len() || b" \t\n[](){}:,!\"'=|".contains(&b[i]);
+    s.match_indices(word)
+        .map(|(i, _)| i)
+        .find(|&i| left(i) && right(i + word.len()))
 }
 
 #[cfg(test)]
@@ -254,12 +354,26 @@ mod tests {
     }
 
     #[test]
-    fn keywords_rank_as_loki_tests_them() {
-        assert_eq!(keywords("WARNING: disk error, see information"), "info");
-        assert_eq!(keywords("WARNING: disk error"), "error");
-        assert_eq!(keywords("kernel: warning: CRITICAL: temp"), "warn");
-        assert_eq!(keywords("CRITICAL: debug: x"), "critical");
-        assert_eq!(keywords("DEBUG: x"), "debug");
-        assert_eq!(keywords("Accepted publickey"), "unknown");
+    fn the_earliest_level_word_wins() {
+        assert_eq!(words("WARNING: disk error, see information"), "warn");
+        assert_eq!(words("disk error, WARNING"), "error");
+        assert_eq!(words("kernel: warning: CRITICAL: temp"), "warn");
+        assert_eq!(words("[DEBUG] x"), "debug");
+        assert_eq!(words("Accepted publickey"), "unknown");
+        // Not words: inside a colour code, after a colon, inside another word.
+        assert_eq!(words("\x1b[31mERROR\x1b[0m port open"), "unknown");
+        assert_eq!(words("misc:error happened"), "unknown");
+        assert_eq!(words("informational errors"), "unknown");
+    }
+
+    #[test]
+    fn levels_that_name_no_known_level_are_kept() {
+        assert_eq!(normalise("Notice"), "Notice");
+        assert_eq!(normalise("WRN"), "warn");
+        assert_eq!(from_line(br#"{"msg":"x","level":"notice"} "#), "unknown");
+        // Abbreviations are found only as fields: one object down, not two.
+        assert_eq!(from_line(br#"{"a":{"level":"wrn"}}"#), "warn");
+        assert_eq!(from_line(br#"{"a":{"b":{"level":"wrn"}}}"#), "unknown");
+        assert_eq!(from_line(b"LEVEL=error msg=x"), "error");
     }
 }

@@ -61,8 +61,8 @@ pub(super) fn parse(p: &Parser, line: &mut Cow<'_, str>, labels: &mut Labels) {
 fn json(paths: &[(String, String)], line: &str, labels: &mut Labels) {
     let value: serde_json::Value = match serde_json::from_str(line) {
         Ok(v @ serde_json::Value::Object(_)) => v,
-        Ok(_) => return set_error(labels, "JSONParserErr", "line is not a JSON object"),
-        Err(e) => return set_error(labels, "JSONParserErr", &e.to_string()),
+        Ok(_) => return set_error(labels, "JSONParserErr", NOT_AN_OBJECT),
+        Err(e) => return set_error(labels, "JSONParserErr", json_error(line, &e)),
     };
     if paths.is_empty() {
         flatten("", &value, 0, labels);
@@ -135,24 +135,37 @@ fn json_path(path: &str) -> Option<Vec<PathStep>> {
     Some(out)
 }
 
+/// The `__error_details__` of a line that is not a JSON object, in the words Loki's JSON
+/// scanner uses (Grafana shows them, and they become part of the stream's labels).
+const NOT_AN_OBJECT: &str = "Value looks like object, but can't find closing '}' symbol";
+
+fn json_error(line: &str, e: &serde_json::Error) -> &'static str {
+    if !line.trim_start().starts_with('{') || e.is_eof() {
+        NOT_AN_OBJECT
+    } else {
+        "Malformed JSON error"
+    }
+}
+
+/// `| unpack`: a line packed by promtail's `pack` stage (a JSON object with `_entry`)
+/// becomes its `_entry`, and its other string fields labels. A JSON line without `_entry`
+/// was not packed: it is left alone and gives no labels, as in Loki.
 fn unpack(line: &mut Cow<'_, str>, labels: &mut Labels) {
     let map: serde_json::Map<String, serde_json::Value> = match serde_json::from_str(line) {
         Ok(m) => m,
-        Err(e) => return set_error(labels, "JSONParserErr", &e.to_string()),
+        Err(e) => return set_error(labels, "JSONParserErr", json_error(line, &e)),
     };
-    let mut entry = None;
+    let Some(serde_json::Value::String(entry)) = map.get("_entry").cloned() else {
+        return;
+    };
     for (k, v) in map {
-        if let serde_json::Value::String(s) = v {
-            if k == "_entry" {
-                entry = Some(s);
-            } else {
-                labels.set_parsed(&sanitize(&k), s);
-            }
+        if let serde_json::Value::String(s) = v
+            && k != "_entry"
+        {
+            labels.set_parsed(&sanitize(&k), s);
         }
     }
-    if let Some(e) = entry {
-        *line = Cow::Owned(e);
-    }
+    *line = Cow::Owned(entry);
 }
 
 fn logfmt(
@@ -162,15 +175,7 @@ fn logfmt(
     line: &str,
     labels: &mut Labels,
 ) {
-    let pairs = match logfmt_pairs(line) {
-        Ok(p) => p,
-        Err((p, e)) => {
-            if strict {
-                return set_error(labels, "LogfmtParserErr", &e);
-            }
-            p
-        }
-    };
+    let (pairs, err) = crate::logfmt::pairs(line, strict);
     for (k, v) in pairs {
         if v.is_none() && !keep_empty {
             continue;
@@ -182,84 +187,8 @@ fn logfmt(
             labels.set_parsed(name, v);
         }
     }
-}
-
-type Pairs = Vec<(String, Option<String>)>;
-
-/// `key=value key2="quoted \"v\"" flag` into pairs; a bare key has no value. On a syntax
-/// error, the pairs read so far and the error.
-fn logfmt_pairs(line: &str) -> Result<Pairs, (Pairs, String)> {
-    let mut out = Vec::new();
-    let b = line.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        while i < b.len() && b[i] <= b' ' {
-            i += 1;
-        }
-        if i >= b.len() {
-            break;
-        }
-        let start = i;
-        while i < b.len() && b[i] > b' ' && b[i] != b'=' && b[i] != b'"' {
-            i += 1;
-        }
-        let key = &line[start..i];
-        if key.is_empty() {
-            return Err((
-                out,
-                format!(
-                    "logfmt syntax error at pos {}: unexpected '{}'",
-                    i + 1,
-                    b[i] as char
-                ),
-            ));
-        }
-        if i >= b.len() || b[i] != b'=' {
-            out.push((key.to_owned(), None));
-            continue;
-        }
-        i += 1;
-        if i < b.len() && b[i] == b'"' {
-            let (val, len) = match unquote(&line[i..]) {
-                Some(x) => x,
-                None => {
-                    return Err((
-                        out,
-                        format!(
-                            "logfmt syntax error at pos {}: unterminated quoted value",
-                            i + 1
-                        ),
-                    ));
-                }
-            };
-            out.push((key.to_owned(), Some(val)));
-            i += len;
-        } else {
-            let vstart = i;
-            while i < b.len() && b[i] > b' ' {
-                i += 1;
-            }
-            out.push((key.to_owned(), Some(line[vstart..i].to_owned())));
-        }
+    // Loki keeps what was parsed before the error, and marks the line.
+    if let (true, Some(e)) = (strict, err) {
+        set_error(labels, "LogfmtParserErr", &e);
     }
-    Ok(out)
-}
-
-/// A quoted logfmt value at the start of `s`: its text and the bytes it took.
-fn unquote(s: &str) -> Option<(String, usize)> {
-    let mut out = String::new();
-    let mut chars = s.char_indices().skip(1);
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '"' => return Some((out, i + 1)),
-            '\\' => match chars.next()?.1 {
-                'n' => out.push('\n'),
-                't' => out.push('\t'),
-                'r' => out.push('\r'),
-                c => out.push(c),
-            },
-            c => out.push(c),
-        }
-    }
-    None
 }
