@@ -50,7 +50,7 @@ const CORPUS: &[&str] = &[
     r#"bytes_over_time({job="sshd"} [1h])"#,
     r#"bytes_rate({job="sshd"} [30s] offset 1h)"#,
     r#"absent_over_time({job="sshd", host="a"} [15m])"#,
-    r#"sum_over_time({job="app"} | json | unwrap status [5m]) by (level)"#,
+    r#"max_over_time({job="app"} | json | unwrap status [5m]) by (level)"#,
     r#"avg_over_time({job="app"} | logfmt | unwrap duration(took) | __error__="" [5m]) without (user)"#,
     r#"max_over_time({job="app"} | json | unwrap bytes(size) [5m])"#,
     r#"min_over_time({job="app"} | json | unwrap duration_seconds(took) [5m])"#,
@@ -82,6 +82,41 @@ const CORPUS: &[&str] = &[
     r#"label_replace(rate({job="a"} [1m]), "dst", "$1", "src", "(.*)")"#,
     r#"sum by (level, detected_level) (count_over_time({job="app"} | drop __error__ [1m]))"#,
 ];
+
+/// What Loki's grammar refuses, with the text its error names.
+const REFUSED: &[(&str, &str)] = &[
+    (r#"-sum(rate({job="a"} [1m]))"#, "unexpected"),
+    ("--1", "unexpected"),
+    ("-(1)", "unexpected"),
+    (
+        r#"sum_over_time({job="a"} | logfmt | unwrap v [1m]) by (host)"#,
+        "grouping not allowed for sum_over_time",
+    ),
+    (
+        r#"rate({job="a"} | logfmt | unwrap v [1m]) by (host)"#,
+        "grouping not allowed for rate",
+    ),
+    (
+        r#"count_over_time({job="a"} [1m]) by (host)"#,
+        "grouping not allowed for count_over_time",
+    ),
+];
+
+#[test]
+fn what_lokis_grammar_refuses_is_refused() {
+    for (q, want) in REFUSED {
+        let e = logql::parse(q).expect_err(q).to_string();
+        assert!(e.contains(want), "{q}: {e}");
+    }
+    // The forms Loki accepts instead.
+    for q in [
+        r#"-1 * sum(rate({job="a"} [1m]))"#,
+        r#"sum by (host) (sum_over_time({job="a"} | logfmt | unwrap v [1m]))"#,
+        r#"max_over_time({job="a"} | logfmt | unwrap v [1m]) by (host)"#,
+    ] {
+        logql::parse(q).unwrap_or_else(|e| panic!("{q}: {e}"));
+    }
+}
 
 #[test]
 fn every_construct_prints_and_parses_back_to_the_same_text() {
@@ -426,7 +461,9 @@ fn unwrapped_aggregations_match_hand_computed_values() {
     // JSON lines at +5 (200), +25 (500), +50 (200); the logfmt line at +45 fails to parse.
     let sel = r#"{job="app"} | json | __error__="" | unwrap status [1m]"#;
     let q = |f: &str| format!("{f}({sel}) by (job)");
-    expect(&d, &q("sum_over_time"), 60, &[(app, 900.0)]);
+    // Loki allows no grouping on sum_over_time: the sum is grouped outside.
+    let sum = format!("sum by (job) (sum_over_time({sel}))");
+    expect(&d, &sum, 60, &[(app, 900.0)]);
     expect(&d, &q("avg_over_time"), 60, &[(app, 300.0)]);
     expect(&d, &q("min_over_time"), 60, &[(app, 200.0)]);
     expect(&d, &q("max_over_time"), 60, &[(app, 500.0)]);
@@ -444,11 +481,11 @@ fn unwrapped_aggregations_match_hand_computed_values() {
     );
     expect(
         &d,
-        &format!("rate({sel}) by (job)"),
+        &format!("sum by (job) (rate({sel}))"),
         60,
         &[(app, 900.0 / 60.0)],
     );
-    let by_level = format!("sum_over_time({sel}) by (level)");
+    let by_level = format!("sum by (level) (sum_over_time({sel}))");
     expect(
         &d,
         &by_level,
@@ -459,10 +496,10 @@ fn unwrapped_aggregations_match_hand_computed_values() {
         ],
     );
     // Durations in seconds, byte sizes in bytes.
-    let dur = r#"sum_over_time({job="app"} | json | __error__="" | unwrap duration(duration) [1m]) by (job)"#;
+    let dur = r#"sum by (job) (sum_over_time({job="app"} | json | __error__="" | unwrap duration(duration) [1m]))"#;
     expect(&d, dur, 60, &[(app, 0.15 + 1.5 + 0.05)]);
     let bytes =
-        r#"sum_over_time({job="app"} | json | __error__="" | unwrap bytes(size) [1m]) by (job)"#;
+        r#"sum by (job) (sum_over_time({job="app"} | json | __error__="" | unwrap bytes(size) [1m]))"#;
     expect(&d, bytes, 60, &[(app, 13000.0)]);
     // Counter 10, 20, reset to 5, 15 at +10..+40, window (T0, T0+60]: increase 25 over 30 s
     // of samples, extrapolated by 10 s at the start and 5 s (half the spacing) at the end:
