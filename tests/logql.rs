@@ -498,8 +498,7 @@ fn unwrapped_aggregations_match_hand_computed_values() {
     // Durations in seconds, byte sizes in bytes.
     let dur = r#"sum by (job) (sum_over_time({job="app"} | json | __error__="" | unwrap duration(duration) [1m]))"#;
     expect(&d, dur, 60, &[(app, 0.15 + 1.5 + 0.05)]);
-    let bytes =
-        r#"sum by (job) (sum_over_time({job="app"} | json | __error__="" | unwrap bytes(size) [1m]))"#;
+    let bytes = r#"sum by (job) (sum_over_time({job="app"} | json | __error__="" | unwrap bytes(size) [1m]))"#;
     expect(&d, bytes, 60, &[(app, 13000.0)]);
     // Counter 10, 20, reset to 5, 15 at +10..+40, window (T0, T0+60]: increase 25 over 30 s
     // of samples, extrapolated by 10 s at the start and 5 s (half the spacing) at the end:

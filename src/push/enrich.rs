@@ -32,7 +32,20 @@ pub const SERVICE_NAME_SOURCES: &[&str] = &[
 
 /// Label and field names a level is read from: Loki's `log_level_fields` default.
 pub const LEVEL_FIELDS: &[&str] = &[
-    "level", "LEVEL", "Level", "Severity", "severity", "SEVERITY", "lvl", "LVL", "Lvl",
+    "level",
+    "LEVEL",
+    "Level",
+    "log.level",
+    "severity",
+    "SEVERITY",
+    "Severity",
+    "SeverityText",
+    "lvl",
+    "LVL",
+    "Lvl",
+    "severity_text",
+    "Severity_Text",
+    "SEVERITY_TEXT",
 ];
 
 pub const SERVICE_NAME: &str = "service_name";

@@ -37,6 +37,7 @@ enum Endpoint {
     Volume,
     VolumeRange,
     BuildInfo,
+    DrilldownLimits,
     FormatQuery,
     Tail,
     /// Loki features answered with 404 until implemented exactly as Loki does.
@@ -62,9 +63,8 @@ fn endpoint(path: &str) -> Option<Endpoint> {
             "status/buildinfo" => Endpoint::BuildInfo,
             "format_query" => Endpoint::FormatQuery,
             "tail" => Endpoint::Tail,
-            "detected_labels" | "detected_fields" | "patterns" | "drilldown-limits" => {
-                Endpoint::NotImplemented
-            }
+            "drilldown-limits" => Endpoint::DrilldownLimits,
+            "detected_labels" | "detected_fields" | "patterns" => Endpoint::NotImplemented,
             r if r.starts_with("detected_field/") => Endpoint::NotImplemented,
             "rules" => Endpoint::NoRules,
             r if r.starts_with("rules/") => Endpoint::NoRules,
@@ -105,6 +105,7 @@ pub fn endpoint_name(path: &str) -> &'static str {
         Some(Endpoint::Volume) => "index_volume",
         Some(Endpoint::VolumeRange) => "index_volume_range",
         Some(Endpoint::BuildInfo) => "buildinfo",
+        Some(Endpoint::DrilldownLimits) => "drilldown_limits",
         Some(Endpoint::FormatQuery) => "format_query",
         Some(Endpoint::Tail) => "tail",
         Some(Endpoint::NotImplemented) => "not_implemented",
@@ -169,6 +170,10 @@ async fn answer(st: QueryState, ep: Endpoint, req: Request) -> Result<Response, 
     match ep {
         Endpoint::Ready => Ok((StatusCode::OK, "ready\n").into_response()),
         Endpoint::BuildInfo => Ok(json_response(build_info(), Audit::default())),
+        Endpoint::DrilldownLimits => Ok(json_response(
+            super::drilldown::limits(&st.engine.limits),
+            Audit::default(),
+        )),
         Endpoint::NotImplemented => {
             Ok((StatusCode::NOT_FOUND, "404 page not found\n").into_response())
         }
@@ -434,9 +439,12 @@ fn format_query(p: &Params) -> Response {
     }
 }
 
+/// The Loki version `status/buildinfo` claims: Grafana turns features on by it.
+pub const BUILD_VERSION: &str = concat!("3.5.0+daftari.", env!("CARGO_PKG_VERSION"));
+
 fn build_info() -> Value {
     json!({
-        "version": concat!("3.5.0+daftari.", env!("CARGO_PKG_VERSION")),
+        "version": BUILD_VERSION,
         "revision": "",
         "branch": "",
         "buildUser": "",

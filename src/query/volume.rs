@@ -22,8 +22,7 @@ use super::value::Series;
 use crate::clock::now_ns;
 use crate::store::Order;
 
-/// Series a volume answer lists at most: Loki's `volume_max_series`.
-const VOLUME_MAX_SERIES: usize = 1000;
+use super::drilldown::VOLUME_MAX_SERIES;
 
 pub fn answer(
     engine: &Engine,
