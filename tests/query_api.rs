@@ -386,15 +386,16 @@ fn grafana_health_check_and_explore_requests() {
     let v = json_of(&r);
     assert_eq!(v["data"]["result"].as_array().unwrap().len(), 2);
     // Features answered 404 until implemented exactly; the ruler answers empty.
-    for path in [
-        "/loki/api/v1/detected_labels",
-        "/loki/api/v1/detected_fields",
-    ] {
-        assert_eq!(
-            get(l, path, &[("query", r#"{job="sshd"}"#)], &[]).status,
-            404
-        );
-    }
+    assert_eq!(
+        get(
+            l,
+            "/loki/api/v1/patterns",
+            &[("query", r#"{job="sshd"}"#)],
+            &[]
+        )
+        .status,
+        404
+    );
     let r = get(l, "/loki/api/v1/rules", &[], &[]);
     assert_eq!((r.status, r.body.as_str()), (404, "no rule groups found\n"));
     assert!(json_of(&get(l, "/loki/api/v1/status/buildinfo", &[], &[]))["version"].is_string());
@@ -688,6 +689,38 @@ fn local_reads_are_recorded_with_query_and_range() {
         "{l}"
     );
     assert_eq!(common::verify(&data).code, 0);
+}
+
+#[test]
+fn the_label_browser_hides_internal_labels_unless_asked_for() {
+    let (_tmp, s) = start();
+    // One read, so that the audit stream `{__daftari__="audit"}` has an entry now.
+    json_of(&get(s.local, "/loki/api/v1/labels", &[], &[]));
+    let values = |q: &[(&str, &str)]| -> Vec<String> {
+        let v = json_of(&get(
+            s.local,
+            "/loki/api/v1/label/__daftari__/values",
+            q,
+            &[],
+        ));
+        serde_json::from_value(v["data"].clone()).unwrap()
+    };
+    let t = std::time::Instant::now();
+    while !values(&[]).contains(&"audit".to_string()) {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "no audit entry"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let names = |q: &[(&str, &str)]| -> Vec<String> {
+        let v = json_of(&get(s.local, "/loki/api/v1/labels", q, &[]));
+        serde_json::from_value(v["data"].clone()).unwrap()
+    };
+    let all = names(&[]);
+    assert!(!all.iter().any(|n| n.starts_with("__")), "{all:?}");
+    let audit = names(&[("query", r#"{__daftari__="audit"}"#)]);
+    assert!(audit.contains(&"__daftari__".to_string()), "{audit:?}");
 }
 
 #[test]

@@ -38,6 +38,9 @@ enum Endpoint {
     VolumeRange,
     BuildInfo,
     DrilldownLimits,
+    DetectedLabels,
+    DetectedFields,
+    DetectedFieldValues(String),
     FormatQuery,
     Tail,
     /// Loki features answered with 404 until implemented exactly as Loki does.
@@ -64,8 +67,13 @@ fn endpoint(path: &str) -> Option<Endpoint> {
             "format_query" => Endpoint::FormatQuery,
             "tail" => Endpoint::Tail,
             "drilldown-limits" => Endpoint::DrilldownLimits,
-            "detected_labels" | "detected_fields" | "patterns" => Endpoint::NotImplemented,
-            r if r.starts_with("detected_field/") => Endpoint::NotImplemented,
+            "detected_labels" => Endpoint::DetectedLabels,
+            "detected_fields" => Endpoint::DetectedFields,
+            "patterns" => Endpoint::NotImplemented,
+            r if r.starts_with("detected_field/") => {
+                let name = r.strip_prefix("detected_field/")?.strip_suffix("/values")?;
+                Endpoint::DetectedFieldValues(percent_decode(name)?)
+            }
             "rules" => Endpoint::NoRules,
             r if r.starts_with("rules/") => Endpoint::NoRules,
             r => {
@@ -106,6 +114,9 @@ pub fn endpoint_name(path: &str) -> &'static str {
         Some(Endpoint::VolumeRange) => "index_volume_range",
         Some(Endpoint::BuildInfo) => "buildinfo",
         Some(Endpoint::DrilldownLimits) => "drilldown_limits",
+        Some(Endpoint::DetectedLabels) => "detected_labels",
+        Some(Endpoint::DetectedFields) => "detected_fields",
+        Some(Endpoint::DetectedFieldValues(_)) => "detected_field_values",
         Some(Endpoint::FormatQuery) => "format_query",
         Some(Endpoint::Tail) => "tail",
         Some(Endpoint::NotImplemented) => "not_implemented",
@@ -254,7 +265,11 @@ fn blocking(
         Endpoint::Labels => {
             let (start, end) = p.bounds(now)?;
             let (q, m) = selector(p)?;
-            let names = engine.label_names(&m, start, end + 1)?;
+            let mut names = engine.label_names(&m, start, end + 1)?;
+            // Names that start with `__` are reserved for internal use (daftari's own audit
+            // and admin streams carry `__daftari__`): the label browser lists them only when
+            // the selector names them, so those streams stay queryable explicitly.
+            names.retain(|n| !n.starts_with("__") || m.iter().any(|x| x.name == *n));
             let audit = audit(q, start, end, names.len());
             Ok(json_response(Envelope::success(names), audit))
         }
@@ -297,6 +312,11 @@ fn blocking(
         }
         Endpoint::Volume | Endpoint::VolumeRange => {
             volume::answer(engine, budget, p, ep == Endpoint::VolumeRange)
+        }
+        Endpoint::DetectedLabels => super::detected::labels(engine, p),
+        Endpoint::DetectedFields => super::detected::fields(engine, budget, p, None),
+        Endpoint::DetectedFieldValues(name) => {
+            super::detected::fields(engine, budget, p, Some(&name))
         }
         _ => Err(QueryError::NotFound("404 page not found".into())),
     }

@@ -22,6 +22,7 @@
 
 mod api;
 mod budget;
+mod detected;
 mod drilldown;
 pub use api::endpoint_name;
 pub mod encode;

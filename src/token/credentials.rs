@@ -87,8 +87,9 @@ impl Bucket {
 /// out. Only failures are counted and throttled, never successes.
 ///
 /// Memory is bounded by [`MAX_TRACKED_PEERS`]. When the table is full, peers whose bucket has
-/// refilled are forgotten first (there is nothing to remember), then the least recently
-/// failing peer that is not throttled; a throttled peer is never forgotten. If every tracked
+/// refilled are forgotten first (there is nothing to remember), then the peer with the most
+/// tries left (forgetting gives a peer back what its bucket lacks); a throttled peer is never
+/// forgotten. If every tracked
 /// peer is throttled, a new peer's failure goes uncounted until one of them recovers.
 ///
 /// An IPv6 peer is tracked by its /64 prefix, the block one host is normally given, so a host
@@ -186,8 +187,8 @@ impl AuthThrottle {
         p.last_failure = now;
     }
 
-    /// Frees at least one slot without forgetting a throttled peer; false if every tracked
-    /// peer is throttled.
+    /// Frees at least one slot without forgetting a throttled peer, by forgetting the peer
+    /// with the most tries left; false if every tracked peer is throttled.
     fn make_room(&self, peers: &mut HashMap<IpAddr, Peer>, now: Instant) -> bool {
         let (rate, cap) = (self.rate(), self.cap());
         peers.retain(|_, p| {
@@ -197,12 +198,20 @@ impl AuthThrottle {
         if peers.len() < MAX_TRACKED_PEERS {
             return true;
         }
-        let oldest = peers
+        // Forgetting a peer gives it back what its bucket lacks, so the one forgotten is the
+        // one with the most tries left (the oldest among equals): a peer that was locked out
+        // and has refilled only a try or two is the last to go, never the first.
+        let fullest = peers
             .iter()
             .filter(|(_, p)| p.bucket.level >= 1.0)
-            .min_by_key(|(_, p)| p.last_failure)
+            .max_by(|(_, a), (_, b)| {
+                a.bucket
+                    .level
+                    .total_cmp(&b.bucket.level)
+                    .then(b.last_failure.cmp(&a.last_failure))
+            })
             .map(|(k, _)| *k);
-        match oldest {
+        match fullest {
             Some(k) => {
                 peers.remove(&k);
                 true
@@ -244,6 +253,31 @@ mod tests {
             t.admit(locked).is_err(),
             "the locked-out address was forgotten"
         );
+    }
+
+    #[test]
+    fn a_peer_that_refilled_a_try_or_two_is_forgotten_last() {
+        // Regression: the oldest peer with a try left was forgotten first, so an address
+        // locked out two seconds earlier (one try refilled) got all 30 back once the table
+        // filled.
+        let t = AuthThrottle::new(30);
+        let locked = v4(1);
+        for _ in 0..30 {
+            t.fail(locked);
+        }
+        {
+            let mut peers = t.peers.lock().unwrap();
+            peers.get_mut(&peer_key(locked)).unwrap().bucket.level = 1.5;
+        }
+        for n in 0..3 * MAX_TRACKED_PEERS as u32 {
+            t.fail(v4(1000 + n));
+        }
+        let peers = t.peers.lock().unwrap();
+        let p = peers
+            .get(&peer_key(locked))
+            .expect("the locked-out address was forgotten");
+        // Only what the refill rate gave back while the table filled, far from all 30.
+        assert!(p.bucket.level < 15.0, "{}", p.bucket.level);
     }
 
     #[test]

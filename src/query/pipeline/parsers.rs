@@ -13,7 +13,7 @@ use super::set_error;
 const JSON_MAX_DEPTH: usize = 64;
 
 /// A label name made valid: characters outside `[a-zA-Z0-9_]` become `_`, as Loki does.
-fn sanitize(name: &str) -> String {
+pub(crate) fn sanitize(name: &str) -> String {
     let mut s: String = name
         .chars()
         .map(|c| {

@@ -18,7 +18,7 @@ pub(super) fn call(f: &str, args: &[Value], data: &Data<'_>) -> Result<Value, St
     };
     let v = match f {
         "__line__" => Value::S(data.line.to_owned()),
-        "__timestamp__" => Value::S(crate::clock::rfc3339(data.ts_ns)),
+        "__timestamp__" => Value::T(data.ts_ns),
         "ToUpper" | "upper" => {
             want(1)?;
             Value::S(s(0).to_uppercase())
@@ -172,7 +172,7 @@ pub(super) fn call(f: &str, args: &[Value], data: &Data<'_>) -> Result<Value, St
             .or(args.last())
             .cloned()
             .unwrap_or(Value::B(false)),
-        other => return Err(format!("function {other:?} not defined")),
+        other => super::convert::call(other, args, data)?,
     };
     Ok(v)
 }

@@ -5,13 +5,17 @@
 //! functions people write in them: `ToUpper ToLower Title TrimSpace Trim TrimPrefix
 //! TrimSuffix Replace upper lower title trim trimPrefix trimSuffix trunc substr replace
 //! default contains hasPrefix hasSuffix regexReplaceAll regexReplaceAllLiteral repeat
-//! printf len eq ne not and or __line__ __timestamp__`.
+//! printf len eq ne not and or __line__ __timestamp__` here and in `funcs`, and the converting
+//! ones of Loki's list in `convert` (encodings, units, Sprig's numbers, times in Go layouts).
+//! `__timestamp__` and `now` are time values, printed as Go prints a `time.Time` in UTC.
 //!
 //! Must not: touch anything but the labels, line and timestamp it is given. A missing field
 //! renders as the empty string.
 
 use std::collections::BTreeMap;
 
+mod clock;
+mod convert;
 mod funcs;
 mod lex;
 
@@ -107,6 +111,10 @@ const FUNCS: &[&str] = &[
     "__timestamp__",
 ];
 
+fn defined(name: &str) -> bool {
+    FUNCS.contains(&name) || convert::NAMES.contains(&name)
+}
+
 /// What a template can see.
 #[derive(Debug)]
 pub struct Data<'a> {
@@ -121,6 +129,8 @@ pub(super) enum Value {
     S(String),
     N(f64),
     B(bool),
+    /// A time, in Unix nanoseconds.
+    T(i64),
 }
 
 impl Value {
@@ -129,6 +139,7 @@ impl Value {
             Value::S(s) => s.clone(),
             Value::N(n) => crate::query::value::format_float(*n),
             Value::B(b) => b.to_string(),
+            Value::T(ns) => clock::display(*ns),
         }
     }
 
@@ -137,6 +148,7 @@ impl Value {
             Value::S(s) => !s.is_empty(),
             Value::N(n) => *n != 0.0,
             Value::B(b) => *b,
+            Value::T(_) => true,
         }
     }
 
@@ -148,6 +160,7 @@ impl Value {
                 .parse()
                 .map_err(|_| format!("{s:?} is not a number")),
             Value::B(_) => Err("a boolean is not a number".into()),
+            Value::T(_) => Err("a time is not a number".into()),
         }
     }
 }
@@ -289,7 +302,7 @@ fn parse_pipeline(t: &mut Toks, depth: usize) -> Result<Pipeline, String> {
 fn parse_command(t: &mut Toks, depth: usize) -> Result<Command, String> {
     let func = match t.peek() {
         Some(T::Word(w)) => {
-            if !FUNCS.contains(&w.as_str()) {
+            if !defined(w) {
                 return Err(format!("template: function {w:?} not defined"));
             }
             let w = w.clone();
@@ -305,7 +318,7 @@ fn parse_command(t: &mut Toks, depth: usize) -> Result<Command, String> {
             T::Field(f) => Operand::Field(f),
             T::Str(s) => Operand::Str(s),
             T::Num(n) => Operand::Num(n),
-            T::Word(w) if FUNCS.contains(&w.as_str()) => Operand::Func(w),
+            T::Word(w) if defined(&w) => Operand::Func(w),
             T::Word(w) => return Err(format!("template: function {w:?} not defined")),
             T::Open => {
                 t.pos += 1;
