@@ -504,7 +504,15 @@ mod tests {
             Some(Endpoint::LabelValues("service_name".into()))
         );
         assert_eq!(
-            endpoint("/loki/api/v1/detected_labels"),
+            endpoint("/grafana/loki/api/v1/detected_labels"),
+            Some(Endpoint::DetectedLabels)
+        );
+        assert_eq!(
+            endpoint("/loki/api/v1/detected_field/status%5Fcode/values"),
+            Some(Endpoint::DetectedFieldValues("status_code".into()))
+        );
+        assert_eq!(
+            endpoint("/loki/api/v1/patterns"),
             Some(Endpoint::NotImplemented)
         );
         assert_eq!(endpoint("/loki/api/v1/push"), None);
