@@ -854,3 +854,51 @@ fn truncated_and_damaged_queries_fail_cleanly() {
         }
     }
 }
+
+#[test]
+fn a_sum_over_an_additive_range_aggregation_holds_only_its_groups() {
+    let d = data();
+    let mut engine = d.engine.clone();
+    // The three JSON lines of {job="app"} are three label sets once parsed, in two levels.
+    engine.limits.max_range_series = 2;
+    let eval = |q: &str| {
+        let Expr::Metric(m) = logql::parse(q).unwrap() else {
+            panic!()
+        };
+        metric::eval(&engine, &m, &[T0 + 60 * S], budget()).map(|(v, _)| v)
+    };
+    let inner = r#"({job="app"} | json | __error__="" [1m])"#;
+    for q in [
+        format!("sum by (level) (count_over_time{inner})"),
+        format!("sum by (level) ((rate{inner}))"),
+        format!(
+            "sum without (msg, duration, size, status, user_name, job, host) (bytes_over_time{inner})"
+        ),
+    ] {
+        let Ok(Val::Vector(m)) = eval(&q) else {
+            panic!("{q}: {:?}", eval(&q).err())
+        };
+        let mut levels: Vec<&str> = m.series.iter().map(|s| s["level"].as_str()).collect();
+        levels.sort_unstable();
+        assert_eq!(levels, ["error", "info"], "{q}");
+    }
+    let counts = at(&d, &format!("sum by (level) (count_over_time{inner})"), 60).unwrap();
+    let counts: Vec<(&str, f64)> = counts
+        .iter()
+        .map(|(l, v)| (l["level"].as_str(), *v))
+        .collect();
+    assert_eq!(counts, [("error", 1.0), ("info", 2.0)]);
+    // Not additive, or grouped by itself: every label set is held, and the limit applies.
+    for q in [
+        format!("max by (level) (count_over_time{inner})"),
+        format!(
+            "sum by (level) (max_over_time({{job=\"app\"}} | json | __error__=\"\" | unwrap status [1m]))"
+        ),
+    ] {
+        let e = eval(&q).unwrap_err().to_string();
+        assert!(
+            e.starts_with("maximum number of series (2) reached"),
+            "{q}: {e}"
+        );
+    }
+}

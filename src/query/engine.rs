@@ -28,7 +28,9 @@ pub const DEFAULT_MAX_ENTRIES: usize = 5000;
 pub const DEFAULT_MAX_SERIES: usize = 500;
 
 /// Series a range aggregation may hold before its outer aggregation reduces them: bounds
-/// memory when a parser yields high-cardinality labels. Key `query.max_range_series`.
+/// memory when a parser yields high-cardinality labels. Key `query.max_range_series`. A `sum`
+/// directly over an additive function groups the samples first (see `RangeOp::is_additive`),
+/// so there only the sum's groups count.
 pub const DEFAULT_MAX_RANGE_SERIES: usize = 20_000;
 
 /// Memory one query may hold for what it keeps (log lines, range-aggregation windows, raw

@@ -285,6 +285,16 @@ impl RangeOp {
         self.needs_unwrap() || self == RangeOp::Rate
     }
 
+    /// Whether the value of a merged series is the sum of the values of its parts, so that an
+    /// enclosing `sum by (...)` may group the samples before the windows are built (as Loki
+    /// does): the range aggregation then holds one series per group, not one per label set.
+    pub fn is_additive(self) -> bool {
+        matches!(
+            self,
+            RangeOp::Count | RangeOp::Rate | RangeOp::Bytes | RangeOp::BytesRate | RangeOp::Sum
+        )
+    }
+
     /// Whether `by`/`without` may follow the function: only those that pick or summarise
     /// samples (Loki refuses grouping on the counting and summing ones).
     pub fn allows_grouping(self) -> bool {

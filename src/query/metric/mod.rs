@@ -108,6 +108,28 @@ pub fn eval(
     Ok((v, cx.stats))
 }
 
+/// The range aggregation directly under a `sum`, and the grouping to apply to its samples,
+/// when summing before windowing gives the same answer as after: an additive function
+/// without a grouping of its own (Loki's rule). `sum(...)` without `by` groups by nothing.
+fn pushed_down(a: &VecAgg) -> Option<(&RangeAgg, Grouping)> {
+    let mut inner = &*a.inner;
+    while let MetricExpr::Paren(e) = inner {
+        inner = e;
+    }
+    match inner {
+        MetricExpr::Range(r)
+            if a.op == VecOp::Sum && r.op.is_additive() && r.grouping.is_none() =>
+        {
+            let g = a.grouping.clone().unwrap_or(Grouping {
+                without: false,
+                labels: Vec::new(),
+            });
+            Some((r, g))
+        }
+        _ => None,
+    }
+}
+
 fn series_limit(n: usize) -> QueryError {
     QueryError::bad(format!(
         "maximum number of series ({n}) reached for a single query; consider reducing query \
@@ -137,9 +159,13 @@ impl Cx<'_> {
                 }
                 Val::Vector(b.m)
             }
-            MetricExpr::Range(r) => Val::Vector(self.range(r)?),
+            MetricExpr::Range(r) => Val::Vector(self.range(r, r.grouping.as_ref())?),
             MetricExpr::Agg(a) => {
-                let inner = match self.eval(&a.inner)? {
+                let inner = match pushed_down(a) {
+                    Some((r, g)) => Val::Vector(self.range(r, Some(&g))?),
+                    None => self.eval(&a.inner)?,
+                };
+                let inner = match inner {
                     Val::Vector(m) => m,
                     Val::Scalar(_) => {
                         return Err(QueryError::bad(format!(
@@ -175,7 +201,9 @@ impl Cx<'_> {
         })
     }
 
-    fn range(&mut self, r: &RangeAgg) -> Result<Matrix, QueryError> {
+    /// Evaluates a range aggregation whose samples are grouped by `grouping` (its own, or the
+    /// one of an enclosing `sum` pushed down into it).
+    fn range(&mut self, r: &RangeAgg, grouping: Option<&Grouping>) -> Result<Matrix, QueryError> {
         let mut edges: Vec<i64> = self
             .times
             .iter()
@@ -188,6 +216,7 @@ impl Cx<'_> {
         let keep_raw = matches!(r.op, RangeOp::Quantile | RangeOp::RateCounter);
         let mut acc = RangeAcc {
             r,
+            grouping,
             edges: &edges,
             keep_raw,
             ids: HashMap::new(),
@@ -269,6 +298,7 @@ impl Cx<'_> {
 /// Folds lines into per-series buckets.
 struct RangeAcc<'a> {
     r: &'a RangeAgg,
+    grouping: Option<&'a Grouping>,
     edges: &'a [i64],
     keep_raw: bool,
     ids: HashMap<Series, usize>,
@@ -334,7 +364,7 @@ impl ScanVisitor for RangeAcc<'_> {
         }
         if self.r.op == RangeOp::Absent {
             series.clear();
-        } else if let Some(g) = &self.r.grouping {
+        } else if let Some(g) = self.grouping {
             group_labels(&mut series, g);
         }
         let ts = rec.view.ts_ns;
