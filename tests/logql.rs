@@ -891,9 +891,8 @@ fn a_sum_over_an_additive_range_aggregation_holds_only_its_groups() {
     // Not additive, or grouped by itself: every label set is held, and the limit applies.
     for q in [
         format!("max by (level) (count_over_time{inner})"),
-        format!(
-            "sum by (level) (max_over_time({{job=\"app\"}} | json | __error__=\"\" | unwrap status [1m]))"
-        ),
+        r#"sum by (level) (max_over_time({job="app"} | json | __error__="" | unwrap status [1m]))"#
+            .to_owned(),
     ] {
         let e = eval(&q).unwrap_err().to_string();
         assert!(

@@ -57,16 +57,6 @@ const KNOWN: &[(&str, &str)] = &[
          authentication off, the only read endpoint that does; daftari's tenant header is \
          optional everywhere and Grafana sends none unless configured, so it answers",
     ),
-    ("api-patterns-auditd.json", "not yet implemented: patterns"),
-    (
-        "api-patterns-sshd-300s.json",
-        "not yet implemented: patterns",
-    ),
-    (
-        "api-patterns-sshd-60s.json",
-        "not yet implemented: patterns",
-    ),
-    ("api-patterns-sudo.json", "not yet implemented: patterns"),
 ];
 
 fn push_corpus(s: &Server) {

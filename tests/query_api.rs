@@ -385,17 +385,7 @@ fn grafana_health_check_and_explore_requests() {
     // Two series: detected_level (info, error) is part of each entry's labels.
     let v = json_of(&r);
     assert_eq!(v["data"]["result"].as_array().unwrap().len(), 2);
-    // Features answered 404 until implemented exactly; the ruler answers empty.
-    assert_eq!(
-        get(
-            l,
-            "/loki/api/v1/patterns",
-            &[("query", r#"{job="sshd"}"#)],
-            &[]
-        )
-        .status,
-        404
-    );
+    // The ruler answers empty.
     let r = get(l, "/loki/api/v1/rules", &[], &[]);
     assert_eq!((r.status, r.body.as_str()), (404, "no rule groups found\n"));
     assert!(json_of(&get(l, "/loki/api/v1/status/buildinfo", &[], &[]))["version"].is_string());
@@ -853,4 +843,83 @@ fn a_query_over_its_memory_limit_answers_400_and_smaller_ones_pass() {
     assert_eq!(v["data"]["result"][0]["value"][1], "200");
     // The limit is per query: after the refusals, the next query starts from zero.
     json_of(&logs("10"));
+}
+
+#[test]
+fn patterns_are_mined_from_the_range_with_counts_per_step() {
+    let (_tmp, s) = start();
+    // 40 failures from varying addresses in two streams, 10 of another kind (under Loki's 30
+    // lines a pattern needs), and the fixed data set's own few lines.
+    let failures = |host: &str, from: i64| {
+        let values: Vec<Value> = (from..from + 20)
+            .map(|i| {
+                json!([
+                    ns(100 + i * 7),
+                    format!(
+                        "Failed password for root from 10.1.{i}.{} port {} ssh2",
+                        i * 3 % 250,
+                        40_000 + i
+                    )
+                ])
+            })
+            .collect();
+        json!({"stream": {"job": "sshd", "host": host}, "values": values})
+    };
+    let rare: Vec<Value> = (0..10)
+        .map(|i| {
+            json!([
+                ns(100 + i),
+                format!("Connection closed by 10.2.0.{i} port 22")
+            ])
+        })
+        .collect();
+    let body = json!({"streams": [
+        failures("a", 0), failures("b", 20),
+        {"stream": {"job": "sshd", "host": "c"}, "values": rare}
+    ]});
+    assert_eq!(s.push_json(&s.token, &body.to_string()).status, 204);
+    let ask = |step: &str| {
+        json_of(&get(
+            s.local,
+            "/loki/api/v1/patterns",
+            &[
+                ("query", r#"{job="sshd"}"#),
+                ("start", &ns(0)),
+                ("end", &ns(600)),
+                ("step", step),
+            ],
+            &[],
+        ))
+    };
+    let v = ask("60s");
+    assert_eq!(v["status"], "success");
+    let data = v["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1, "{v}");
+    assert_eq!(
+        data[0]["pattern"],
+        "Failed password for root from <_> port <_> ssh2"
+    );
+    assert_eq!(data[0]["level"], "unknown");
+    // Steps of 60 s from the first with a line to the last.
+    let samples = data[0]["samples"].as_array().unwrap();
+    let total: i64 = samples.iter().map(|p| p[1].as_i64().unwrap()).sum();
+    // Equal patterns of different streams are summed: host a's data-set failure for root
+    // joins its 20, host b's failure for admin stays a cluster of one (a word, not a number,
+    // differs where the tree branches).
+    assert_eq!(total, 41, "{v}");
+    let times: Vec<i64> = samples.iter().map(|p| p[0].as_i64().unwrap()).collect();
+    assert!(times.iter().all(|t| t % 60 == 0), "{times:?}");
+    assert!(times.windows(2).all(|w| w[1] - w[0] == 60), "{times:?}");
+    // A 10 s step answers the 10 s samples as they are: only those that hold lines.
+    let v = ask("10s");
+    let samples = v["data"][0]["samples"].as_array().unwrap();
+    assert!(samples.iter().all(|p| p[1].as_i64().unwrap() > 0), "{v}");
+    let total10: i64 = samples.iter().map(|p| p[1].as_i64().unwrap()).sum();
+    assert_eq!(total10, total);
+    // Drilldown is told the Patterns tab has data.
+    let limits = json_of(&get(s.local, "/loki/api/v1/drilldown-limits", &[], &[]));
+    assert_eq!(limits["pattern_ingester_enabled"], true);
+    // A selector is required, as in Loki.
+    let r = get(s.local, "/loki/api/v1/patterns", &[("query", "{}")], &[]);
+    assert_eq!(r.status, 400, "{}", r.body);
 }

@@ -41,10 +41,9 @@ enum Endpoint {
     DetectedLabels,
     DetectedFields,
     DetectedFieldValues(String),
+    Patterns,
     FormatQuery,
     Tail,
-    /// Loki features answered with 404 until implemented exactly as Loki does.
-    NotImplemented,
     /// The ruler's YAML endpoints: no rule groups.
     NoRules,
     PromRules,
@@ -69,7 +68,7 @@ fn endpoint(path: &str) -> Option<Endpoint> {
             "drilldown-limits" => Endpoint::DrilldownLimits,
             "detected_labels" => Endpoint::DetectedLabels,
             "detected_fields" => Endpoint::DetectedFields,
-            "patterns" => Endpoint::NotImplemented,
+            "patterns" => Endpoint::Patterns,
             r if r.starts_with("detected_field/") => {
                 let name = r.strip_prefix("detected_field/")?.strip_suffix("/values")?;
                 Endpoint::DetectedFieldValues(percent_decode(name)?)
@@ -117,9 +116,9 @@ pub fn endpoint_name(path: &str) -> &'static str {
         Some(Endpoint::DetectedLabels) => "detected_labels",
         Some(Endpoint::DetectedFields) => "detected_fields",
         Some(Endpoint::DetectedFieldValues(_)) => "detected_field_values",
+        Some(Endpoint::Patterns) => "patterns",
         Some(Endpoint::FormatQuery) => "format_query",
         Some(Endpoint::Tail) => "tail",
-        Some(Endpoint::NotImplemented) => "not_implemented",
         Some(Endpoint::NoRules | Endpoint::PromRules | Endpoint::PromAlerts) => "rules",
         Some(Endpoint::Ready) => "ready",
         None => "unknown",
@@ -185,9 +184,6 @@ async fn answer(st: QueryState, ep: Endpoint, req: Request) -> Result<Response, 
             super::drilldown::limits(&st.engine.limits),
             Audit::default(),
         )),
-        Endpoint::NotImplemented => {
-            Ok((StatusCode::NOT_FOUND, "404 page not found\n").into_response())
-        }
         Endpoint::NoRules => Ok((StatusCode::NOT_FOUND, "no rule groups found\n").into_response()),
         Endpoint::PromRules => Ok(json_response(
             json!({"status": "success", "data": {"groups": []}}),
@@ -314,6 +310,7 @@ fn blocking(
             volume::answer(engine, budget, p, ep == Endpoint::VolumeRange)
         }
         Endpoint::DetectedLabels => super::detected::labels(engine, p),
+        Endpoint::Patterns => super::patterns::answer(engine, budget, p),
         Endpoint::DetectedFields => super::detected::fields(engine, budget, p, None),
         Endpoint::DetectedFieldValues(name) => {
             super::detected::fields(engine, budget, p, Some(&name))
@@ -511,10 +508,7 @@ mod tests {
             endpoint("/loki/api/v1/detected_field/status%5Fcode/values"),
             Some(Endpoint::DetectedFieldValues("status_code".into()))
         );
-        assert_eq!(
-            endpoint("/loki/api/v1/patterns"),
-            Some(Endpoint::NotImplemented)
-        );
+        assert_eq!(endpoint("/loki/api/v1/patterns"), Some(Endpoint::Patterns));
         assert_eq!(endpoint("/loki/api/v1/push"), None);
         assert_eq!(endpoint("/loki/api/v1/delete"), None);
         assert_eq!(

@@ -3,7 +3,7 @@
 //!
 //! Owns: the answer's shape and the truth of its values: what daftari detects at ingestion
 //! (`discover_service_name`, `log_level_fields`), what a query may ask for, and which Loki
-//! features exist here (`pattern_ingester_enabled`: no, so Drilldown hides its Patterns tab).
+//! features exist here (`pattern_ingester_enabled`: yes, so Drilldown shows its Patterns tab).
 //!
 //! Must not: read the ledger.
 
@@ -44,7 +44,8 @@ pub fn limits(l: &Limits) -> Value {
             "volume_enabled": true,
             "volume_max_series": VOLUME_MAX_SERIES,
         },
-        "pattern_ingester_enabled": false,
+        // Patterns are mined at query time (`patterns`), so the Patterns tab has data.
+        "pattern_ingester_enabled": true,
         "version": super::api::BUILD_VERSION,
     })
 }

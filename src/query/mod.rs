@@ -31,6 +31,7 @@ pub mod error;
 pub mod logql;
 pub mod metric;
 pub mod params;
+mod patterns;
 pub mod pipeline;
 mod tail;
 pub mod value;
