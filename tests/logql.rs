@@ -901,3 +901,44 @@ fn a_sum_over_an_additive_range_aggregation_holds_only_its_groups() {
         );
     }
 }
+
+#[test]
+fn a_pattern_that_matches_part_of_a_line_keeps_what_it_captured() {
+    let d = data();
+    // The logfmt line of {job="app"} has no `trace=`: `level` is captured, and `msg` runs to
+    // the end of the line, as in Loki. The JSON lines do not start with `level=`: nothing.
+    let out = logs(
+        &d,
+        r#"{job="app"} | pattern "level=<level> msg=<msg> trace=<trace>""#,
+        10,
+        Order::Forward,
+    );
+    assert_eq!(out.len(), 4, "the pattern parser filters nothing");
+    let warn: Vec<_> = out.iter().filter(|e| e.0 == 45).collect();
+    assert_eq!(warn[0].2.get("level").map(String::as_str), Some("warn"));
+    assert_eq!(
+        warn[0].2.get("msg").map(String::as_str),
+        Some(r#""slow request" duration=500ms status=404 user=carol"#)
+    );
+    assert!(!warn[0].2.contains_key("trace"));
+    assert!(
+        out.iter()
+            .filter(|e| e.0 != 45)
+            .all(|e| !e.2.contains_key("msg"))
+    );
+    // As a line filter the same pattern does not match: `|>` needs every literal.
+    let filtered = logs(
+        &d,
+        r#"{job="app"} |> "level=<_> msg=<_> trace=<_>""#,
+        10,
+        Order::Forward,
+    );
+    assert!(filtered.is_empty());
+    let filtered = logs(
+        &d,
+        r#"{job="app"} |> "level=<_> msg=<_>""#,
+        10,
+        Order::Forward,
+    );
+    assert_eq!(filtered.len(), 1);
+}

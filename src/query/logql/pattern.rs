@@ -68,33 +68,62 @@ impl Pattern {
         })
     }
 
-    /// The captures of `line`, or `None` when it does not match.
+    /// The captures of `line`, as Loki's `pattern` parser takes them: `None` when the line is
+    /// empty or does not start with the leading literal; otherwise the named captures up to
+    /// the first literal that is not found, the last of them running to the end of the line
+    /// (a partial match keeps what it could capture). Text after the last literal is ignored.
     pub fn captures<'l>(&self, line: &'l str) -> Option<Vec<(&str, &'l str)>> {
+        let mut parts = self.parts.as_slice();
+        let mut rest = line;
+        if line.is_empty() {
+            return None;
+        }
+        if let Some((Part::Lit(l), tail)) = parts.split_first() {
+            rest = rest.strip_prefix(l.as_str())?;
+            parts = tail;
+        }
         let mut out = Vec::new();
-        let mut pos = 0;
-        let mut i = 0;
-        while i < self.parts.len() {
-            match &self.parts[i] {
-                Part::Lit(l) => {
-                    if !line[pos..].starts_with(l.as_str()) {
-                        return None;
-                    }
-                    pos += l.len();
+        while let Some((Part::Cap(name), tail)) = parts.split_first() {
+            let Some((Part::Lit(next), after)) = tail.split_first() else {
+                if let Some(n) = name {
+                    out.push((n.as_str(), rest));
                 }
-                Part::Cap(name) => {
-                    let end = match self.parts.get(i + 1) {
-                        Some(Part::Lit(next)) => pos + line[pos..].find(next.as_str())?,
-                        _ => line.len(),
-                    };
-                    if let Some(n) = name {
-                        out.push((n.as_str(), &line[pos..end]));
-                    }
-                    pos = end;
+                break;
+            };
+            let Some(i) = rest.find(next.as_str()) else {
+                if let Some(n) = name {
+                    out.push((n.as_str(), rest));
                 }
+                break;
+            };
+            if let Some(n) = name {
+                out.push((n.as_str(), &rest[..i]));
             }
-            i += 1;
+            rest = &rest[i + next.len()..];
+            parts = after;
         }
         Some(out)
+    }
+
+    /// Whether `line` matches as a `|>` / `!>` line filter, by Loki's rule: every literal is
+    /// found in order, none right after the previous one (an empty capture), and the line
+    /// ends with the last literal if the pattern does, or goes on past it if it ends on a
+    /// capture.
+    pub fn test(&self, line: &str) -> bool {
+        if line.is_empty() {
+            return false;
+        }
+        let mut off = 0;
+        for (i, part) in self.parts.iter().enumerate() {
+            let Part::Lit(l) = part else { continue };
+            match line[off..].find(l.as_str()) {
+                Some(0) if i != 0 => return false,
+                Some(j) => off += j + l.len(),
+                None => return false,
+            }
+        }
+        let ends_on_capture = matches!(self.parts.last(), Some(Part::Cap(_)));
+        ends_on_capture == (off != line.len())
     }
 }
 
@@ -111,8 +140,28 @@ mod tests {
             p.captures(line).unwrap(),
             [("pid", "811"), ("user", "root"), ("ip", "203.0.113.9")]
         );
-        assert!(p.captures("something else").is_none());
+        assert_eq!(p.captures("something else").unwrap(), []);
+        assert!(Pattern::parse("x <a>").unwrap().captures("y z").is_none());
+        // A partial match keeps what it captured; the capture before the missing literal runs
+        // to the end of the line.
+        assert_eq!(
+            p.captures("Nov 23 sshd[811]: Failed password for root")
+                .unwrap(),
+            [("pid", "811"), ("user", "root")]
+        );
+        assert_eq!(
+            p.captures("Nov 23 sshd[811]: Accepted").unwrap(),
+            [("pid", "811]: Accepted")]
+        );
+        assert!(p.captures("").is_none());
         assert!(Pattern::parse("<a><b>").is_err());
+        // The line filter's rule.
+        let f = |p: &str, l: &str| Pattern::parse(p).unwrap().test(l);
+        assert!(!f("<_> bar", "foo bar baz"));
+        assert!(f("<_> baz", "foo bar baz"));
+        assert!(f("foo <_>", "foo bar baz"));
+        assert!(!f("<_> bar <_>", " bar "));
+        assert!(f("<_>bar<_>", " bar "));
         assert!(Pattern::parse("no captures").is_err());
     }
 }

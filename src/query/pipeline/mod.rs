@@ -107,7 +107,7 @@ fn line_passes(f: &LineFilter, line: &str) -> bool {
     let any = f.args.iter().any(|a| match a {
         FilterArg::Text(s) => line.contains(s.as_str()),
         FilterArg::Regex(_, re) => re.is_match(line),
-        FilterArg::Pattern(_, p) => p.captures(line).is_some(),
+        FilterArg::Pattern(_, p) => p.test(line),
         FilterArg::Ip(_, ip) => ip.matches_line(line),
     });
     any != f.op.negated()
