@@ -165,11 +165,33 @@ pub(super) fn display(ns: i64) -> String {
     format(ns, "2006-01-02 15:04:05.999999999 -0700 MST")
 }
 
-/// `s` read with a Go layout, as Unix nanoseconds; `None` where it does not fit.
+/// `s` read with a Go layout, as Unix nanoseconds; `None` where it does not fit. A time
+/// without an offset in the text is UTC.
 pub(super) fn parse(layout: &str, s: &str) -> Option<i64> {
+    let (local, offset) = parse_local(layout, s)?;
+    local.checked_sub(offset.unwrap_or(0).checked_mul(NS)?)
+}
+
+/// `s` read with a Go layout in the IANA time zone `zone` (UTC if the zone is unknown, as
+/// Go's `time.LoadLocation` fails over in Loki's `toDateInZone`); an offset in the text wins.
+pub(super) fn parse_in_zone(layout: &str, zone: &str, s: &str) -> Option<i64> {
+    let (local, offset) = parse_local(layout, s)?;
+    if let Some(o) = offset {
+        return local.checked_sub(o.checked_mul(NS)?);
+    }
+    let tz = jiff::tz::TimeZone::get(zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let as_utc = jiff::Timestamp::from_nanosecond(i128::from(local)).ok()?;
+    let civil = jiff::tz::TimeZone::UTC.to_datetime(as_utc);
+    let t = tz.to_ambiguous_timestamp(civil).compatible().ok()?;
+    i64::try_from(t.as_nanosecond()).ok()
+}
+
+/// The wall-clock time `s` shows under a Go layout, as nanoseconds since 1970 as if it were
+/// UTC, and the offset (seconds east) the text gives, if any.
+fn parse_local(layout: &str, s: &str) -> Option<(i64, Option<i64>)> {
     let (mut year, mut month, mut day, mut hour, mut min, mut sec, mut nanos) =
         (1i64, 1i64, 1i64, 0i64, 0i64, 0i64, 0i64);
-    let mut offset = 0i64;
+    let mut offset = None;
     let mut pm = None;
     let (mut rest, mut text) = (layout, s);
     let num = |text: &mut &str, min: usize, max: usize| -> Option<i64> {
@@ -248,6 +270,7 @@ pub(super) fn parse(layout: &str, s: &str) -> Option<i64> {
             zone @ ("Z07:00" | "Z0700" | "Z07" | "-07:00" | "-0700" | "-07") => {
                 if zone.starts_with('Z') && text.starts_with('Z') {
                     text = &text[1..];
+                    offset = Some(0);
                 } else {
                     let sign = match text.as_bytes().first()? {
                         b'+' => 1,
@@ -258,7 +281,7 @@ pub(super) fn parse(layout: &str, s: &str) -> Option<i64> {
                     let h = num(&mut text, 2, 2)?;
                     text = text.strip_prefix(':').unwrap_or(text);
                     let m = num(&mut text, 0, 2).unwrap_or(0);
-                    offset = sign * (h * 3600 + m * 60);
+                    offset = Some(sign * (h * 3600 + m * 60));
                 }
             }
             _ => nanos = fraction(&mut text)?,
@@ -273,8 +296,8 @@ pub(super) fn parse(layout: &str, s: &str) -> Option<i64> {
         _ => {}
     }
     let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + min * 60 + sec - offset;
-    secs.checked_mul(NS)?.checked_add(nanos)
+    let secs = days * 86_400 + hour * 3600 + min * 60 + sec;
+    Some((secs.checked_mul(NS)?.checked_add(nanos)?, offset))
 }
 
 /// A `.123` or `,123` fraction of a second at the start of `text`, in nanoseconds.

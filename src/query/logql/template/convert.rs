@@ -2,7 +2,9 @@
 //! units (`bytes duration duration_seconds`), layout (`alignLeft alignRight indent nindent`),
 //! counting (`count`), Sprig's numbers (`int float64 add sub mul div mod max min addf subf
 //! mulf divf maxf minf ceil floor round`), Go's comparisons (`lt le gt ge`) and times (`now
-//! date toDate unixEpoch unixEpochMillis unixEpochNanos unixToTime`).
+//! date toDate toDateInZone unixEpoch unixEpochMillis unixEpochNanos unixToTime`). Time values
+//! print in UTC; `toDateInZone` reads the wall clock of a zone from the system's time zone
+//! database (a bundled copy where the system has none).
 //!
 //! Must not: allocate more than the template's output bound.
 
@@ -51,6 +53,8 @@ pub(super) const NAMES: &[&str] = &[
     "now",
     "date",
     "toDate",
+    "toDateInZone",
+    "fromJson",
     "unixEpoch",
     "unixEpochMillis",
     "unixEpochNanos",
@@ -219,6 +223,18 @@ pub(super) fn call(f: &str, args: &[Value], _data: &Data<'_>) -> Result<Value, S
                 None => Value::S(ZERO_TIME.into()),
             }
         }
+        "fromJson" => {
+            want(1)?;
+            super::json::from_json(&s(0))
+        }
+        "toDateInZone" => {
+            want(3)?;
+            // Loki answers Go's zero time for text that does not fit the layout, as toDate.
+            match clock::parse_in_zone(&s(0), &s(1), &s(2)) {
+                Some(ns) => Value::T(ns),
+                None => Value::S(ZERO_TIME.into()),
+            }
+        }
         "unixEpoch" | "unixEpochMillis" | "unixEpochNanos" => {
             want(1)?;
             let ns = time_of(&args[0])?;
@@ -257,6 +273,7 @@ fn to_int(v: &Value) -> i64 {
         Value::B(b) => i64::from(*b),
         Value::T(ns) => *ns,
         Value::S(s) => s.trim().parse().unwrap_or(0),
+        Value::J(_) => 0,
     }
 }
 
@@ -266,6 +283,7 @@ fn to_float(v: &Value) -> f64 {
         Value::B(b) => f64::from(u8::from(*b)),
         Value::T(ns) => *ns as f64,
         Value::S(s) => s.trim().parse().unwrap_or(0.0),
+        Value::J(_) => 0.0,
     }
 }
 
@@ -427,5 +445,38 @@ mod tests {
             "2026-12-01 00:00:00 +0000 UTC"
         );
         assert_eq!(run("toDate", &[s("2006-01-02"), s("yesterday")]), ZERO_TIME);
+        let in_zone = |zone: &str, text: &str| {
+            run("toDateInZone", &[s("2006-01-02 15:04"), s(zone), s(text)])
+        };
+        // India is UTC+05:30 all year; New York is UTC-05:00 in winter, -04:00 in summer.
+        assert_eq!(
+            in_zone("Asia/Kolkata", "2026-12-01 17:06"),
+            "2026-12-01 11:36:00 +0000 UTC"
+        );
+        assert_eq!(
+            in_zone("America/New_York", "2026-12-01 12:00"),
+            "2026-12-01 17:00:00 +0000 UTC"
+        );
+        assert_eq!(
+            in_zone("America/New_York", "2026-07-01 12:00"),
+            "2026-07-01 16:00:00 +0000 UTC"
+        );
+        // An unknown zone is UTC, as in Loki; an offset in the text wins over the zone.
+        assert_eq!(
+            in_zone("Nowhere/Atlantis", "2026-12-01 12:00"),
+            "2026-12-01 12:00:00 +0000 UTC"
+        );
+        assert_eq!(
+            run(
+                "toDateInZone",
+                &[
+                    s("2006-01-02 15:04 -0700"),
+                    s("Asia/Kolkata"),
+                    s("2026-12-01 12:00 +0100")
+                ]
+            ),
+            "2026-12-01 11:00:00 +0000 UTC"
+        );
+        assert_eq!(in_zone("UTC", "not a time"), ZERO_TIME);
     }
 }

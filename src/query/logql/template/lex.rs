@@ -5,6 +5,8 @@
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum T {
     Field(String),
+    /// `.name` right after `)` or another chained name: a field of the value before it.
+    Chain(String),
     Word(String),
     Str(String),
     Num(f64),
@@ -47,7 +49,15 @@ impl Toks {
                 }
                 b'.' => {
                     let end = word_end(i + 1);
-                    toks.push(T::Field(s[i + 1..end].to_owned()));
+                    let name = s[i + 1..end].to_owned();
+                    let chained = matches!(toks.last(), Some(T::Close | T::Chain(_)))
+                        && i > 0
+                        && !b[i - 1].is_ascii_whitespace();
+                    toks.push(if chained {
+                        T::Chain(name)
+                    } else {
+                        T::Field(name)
+                    });
                     i = end;
                 }
                 b'"' => {

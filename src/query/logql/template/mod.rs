@@ -1,12 +1,13 @@
 //! The Go text/template subset of `line_format` and `label_format`.
 //!
 //! Owns: parsing `{{ ... }}` actions (field access `.name`, string and number literals,
-//! pipelines with `|`, parentheses, `if`/`else`/`end`, trim markers `{{-`/`-}}`) and the
+//! pipelines with `|`, parentheses and fields of their value (`(fromJson .x).a.b`), `if`/`else`/`end`, trim markers `{{-`/`-}}`) and the
 //! functions people write in them: `ToUpper ToLower Title TrimSpace Trim TrimPrefix
 //! TrimSuffix Replace upper lower title trim trimPrefix trimSuffix trunc substr replace
 //! default contains hasPrefix hasSuffix regexReplaceAll regexReplaceAllLiteral repeat
 //! printf len eq ne not and or __line__ __timestamp__` here and in `funcs`, and the converting
-//! ones of Loki's list in `convert` (encodings, units, Sprig's numbers, times in Go layouts).
+//! ones of Loki's list in `convert` (encodings, units, Sprig's numbers, times in Go layouts,
+//! `fromJson`, whose values `json` reads and prints).
 //! `__timestamp__` and `now` are time values, printed as Go prints a `time.Time` in UTC.
 //!
 //! Must not: touch anything but the labels, line and timestamp it is given. A missing field
@@ -17,6 +18,7 @@ use std::collections::BTreeMap;
 mod clock;
 mod convert;
 mod funcs;
+mod json;
 mod lex;
 
 use funcs::call;
@@ -67,7 +69,8 @@ enum Operand {
     Field(String),
     Str(String),
     Num(f64),
-    Sub(Pipeline),
+    /// A parenthesised pipeline, and the fields read from its value (`(fromJson .x).a.b`).
+    Sub(Pipeline, Vec<String>),
     /// A function used without arguments as an operand (`__line__`).
     Func(String),
 }
@@ -131,6 +134,8 @@ pub(super) enum Value {
     B(bool),
     /// A time, in Unix nanoseconds.
     T(i64),
+    /// Decoded JSON (`fromJson`): an object, array or null.
+    J(serde_json::Value),
 }
 
 impl Value {
@@ -140,6 +145,7 @@ impl Value {
             Value::N(n) => crate::query::value::format_float(*n),
             Value::B(b) => b.to_string(),
             Value::T(ns) => clock::display(*ns),
+            Value::J(j) => json::print(j),
         }
     }
 
@@ -149,6 +155,12 @@ impl Value {
             Value::N(n) => *n != 0.0,
             Value::B(b) => *b,
             Value::T(_) => true,
+            Value::J(j) => match j {
+                serde_json::Value::Object(m) => !m.is_empty(),
+                serde_json::Value::Array(a) => !a.is_empty(),
+                serde_json::Value::Null => false,
+                _ => true,
+            },
         }
     }
 
@@ -161,6 +173,7 @@ impl Value {
                 .map_err(|_| format!("{s:?} is not a number")),
             Value::B(_) => Err("a boolean is not a number".into()),
             Value::T(_) => Err("a time is not a number".into()),
+            Value::J(_) => Err("decoded JSON is not a number".into()),
         }
     }
 }
@@ -316,6 +329,7 @@ fn parse_command(t: &mut Toks, depth: usize) -> Result<Command, String> {
         let op = match tok {
             T::Pipe | T::Close => break,
             T::Field(f) => Operand::Field(f),
+            T::Chain(f) => return Err(format!("template: unexpected .{f}")),
             T::Str(s) => Operand::Str(s),
             T::Num(n) => Operand::Num(n),
             T::Word(w) if defined(&w) => Operand::Func(w),
@@ -326,7 +340,12 @@ fn parse_command(t: &mut Toks, depth: usize) -> Result<Command, String> {
                 if t.peek() != Some(&T::Close) {
                     return Err("template: unclosed (".into());
                 }
-                Operand::Sub(p)
+                let mut path = Vec::new();
+                while let Some(T::Chain(f)) = t.toks.get(t.pos + 1) {
+                    path.push(f.clone());
+                    t.pos += 1;
+                }
+                Operand::Sub(p, path)
             }
         };
         t.pos += 1;
@@ -387,7 +406,13 @@ fn eval_operand(a: &Operand, data: &Data<'_>) -> Result<Value, String> {
         Operand::Field(f) => Value::S(data.labels.get(f).cloned().unwrap_or_default()),
         Operand::Str(s) => Value::S(s.clone()),
         Operand::Num(n) => Value::N(*n),
-        Operand::Sub(p) => eval_pipeline(p, data)?,
+        Operand::Sub(p, path) => {
+            let mut v = eval_pipeline(p, data)?;
+            for f in path {
+                v = json::field(v, f)?;
+            }
+            v
+        }
         Operand::Func(f) => call(f, &[], data)?,
     })
 }
@@ -430,6 +455,27 @@ mod tests {
             "ALERT"
         );
         assert_eq!(render("a {{- .user -}} b", &l), "arootb");
+    }
+
+    #[test]
+    fn from_json_values_are_read_by_field() {
+        let l = [("msg", r#"{"user":{"name":"bob","id":7},"tags":["a","b"]}"#)];
+        assert_eq!(render("{{ (fromJson .msg).user.name }}", &l), "bob");
+        assert_eq!(render("{{ (fromJson .msg).user.id | add 1 }}", &l), "8");
+        assert_eq!(render("{{ (fromJson .msg).tags }}", &l), "[a b]");
+        assert_eq!(render("{{ (fromJson .msg).nope }}", &l), "<no value>");
+        assert_eq!(render("{{ fromJson \"oops\" }}", &l), "map[]");
+        assert!(
+            Template::parse("{{ (fromJson .msg).user.name }}")
+                .unwrap()
+                .render(&Data {
+                    labels: &BTreeMap::from([("msg".to_owned(), "[1]".to_owned())]),
+                    line: "",
+                    ts_ns: 0
+                })
+                .unwrap_err()
+                .contains("can't evaluate field user")
+        );
     }
 
     #[test]
