@@ -456,8 +456,11 @@ fn format_query(p: &Params) -> Response {
     }
 }
 
-/// The Loki version `status/buildinfo` claims: Grafana turns features on by it.
-pub const BUILD_VERSION: &str = concat!("3.5.0+daftari.", env!("CARGO_PKG_VERSION"));
+/// The Loki version `status/buildinfo` claims: Grafana turns features on by it. 3.6.0 is the
+/// release that added the newest read endpoint daftari serves (`drilldown-limits`, with
+/// `patterns` by level and `detected_*`); nothing Grafana calls was added to the read API
+/// after it.
+pub const BUILD_VERSION: &str = concat!("3.6.0+daftari.", env!("CARGO_PKG_VERSION"));
 
 fn build_info() -> Value {
     json!({
