@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::push::enrich;
 use crate::query::logql::{self, Expr};
-use crate::query::{Engine, Limits, metric};
+use crate::query::{Engine, Limits, metric, patterns};
 use crate::store::{self, Batch, NewEntry, Order, Pairs, StoreConfig, Stream};
 
 /// What to build and how often to run each query.
@@ -105,6 +105,15 @@ struct Case {
     range: Duration,
     /// Step of a range query; `None` for an instant query (or a log query).
     step: Option<Duration>,
+    /// What is asked of the selector: a query, `index/stats` or `patterns`.
+    kind: Kind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Query,
+    IndexStats,
+    Patterns,
 }
 
 const CASES: &[Case] = &[
@@ -113,36 +122,56 @@ const CASES: &[Case] = &[
         query: r#"{job="sshd", host="h03"}"#,
         range: Duration::from_secs(3600),
         step: None,
+        kind: Kind::Query,
     },
     Case {
         name: "Explore: all sshd |= \"Failed\", 24h, 1000 lines",
         query: r#"{job="sshd"} |= "Failed password""#,
         range: Duration::from_secs(86400),
         step: None,
+        kind: Kind::Query,
     },
     Case {
         name: "Log volume: sshd by detected_level, 24h, step 5m",
         query: r#"sum by (level, detected_level) (count_over_time({job="sshd"} | drop __error__ [5m]))"#,
         range: Duration::from_secs(86400),
         step: Some(Duration::from_secs(300)),
+        kind: Kind::Query,
     },
     Case {
         name: "Alert: failed logins by host > 10, instant 5m",
         query: r#"sum by (host) (count_over_time({job="sshd"} |= "Failed password" [5m])) > 10"#,
         range: Duration::ZERO,
         step: None,
+        kind: Kind::Query,
     },
     Case {
         name: "Silence: absent_over_time one host, instant 15m",
         query: r#"absent_over_time({host="h07"}[15m])"#,
         range: Duration::ZERO,
         step: None,
+        kind: Kind::Query,
     },
     Case {
         name: "JSON: app error rate by level, 6h, step 1m",
         query: r#"sum by (level) (rate({job="app"} | json | __error__="" [5m]))"#,
         range: Duration::from_secs(6 * 3600),
         step: Some(Duration::from_secs(60)),
+        kind: Kind::Query,
+    },
+    Case {
+        name: "Volume panel: index/stats of sshd, 24h",
+        query: r#"{job="sshd"}"#,
+        range: Duration::from_secs(86400),
+        step: None,
+        kind: Kind::IndexStats,
+    },
+    Case {
+        name: "Drilldown: patterns of sshd, 6h, step 5m",
+        query: r#"{job="sshd"}"#,
+        range: Duration::from_secs(6 * 3600),
+        step: Some(Duration::from_secs(300)),
+        kind: Kind::Patterns,
     },
 ];
 
@@ -189,6 +218,19 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
 fn run_case(engine: &Engine, c: &Case, end: i64) -> anyhow::Result<u64> {
     let budget = engine.budget();
     let start = end - c.range.as_nanos() as i64;
+    match c.kind {
+        Kind::Query => {}
+        Kind::IndexStats => {
+            let m = logql::parse_selector(c.query)?;
+            return Ok(engine.index_stats(&m, start, end + 1, budget)?.entries);
+        }
+        Kind::Patterns => {
+            let m = logql::parse_selector(c.query)?;
+            let step = c.step.unwrap_or(Duration::from_secs(60)).as_nanos() as i64;
+            let found = patterns::mine(engine, budget, &m, (start, end), step)?;
+            return Ok(found.iter().flat_map(|f| f.samples.values()).sum::<i64>() as u64);
+        }
+    }
     let stats = match logql::parse(c.query)? {
         Expr::Log(l) => {
             engine

@@ -1,7 +1,7 @@
-//! The read endpoints, found by path suffix, with GET and POST alike.
+//! The read endpoints, with GET and POST alike.
 //!
-//! Owns: matching a path to an endpoint, reading parameters, running the query on a blocking
-//! thread under the concurrency limit and deadline, and writing Loki's response.
+//! Owns: reading parameters of the endpoint [`routes`](super::routes) names, running the query
+//! on a blocking thread under the concurrency limit and deadline, and writing Loki's response.
 //!
 //! Must not: change data; every endpoint here only reads.
 
@@ -11,136 +11,20 @@ use axum::body::{Body, to_bytes};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::encode::{self, Envelope, QueryData};
 use super::engine::{Budget, Engine, LogEntry};
 use super::error::QueryError;
 use super::logql::{self, Expr};
 use super::params::{self, MAX_FORM_BYTES, Params};
-use super::{Audit, QueryState, metric, tail, volume};
+use super::routes::{Endpoint, endpoint};
+use super::{Audit, QueryState, info, metric, tail, volume};
 use crate::clock::now_ns;
 use crate::store::Order;
 
 /// A form body must arrive within this: a slow client cannot hold a connection open.
 const FORM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// The endpoints of the read API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Endpoint {
-    Query,
-    QueryRange,
-    Labels,
-    LabelValues(String),
-    Series,
-    IndexStats,
-    Volume,
-    VolumeRange,
-    BuildInfo,
-    DrilldownLimits,
-    DetectedLabels,
-    DetectedFields,
-    DetectedFieldValues(String),
-    Patterns,
-    FormatQuery,
-    Tail,
-    /// The ruler's YAML endpoints: no rule groups.
-    NoRules,
-    PromRules,
-    PromAlerts,
-    Ready,
-}
-
-fn endpoint(path: &str) -> Option<Endpoint> {
-    if let Some(i) = path.find("/loki/api/v1/") {
-        let rest = &path[i + "/loki/api/v1/".len()..];
-        return Some(match rest {
-            "query" => Endpoint::Query,
-            "query_range" => Endpoint::QueryRange,
-            "labels" | "label" => Endpoint::Labels,
-            "series" => Endpoint::Series,
-            "index/stats" => Endpoint::IndexStats,
-            "index/volume" => Endpoint::Volume,
-            "index/volume_range" => Endpoint::VolumeRange,
-            "status/buildinfo" => Endpoint::BuildInfo,
-            "format_query" => Endpoint::FormatQuery,
-            "tail" => Endpoint::Tail,
-            "drilldown-limits" => Endpoint::DrilldownLimits,
-            "detected_labels" => Endpoint::DetectedLabels,
-            "detected_fields" => Endpoint::DetectedFields,
-            "patterns" => Endpoint::Patterns,
-            r if r.starts_with("detected_field/") => {
-                let name = r.strip_prefix("detected_field/")?.strip_suffix("/values")?;
-                Endpoint::DetectedFieldValues(percent_decode(name)?)
-            }
-            "rules" => Endpoint::NoRules,
-            r if r.starts_with("rules/") => Endpoint::NoRules,
-            r => {
-                let name = r.strip_prefix("label/")?.strip_suffix("/values")?;
-                Endpoint::LabelValues(percent_decode(name)?)
-            }
-        });
-    }
-    if path.ends_with("/prometheus/api/v1/rules") {
-        return Some(Endpoint::PromRules);
-    }
-    if path.ends_with("/prometheus/api/v1/alerts") {
-        return Some(Endpoint::PromAlerts);
-    }
-    if path.ends_with("/api/v1/status/buildinfo") {
-        return Some(Endpoint::BuildInfo);
-    }
-    if path.ends_with("/api/prom/rules") || path.contains("/api/prom/rules/") {
-        return Some(Endpoint::NoRules);
-    }
-    if path == "/ready" || path.ends_with("/ready") {
-        return Some(Endpoint::Ready);
-    }
-    None
-}
-
-/// The fixed name of the endpoint `path` reaches, for metrics (never the path itself, whose
-/// prefix and label names come from the client).
-pub fn endpoint_name(path: &str) -> &'static str {
-    match endpoint(path) {
-        Some(Endpoint::Query) => "query",
-        Some(Endpoint::QueryRange) => "query_range",
-        Some(Endpoint::Labels) => "labels",
-        Some(Endpoint::LabelValues(_)) => "label_values",
-        Some(Endpoint::Series) => "series",
-        Some(Endpoint::IndexStats) => "index_stats",
-        Some(Endpoint::Volume) => "index_volume",
-        Some(Endpoint::VolumeRange) => "index_volume_range",
-        Some(Endpoint::BuildInfo) => "buildinfo",
-        Some(Endpoint::DrilldownLimits) => "drilldown_limits",
-        Some(Endpoint::DetectedLabels) => "detected_labels",
-        Some(Endpoint::DetectedFields) => "detected_fields",
-        Some(Endpoint::DetectedFieldValues(_)) => "detected_field_values",
-        Some(Endpoint::Patterns) => "patterns",
-        Some(Endpoint::FormatQuery) => "format_query",
-        Some(Endpoint::Tail) => "tail",
-        Some(Endpoint::NoRules | Endpoint::PromRules | Endpoint::PromAlerts) => "rules",
-        Some(Endpoint::Ready) => "ready",
-        None => "unknown",
-    }
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
 
 /// The fallback handler: finds the endpoint and answers it.
 pub async fn dispatch(State(st): State<QueryState>, req: Request) -> Response {
@@ -179,7 +63,7 @@ async fn answer(st: QueryState, ep: Endpoint, req: Request) -> Result<Response, 
     let p = Params::parse(parts.uri.query(), form.as_deref())?;
     match ep {
         Endpoint::Ready => Ok((StatusCode::OK, "ready\n").into_response()),
-        Endpoint::BuildInfo => Ok(json_response(build_info(), Audit::default())),
+        Endpoint::BuildInfo => Ok(json_response(info::build_info(), Audit::default())),
         Endpoint::DrilldownLimits => Ok(json_response(
             super::drilldown::limits(&st.engine.limits),
             Audit::default(),
@@ -193,7 +77,7 @@ async fn answer(st: QueryState, ep: Endpoint, req: Request) -> Result<Response, 
             json!({"status": "success", "data": {"alerts": []}}),
             Audit::default(),
         )),
-        Endpoint::FormatQuery => Ok(format_query(&p)),
+        Endpoint::FormatQuery => Ok(info::format_query(&p)),
         _ => {
             let categorize = params::categorize(&parts.headers);
             run_blocking(st, move |engine, budget| {
@@ -440,39 +324,6 @@ fn thin(entries: Vec<LogEntry>, interval: i64, order: Order) -> Vec<LogEntry> {
         .collect()
 }
 
-fn format_query(p: &Params) -> Response {
-    let text = p.get("query").unwrap_or("");
-    match logql::parse(text) {
-        Ok(e) => json_response(
-            json!({"status": "success", "data": logql::pretty(&e)}),
-            Audit::default(),
-        ),
-        Err(e) => (
-            StatusCode::BAD_REQUEST,
-            [(header::CONTENT_TYPE, "application/json")],
-            json!({"status": "invalid-query", "error": e.to_string()}).to_string(),
-        )
-            .into_response(),
-    }
-}
-
-/// The Loki version `status/buildinfo` claims: Grafana turns features on by it. 3.6.0 is the
-/// release that added the newest read endpoint daftari serves (`drilldown-limits`, with
-/// `patterns` by level and `detected_*`); nothing Grafana calls was added to the read API
-/// after it.
-pub const BUILD_VERSION: &str = concat!("3.6.0+daftari.", env!("CARGO_PKG_VERSION"));
-
-fn build_info() -> Value {
-    json!({
-        "version": BUILD_VERSION,
-        "revision": "",
-        "branch": "",
-        "buildUser": "",
-        "buildDate": "",
-        "goVersion": ""
-    })
-}
-
 /// A JSON answer, serialised in the field order of `body` (Grafana depends on it).
 pub fn json_response(body: impl serde::Serialize, audit: Audit) -> Response {
     let text = match serde_json::to_string(&body) {
@@ -486,37 +337,4 @@ pub fn json_response(body: impl serde::Serialize, audit: Audit) -> Response {
         .into_response();
     r.extensions_mut().insert(audit);
     r
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints_match_under_any_prefix() {
-        assert_eq!(endpoint("/loki/api/v1/query"), Some(Endpoint::Query));
-        assert_eq!(
-            endpoint("/daftari/loki/api/v1/query_range"),
-            Some(Endpoint::QueryRange)
-        );
-        assert_eq!(
-            endpoint("/loki/api/v1/label/service%5Fname/values"),
-            Some(Endpoint::LabelValues("service_name".into()))
-        );
-        assert_eq!(
-            endpoint("/grafana/loki/api/v1/detected_labels"),
-            Some(Endpoint::DetectedLabels)
-        );
-        assert_eq!(
-            endpoint("/loki/api/v1/detected_field/status%5Fcode/values"),
-            Some(Endpoint::DetectedFieldValues("status_code".into()))
-        );
-        assert_eq!(endpoint("/loki/api/v1/patterns"), Some(Endpoint::Patterns));
-        assert_eq!(endpoint("/loki/api/v1/push"), None);
-        assert_eq!(endpoint("/loki/api/v1/delete"), None);
-        assert_eq!(
-            endpoint("/x/prometheus/api/v1/rules"),
-            Some(Endpoint::PromRules)
-        );
-    }
 }

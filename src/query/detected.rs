@@ -21,6 +21,7 @@ use super::engine::{Budget, Engine, LogEntry};
 use super::error::QueryError;
 use super::logql::{self, Expr};
 use super::params::Params;
+use super::pipeline::parsers::json_leaves;
 use super::pipeline::sanitize;
 use super::value::Cat;
 use crate::clock::now_ns;
@@ -178,25 +179,15 @@ fn detect(entries: &[LogEntry], limit: usize) -> BTreeMap<String, Field> {
     out
 }
 
-/// A JSON object line's scalar fields with their paths; `None` when the line is no object.
+/// A JSON object line's scalar fields with their paths (as `| json` reads them); `None` when
+/// the line is no object.
 fn json_fields(line: &str) -> Option<Vec<(Vec<String>, String)>> {
     let v: Value = serde_json::from_str(line).ok()?;
-    let obj = v.as_object()?;
+    v.as_object()?;
     let mut out = Vec::new();
-    let mut stack: Vec<(Vec<String>, &serde_json::Map<String, Value>)> = vec![(vec![], obj)];
-    while let Some((prefix, map)) = stack.pop() {
-        for (k, v) in map {
-            let mut path = prefix.clone();
-            path.push(k.clone());
-            match v {
-                Value::Object(m) => stack.push((path, m)),
-                Value::String(s) => out.push((path, s.clone())),
-                Value::Number(n) => out.push((path, n.to_string())),
-                Value::Bool(b) => out.push((path, b.to_string())),
-                Value::Null | Value::Array(_) => {}
-            }
-        }
-    }
+    json_leaves(&v, &mut |path, value| {
+        out.push((path.iter().map(|k| (*k).to_owned()).collect(), value));
+    });
     Some(out)
 }
 

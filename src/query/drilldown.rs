@@ -46,6 +46,6 @@ pub fn limits(l: &Limits) -> Value {
         },
         // Patterns are mined at query time (`patterns`), so the Patterns tab has data.
         "pattern_ingester_enabled": true,
-        "version": super::api::BUILD_VERSION,
+        "version": super::info::BUILD_VERSION,
     })
 }

@@ -16,23 +16,28 @@
 //! - `budget`: a query's deadline and memory bound;
 //! - `metric`: metric query evaluation;
 //! - `volume`: `index/volume` and `index/volume_range`;
+//! - `detected`, `drilldown`, `patterns`: Logs Drilldown's fields, labels, limits and
+//!   patterns (Drain);
 //! - `encode`: response shapes;
-//! - `api`: the endpoints; `tail`: live tail;
+//! - `routes`: which endpoint a path reaches; `api`: answering it; `info`: buildinfo and
+//!   `format_query`; `tail`: live tail;
 //! - `error`: the one error type and its statuses.
 
 mod api;
 mod budget;
 mod detected;
 mod drilldown;
-pub use api::endpoint_name;
+pub use routes::endpoint_name;
 pub mod encode;
 pub mod engine;
 pub mod error;
+mod info;
 pub mod logql;
 pub mod metric;
 pub mod params;
-mod patterns;
+pub mod patterns;
 pub mod pipeline;
+mod routes;
 mod tail;
 pub mod value;
 mod volume;

@@ -27,6 +27,7 @@ use super::api::json_response;
 use super::engine::{Budget, Engine, Rec, ScanVisitor, Stats, metadata};
 use super::error::QueryError;
 use super::logql;
+use super::logql::ast::Matcher;
 use super::params::Params;
 use crate::clock::now_ns;
 use crate::store::Order;
@@ -45,53 +46,26 @@ const LEVELS: &[&str] = &[
     "unknown", "debug", "info", "warn", "error", "fatal", "critical", "trace",
 ];
 
+/// One answered pattern: its level, its text, and its count per step (ms, lines).
+#[derive(Debug)]
+pub struct Found {
+    pub level: &'static str,
+    pub pattern: String,
+    pub samples: BTreeMap<i64, i64>,
+}
+
 /// The answer to a patterns request.
 pub fn answer(engine: &Engine, budget: Budget, p: &Params) -> Result<Response, QueryError> {
     let q = p.query()?;
     let matchers = logql::parse_selector(q)?;
     let (start, end) = p.bounds(now_ns())?;
-    let step_ms = (p.step(start, end)? / 1_000_000).max(SAMPLE_MS);
-    let mut miner = Miner {
-        streams: HashMap::new(),
-        budget: budget.clone(),
-        error: None,
-    };
-    engine.scan(
-        &matchers,
-        (start, end.saturating_add(1)),
-        Order::Forward,
-        budget,
-        &mut miner,
-    )?;
-    if let Some(e) = miner.error {
-        return Err(e);
-    }
-    let from = start.div_euclid(1_000_000);
-    let through = end.div_euclid(1_000_000) + i64::from(end.rem_euclid(1_000_000) != 0);
-    let mut counts: BTreeMap<(&str, String), BTreeMap<i64, i64>> = BTreeMap::new();
-    for (_, (_, drains)) in miner.streams.iter() {
-        for (level, d) in drains {
-            for (pattern, c) in d.clusters() {
-                if pattern.is_empty() {
-                    continue;
-                }
-                let into = counts.entry((level, pattern)).or_default();
-                c.chunks.sum_into(from, through, step_ms, into);
-            }
-        }
-    }
-    let mut found: Vec<(i64, &str, String, BTreeMap<i64, i64>)> = counts
-        .into_iter()
-        .map(|((level, pattern), s)| (s.values().sum(), level, pattern, s))
-        .filter(|(total, ..)| *total >= MIN_LINES)
-        .collect();
-    found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.cmp(&b.2)));
-    found.truncate(MAX_PATTERNS);
+    let step = p.step(start, end)?;
+    let found = mine(engine, budget, &matchers, (start, end), step)?;
     let data: Vec<serde_json::Value> = found
         .iter()
-        .map(|(_, level, pattern, s)| {
-            let samples: Vec<(i64, i64)> = s.iter().map(|(&t, &v)| (t / 1000, v)).collect();
-            json!({"pattern": pattern, "level": level, "samples": samples})
+        .map(|f| {
+            let samples: Vec<(i64, i64)> = f.samples.iter().map(|(&t, &v)| (t / 1000, v)).collect();
+            json!({"pattern": f.pattern, "level": f.level, "samples": samples})
         })
         .collect();
     let audit = Audit {
@@ -104,6 +78,65 @@ pub fn answer(engine: &Engine, budget: Budget, p: &Params) -> Result<Response, Q
         json!({"status": "success", "data": data}),
         audit,
     ))
+}
+
+/// The patterns of the streams `matchers` select in `[start, end]`, counted per `step_ns`
+/// (at least 10 s), most lines first.
+pub fn mine(
+    engine: &Engine,
+    budget: Budget,
+    matchers: &[Matcher],
+    (start, end): (i64, i64),
+    step_ns: i64,
+) -> Result<Vec<Found>, QueryError> {
+    let step_ms = (step_ns / 1_000_000).max(SAMPLE_MS);
+    let mut miner = Miner {
+        streams: HashMap::new(),
+        budget: budget.clone(),
+        error: None,
+    };
+    engine.scan(
+        matchers,
+        (start, end.saturating_add(1)),
+        Order::Forward,
+        budget,
+        &mut miner,
+    )?;
+    if let Some(e) = miner.error {
+        return Err(e);
+    }
+    let from = start.div_euclid(1_000_000);
+    let through = end.div_euclid(1_000_000) + i64::from(end.rem_euclid(1_000_000) != 0);
+    let mut counts: BTreeMap<(&'static str, String), BTreeMap<i64, i64>> = BTreeMap::new();
+    for (_, drains) in miner.streams.values() {
+        for (&level, d) in drains {
+            for (pattern, c) in d.clusters() {
+                if pattern.is_empty() {
+                    continue;
+                }
+                let into = counts.entry((level, pattern)).or_default();
+                c.chunks.sum_into(from, through, step_ms, into);
+            }
+        }
+    }
+    let mut found: Vec<(i64, Found)> = counts
+        .into_iter()
+        .map(|((level, pattern), samples)| {
+            let total = samples.values().sum();
+            (
+                total,
+                Found {
+                    level,
+                    pattern,
+                    samples,
+                },
+            )
+        })
+        .filter(|(total, _)| *total >= MIN_LINES)
+        .collect();
+    found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.pattern.cmp(&b.1.pattern)));
+    found.truncate(MAX_PATTERNS);
+    Ok(found.into_iter().map(|(_, f)| f).collect())
 }
 
 type Drains = BTreeMap<&'static str, Drain>;

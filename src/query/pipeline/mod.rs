@@ -6,7 +6,7 @@
 //!
 //! Must not: read the ledger, or keep state between entries.
 
-mod parsers;
+pub(super) mod parsers;
 pub(crate) use parsers::sanitize;
 
 use std::borrow::Cow;

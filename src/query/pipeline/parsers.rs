@@ -65,7 +65,7 @@ fn json(paths: &[(String, String)], line: &str, labels: &mut Labels) {
         Err(e) => return set_error(labels, "JSONParserErr", json_error(line, &e)),
     };
     if paths.is_empty() {
-        flatten("", &value, 0, labels);
+        flatten(&value, labels);
         return;
     }
     for (name, path) in paths {
@@ -84,25 +84,39 @@ fn json(paths: &[(String, String)], line: &str, labels: &mut Labels) {
     }
 }
 
-fn flatten(prefix: &str, v: &serde_json::Value, depth: usize, labels: &mut Labels) {
-    if depth > JSON_MAX_DEPTH {
-        return;
-    }
-    let serde_json::Value::Object(map) = v else {
-        return;
-    };
-    for (k, v) in map {
-        let name = if prefix.is_empty() {
-            sanitize(k)
-        } else {
-            format!("{prefix}_{}", sanitize(k))
-        };
-        match v {
-            serde_json::Value::Object(_) => flatten(&name, v, depth + 1, labels),
-            serde_json::Value::Array(_) | serde_json::Value::Null => {}
-            serde_json::Value::String(s) => labels.set_parsed(&name, s.as_str()),
-            other => labels.set_parsed(&name, other.to_string()),
+fn flatten(value: &serde_json::Value, labels: &mut Labels) {
+    json_leaves(value, &mut |path, v| {
+        let name: Vec<String> = path.iter().map(|k| sanitize(k)).collect();
+        labels.set_parsed(&name.join("_"), v);
+    });
+}
+
+/// Calls `leaf` with the key path and text of every string, number and boolean of a JSON
+/// object, in document order, at most `JSON_MAX_DEPTH` objects deep; arrays and nulls are
+/// skipped, as Loki's `json` parser skips them. Shared by `| json` and Drilldown's field
+/// discovery, so both see the same fields.
+pub fn json_leaves(value: &serde_json::Value, leaf: &mut dyn FnMut(&[&str], String)) {
+    fn walk<'v>(
+        map: &'v serde_json::Map<String, serde_json::Value>,
+        path: &mut Vec<&'v str>,
+        leaf: &mut dyn FnMut(&[&str], String),
+    ) {
+        if path.len() > JSON_MAX_DEPTH {
+            return;
         }
+        for (k, v) in map {
+            path.push(k);
+            match v {
+                serde_json::Value::Object(m) => walk(m, path, leaf),
+                serde_json::Value::Array(_) | serde_json::Value::Null => {}
+                serde_json::Value::String(s) => leaf(path, s.clone()),
+                other => leaf(path, other.to_string()),
+            }
+            path.pop();
+        }
+    }
+    if let serde_json::Value::Object(m) = value {
+        walk(m, &mut Vec::new(), leaf);
     }
 }
 

@@ -11,7 +11,7 @@
 use base64::Engine as _;
 
 use super::clock;
-use super::{Data, MAX_OUTPUT, Value};
+use super::{Args, Data, MAX_OUTPUT, Value};
 use crate::query::logql::lexer::{parse_bytes, parse_duration};
 
 /// The names this file answers.
@@ -63,14 +63,9 @@ pub(super) const NAMES: &[&str] = &[
 
 /// Calls `f`, one of [`NAMES`]; the piped value is the last argument.
 pub(super) fn call(f: &str, args: &[Value], _data: &Data<'_>) -> Result<Value, String> {
-    let s = |i: usize| args.get(i).map(Value::text).unwrap_or_default();
-    let want = |n: usize| {
-        if args.len() == n {
-            Ok(())
-        } else {
-            Err(format!("{f}: wants {n} arguments, got {}", args.len()))
-        }
-    };
+    let a = Args { f, v: args };
+    let s = |i: usize| a.text(i);
+    let want = |n: usize| a.want(n);
     let int = |i: usize| args.get(i).map_or(0, to_int);
     let float = |i: usize| args.get(i).map_or(0.0, to_float);
     Ok(match f {

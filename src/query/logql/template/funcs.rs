@@ -5,17 +5,12 @@
 
 use regex::Regex;
 
-use super::{Data, MAX_OUTPUT, Value};
+use super::{Args, Data, MAX_OUTPUT, Value};
 
 pub(super) fn call(f: &str, args: &[Value], data: &Data<'_>) -> Result<Value, String> {
-    let s = |i: usize| args.get(i).map(Value::text).unwrap_or_default();
-    let want = |n: usize| {
-        if args.len() == n {
-            Ok(())
-        } else {
-            Err(format!("{f}: wants {n} arguments, got {}", args.len()))
-        }
-    };
+    let a = Args { f, v: args };
+    let s = |i: usize| a.text(i);
+    let want = |n: usize| a.want(n);
     let v = match f {
         "__line__" => Value::S(data.line.to_owned()),
         "__timestamp__" => Value::T(data.ts_ns),

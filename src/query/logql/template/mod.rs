@@ -126,6 +126,31 @@ pub struct Data<'a> {
     pub ts_ns: i64,
 }
 
+/// A function's arguments as its body reads them: text by position (empty past the end)
+/// and the count it wants.
+pub(super) struct Args<'a> {
+    f: &'a str,
+    v: &'a [Value],
+}
+
+impl Args<'_> {
+    pub(super) fn text(&self, i: usize) -> String {
+        self.v.get(i).map(Value::text).unwrap_or_default()
+    }
+
+    pub(super) fn want(&self, n: usize) -> Result<(), String> {
+        if self.v.len() == n {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}: wants {n} arguments, got {}",
+                self.f,
+                self.v.len()
+            ))
+        }
+    }
+}
+
 /// A value during evaluation.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Value {
