@@ -30,7 +30,7 @@ use super::logql;
 use super::logql::ast::Matcher;
 use super::params::Params;
 use crate::clock::now_ns;
-use crate::store::Order;
+use crate::store::{Order, StreamId};
 use drain::Drain;
 use samples::SAMPLE_MS;
 use tokens::Format;
@@ -143,7 +143,7 @@ type Drains = BTreeMap<&'static str, Drain>;
 
 /// Trains each stream's Drains on its lines.
 struct Miner {
-    streams: HashMap<Vec<(String, String)>, (Format, Drains)>,
+    streams: HashMap<StreamId, (Format, Drains)>,
     budget: Budget,
     error: Option<QueryError>,
 }
@@ -151,7 +151,7 @@ struct Miner {
 impl ScanVisitor for Miner {
     fn record(&mut self, rec: &Rec<'_>, _stats: &mut Stats) -> bool {
         let line = String::from_utf8_lossy(rec.view.line);
-        let (format, drains) = match self.streams.get_mut(rec.stream) {
+        let (format, drains) = match self.streams.get_mut(&rec.id) {
             Some(s) => s,
             None => {
                 let held = STREAM_BYTES
@@ -166,7 +166,7 @@ impl ScanVisitor for Miner {
                 }
                 let format = Format::detect(&line);
                 self.streams
-                    .entry(rec.stream.to_vec())
+                    .entry(rec.id)
                     .or_insert((format, BTreeMap::new()))
             }
         };
