@@ -78,17 +78,27 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
-    /// Connections open on the push listener.
-    pub connections_open: AtomicU64,
-    /// Connections closed at accept because the connection limit was reached.
-    pub connections_refused: AtomicU64,
-    /// TLS handshakes that failed or timed out.
-    pub tls_handshake_failures: AtomicU64,
+    /// Connections of each listener; one `Metrics` serves them all, so every listener's
+    /// figures reach `/metrics`.
+    pub push: ListenerStats,
+    pub local: ListenerStats,
+    pub remote: ListenerStats,
     /// Successful and failed certificate reloads.
     pub tls_reloads: AtomicU64,
     pub tls_reload_failures: AtomicU64,
     /// Seals and checkpoint exports.
     pub seal: SealStats,
+}
+
+/// One listener's connections.
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    /// Connections open now.
+    pub open: AtomicU64,
+    /// Connections closed at accept by the listener's connection limit or per-address cap.
+    pub refused: AtomicU64,
+    /// TLS handshakes that failed or timed out.
+    pub tls_failures: AtomicU64,
 }
 
 /// What the sealer reports: the newest seal, and checkpoint exports by channel.
@@ -204,24 +214,20 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         self.with(|m| render_inner(m, &mut out));
+        self.render_listeners(&mut out);
         let gauges = [
             (
                 "daftari_push_connections_open",
                 "gauge",
-                "Connections open on the push listener.",
-                &self.connections_open,
+                "Connections open on the push listener (also in daftari_connections_open).",
+                &self.push.open,
             ),
             (
                 "daftari_push_connections_refused_total",
                 "counter",
-                "Connections closed at accept by the connection limit.",
-                &self.connections_refused,
-            ),
-            (
-                "daftari_tls_handshake_failures_total",
-                "counter",
-                "TLS handshakes that failed or timed out.",
-                &self.tls_handshake_failures,
+                "Push connections closed at accept by the connection limit (also in \
+                 daftari_connections_refused_total).",
+                &self.push.refused,
             ),
             (
                 "daftari_tls_reloads_total",
@@ -242,6 +248,52 @@ impl Metrics {
         }
         self.seal.render(&mut out);
         out
+    }
+}
+
+impl Metrics {
+    /// The figures of the listener named `name` (`push`, `local` or `remote`).
+    pub fn listener(&self, name: &str) -> &ListenerStats {
+        match name {
+            "local" => &self.local,
+            "remote" => &self.remote,
+            _ => &self.push,
+        }
+    }
+
+    fn render_listeners(&self, out: &mut String) {
+        let families = [
+            (
+                "daftari_connections_open",
+                "gauge",
+                "Connections open, by listener.",
+                (|l: &ListenerStats| &l.open) as fn(&ListenerStats) -> &AtomicU64,
+            ),
+            (
+                "daftari_connections_refused_total",
+                "counter",
+                "Connections closed at accept by the connection limit or the per-address cap, \
+                 by listener.",
+                |l| &l.refused,
+            ),
+            (
+                "daftari_tls_handshake_failures_total",
+                "counter",
+                "TLS handshakes that failed or timed out, by listener.",
+                |l| &l.tls_failures,
+            ),
+        ];
+        for (name, kind, help, field) in families {
+            header(out, name, kind, help);
+            for (listener, l) in [
+                ("push", &self.push),
+                ("local", &self.local),
+                ("remote", &self.remote),
+            ] {
+                let v = field(l).load(Ordering::Relaxed);
+                let _ = writeln!(out, "{name}{{listener=\"{listener}\"}} {v}");
+            }
+        }
     }
 }
 

@@ -290,5 +290,19 @@ fn the_remote_read_listener_caps_connections_per_address() {
     let auth = [("authorization", format!("Bearer {reader}"))];
     let r = request_from(HOST, remote, "GET", "/loki/api/v1/labels", &auth, b"");
     assert_eq!(r.status, 200, "{}", r.body);
+    // The operator sees it: the remote listener's refusal and held connections are in the
+    // local listener's /metrics, by listener.
+    let m = common::server::request(s.local, "GET", "/metrics", &[], Vec::new()).body;
+    let series = |name: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{m}"))
+    };
+    assert!(series("daftari_connections_refused_total{listener=\"remote\"}") >= 1);
+    assert!(series("daftari_connections_open{listener=\"remote\"}") >= 4);
+    assert_eq!(
+        series("daftari_connections_refused_total{listener=\"push\"}"),
+        0
+    );
     drop(held);
 }

@@ -847,6 +847,44 @@ fn a_query_over_its_memory_limit_answers_400_and_smaller_ones_pass() {
     ));
     let v = json_of(&metric(r#"count_over_time({job="big"}[1h])"#));
     assert_eq!(v["data"]["result"][0]["value"][1], "200");
+    // Patterns: 300 lines that share no word are 300 clusters, more than 32 KiB to hold; 40
+    // lines of one kind are one cluster, which fits.
+    let word = |i: usize, k: usize| -> String {
+        (0..6)
+            .map(|d| char::from(b'a' + ((i * 7 + k * 3 + d) % 26) as u8))
+            .collect::<String>()
+            + &"q".repeat(i % 5 + k)
+    };
+    let varied: Vec<Value> = (0..300)
+        .map(|i| {
+            let line: Vec<String> = (0..4).map(|k| word(i, k)).collect();
+            json!([ns(i as i64), line.join(" ")])
+        })
+        .collect();
+    let alike: Vec<Value> = (0..40)
+        .map(|i| json!([ns(i), format!("session opened for user u{i} by uid 0")]))
+        .collect();
+    let body = json!({"streams": [
+        {"stream": {"job": "varied"}, "values": varied},
+        {"stream": {"job": "alike"}, "values": alike}
+    ]});
+    assert_eq!(s.push_json(&s.token, &body.to_string()).status, 204);
+    let patterns = |job: &str| {
+        let q = format!(r#"{{job="{job}"}}"#);
+        let p = [
+            ("query", q.as_str()),
+            ("start", &ns(0)),
+            ("end", &ns(300)),
+            ("step", "60s"),
+        ];
+        get(s.local, "/loki/api/v1/patterns", &p, &[])
+    };
+    over(&patterns("varied"));
+    let v = json_of(&patterns("alike"));
+    assert_eq!(
+        v["data"][0]["pattern"], "session opened for user <_> by uid 0",
+        "{v}"
+    );
     // The limit is per query: after the refusals, the next query starts from zero.
     json_of(&logs("10"));
 }

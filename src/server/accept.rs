@@ -64,7 +64,8 @@ pub async fn serve(ep: Endpoint, mut stop: watch::Receiver<bool>) {
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             ep.metrics
-                .connections_refused
+                .listener(ep.name)
+                .refused
                 .fetch_add(1, Ordering::Relaxed);
             drop(tcp);
             continue;
@@ -73,7 +74,8 @@ pub async fn serve(ep: Endpoint, mut stop: watch::Receiver<bool>) {
             PeerCounts::take(&peers, peer.ip(), ep.limits.max_connections_per_peer)
         else {
             ep.metrics
-                .connections_refused
+                .listener(ep.name)
+                .refused
                 .fetch_add(1, Ordering::Relaxed);
             tracing::debug!(listener = ep.name, %peer, "too many connections from this peer");
             drop(tcp);
@@ -84,6 +86,7 @@ pub async fn serve(ep: Endpoint, mut stop: watch::Receiver<bool>) {
             app: ep.app.clone(),
             builder: Arc::clone(&builder),
             metrics: Arc::clone(&ep.metrics),
+            listener: ep.name,
             first_byte_timeout: ep.limits.first_byte_timeout,
             handshake_timeout: ep.limits.tls_handshake_timeout,
             peer,
@@ -91,18 +94,14 @@ pub async fn serve(ep: Endpoint, mut stop: watch::Receiver<bool>) {
         let watcher = graceful.watcher();
         let tls = ep.tls.clone();
         tokio::spawn(async move {
-            conn.metrics
-                .connections_open
-                .fetch_add(1, Ordering::Relaxed);
+            conn.stats().open.fetch_add(1, Ordering::Relaxed);
             if conn.first_byte(&tcp).await {
                 match tls {
                     None => conn.http(tcp, Vec::new(), watcher).await,
                     Some(tls) => conn.tls(tcp, &tls, watcher).await,
                 }
             }
-            conn.metrics
-                .connections_open
-                .fetch_sub(1, Ordering::Relaxed);
+            conn.stats().open.fetch_sub(1, Ordering::Relaxed);
             drop((permit, peer_slot));
         });
     }
@@ -174,12 +173,17 @@ struct Conn {
     app: Router,
     builder: Arc<Builder<TokioExecutor>>,
     metrics: Arc<Metrics>,
+    listener: &'static str,
     first_byte_timeout: std::time::Duration,
     handshake_timeout: std::time::Duration,
     peer: std::net::SocketAddr,
 }
 
 impl Conn {
+    fn stats(&self) -> &crate::metrics::ListenerStats {
+        self.metrics.listener(self.listener)
+    }
+
     /// Waits for the client's first byte (a request line or a TLS ClientHello) within the
     /// first-byte deadline: a connection that never speaks would otherwise hold its permit,
     /// since header and handshake timeouts start with the first byte.
@@ -204,16 +208,12 @@ impl Conn {
         let stream = match tokio::time::timeout(self.handshake_timeout, handshake).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                self.metrics
-                    .tls_handshake_failures
-                    .fetch_add(1, Ordering::Relaxed);
+                self.stats().tls_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed");
                 return;
             }
             Err(_) => {
-                self.metrics
-                    .tls_handshake_failures
-                    .fetch_add(1, Ordering::Relaxed);
+                self.stats().tls_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(peer = %self.peer, "TLS handshake timed out");
                 return;
             }

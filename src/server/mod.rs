@@ -181,7 +181,7 @@ pub async fn run(
             max_connections_per_peer: cfg.server.max_connections,
             ..cfg.server.clone()
         },
-        metrics: Arc::new(Metrics::default()),
+        metrics: Arc::clone(&metrics),
     };
     let remote_task = listeners.remote.map(|listener| {
         let ep = accept::Endpoint {
@@ -203,7 +203,7 @@ pub async fn run(
                 max_connections_per_peer: cfg.query.max_connections_per_peer,
                 ..cfg.server.clone()
             },
-            metrics: Arc::new(Metrics::default()),
+            metrics: Arc::clone(&metrics),
         };
         tokio::spawn(accept::serve(ep, stop_rx.clone()))
     });
