@@ -400,6 +400,7 @@ fn one_read_token_cannot_take_every_live_tail() {
     let remote = s.remote.unwrap();
     let greedy = s.create_token("greedy", &["--read"]);
     let other = s.create_token("alerting", &["--read"]);
+    let third = s.create_token("oncall", &["--read"]);
     let open = |token: &str| {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let q = serde_urlencoded::to_string([("query", r#"{job="x"}"#)]).unwrap();
@@ -444,6 +445,20 @@ fn one_read_token_cannot_take_every_live_tail() {
                 ),
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        // Four tails are open in all (2 + 1 + 1 after the other token's second): a third
+        // token within its own share finds every slot taken, a momentary 429 that says when
+        // to retry.
+        let (ws, _) = tokio_tungstenite::connect_async(open(&other))
+            .await
+            .unwrap();
+        held.push(ws);
+        match tokio_tungstenite::connect_async(open(&third)).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+                assert_eq!(r.status(), 429);
+                assert_eq!(r.headers()["retry-after"], "1");
+            }
+            other => panic!("a fifth tail: {other:?}"),
         }
     });
 }

@@ -29,14 +29,10 @@ const FORM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// The fallback handler: finds the endpoint and answers it.
 pub async fn dispatch(State(st): State<QueryState>, req: Request) -> Response {
     let Some(ep) = endpoint(req.uri().path()) else {
-        return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
+        return QueryError::NotFound("404 page not found".into()).into_response();
     };
     if req.method() != Method::GET && req.method() != Method::POST {
-        return (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "405 method not allowed: the read API takes GET and POST\n",
-        )
-            .into_response();
+        return QueryError::MethodNotAllowed.into_response();
     }
     match answer(st, ep, req).await {
         Ok(r) => r,
@@ -68,7 +64,7 @@ async fn answer(st: QueryState, ep: Endpoint, req: Request) -> Result<Response, 
             super::drilldown::limits(&st.engine.limits),
             Audit::default(),
         )),
-        Endpoint::NoRules => Ok((StatusCode::NOT_FOUND, "no rule groups found\n").into_response()),
+        Endpoint::NoRules => Err(QueryError::NotFound("no rule groups found".into())),
         Endpoint::PromRules => Ok(json_response(
             json!({"status": "success", "data": {"groups": []}}),
             Audit::default(),

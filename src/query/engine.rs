@@ -1,9 +1,10 @@
 //! The query engine: selects streams through the index, scans their records, runs the
-//! pipeline, and answers log queries and the label, series, stats and volume endpoints.
-//! Metric queries are evaluated in `metric`, on top of [`Engine::scan`].
+//! pipeline, and answers log queries and the label, series and stats endpoints. Metric
+//! queries (`metric`), volume (`volume`), Drilldown's fields and patterns are built on
+//! [`Engine::scan`].
 //!
-//! Owns: [`Engine`], [`Limits`] and [`Budget`] (the deadline every scan checks, so a query
-//! past its timeout stops reading and answers 504).
+//! Owns: [`Engine`] and [`Limits`]; every scan checks the query's [`Budget`] (defined in
+//! `budget`), so a query past its timeout stops reading and answers 504.
 //!
 //! Must not: hold an append handle, or run on the async runtime (callers use
 //! `spawn_blocking`).

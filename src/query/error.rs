@@ -1,7 +1,9 @@
 //! The read plane's one error type and its mapping to HTTP statuses.
 //!
-//! Owns: [`QueryError`] and the single place where each kind becomes a status and a
-//! plain-text body, in Loki's words.
+//! Owns: [`QueryError`] and the one place where each kind becomes a status and a plain-text
+//! body, in Loki's words, for every answer of the query module (404, 405, the 429s with
+//! `Retry-After`, 504). Who may ask (read tokens, their shares) is the server's, and maps
+//! its own statuses there.
 //!
 //! Must not: leak internal detail (paths, SQL) into a body; those are logged once instead.
 
@@ -23,11 +25,17 @@ pub enum QueryError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    /// A method other than GET or POST.
+    #[error("405 method not allowed: the read API takes GET and POST")]
+    MethodNotAllowed,
     #[error("{TIMEOUT_TEXT}")]
     Timeout,
     /// Too many queries at once; retry later.
     #[error("too many outstanding requests")]
     Busy,
+    /// Every live-tail slot is taken; retry later.
+    #[error("max concurrent tail requests limit exceeded")]
+    TooManyTails,
     /// Storage failed; the detail is logged, not returned.
     #[error("internal error")]
     Internal(String),
@@ -54,8 +62,9 @@ impl QueryError {
         match self {
             QueryError::BadRequest(_) => StatusCode::BAD_REQUEST,
             QueryError::NotFound(_) => StatusCode::NOT_FOUND,
+            QueryError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             QueryError::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            QueryError::Busy => StatusCode::TOO_MANY_REQUESTS,
+            QueryError::Busy | QueryError::TooManyTails => StatusCode::TOO_MANY_REQUESTS,
             QueryError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -74,7 +83,7 @@ impl IntoResponse for QueryError {
             body,
         )
             .into_response();
-        if let QueryError::Busy = self {
+        if matches!(self, QueryError::Busy | QueryError::TooManyTails) {
             // Momentary: every slot is taken. Clients may retry after a second.
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));

@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tokio::sync::OwnedSemaphorePermit;
@@ -80,11 +80,7 @@ pub fn start(
     share: Option<OwnedSemaphorePermit>,
 ) -> Response {
     let Ok(permit) = st.tails.clone().try_acquire_owned() else {
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            "max concurrent tail requests limit exceeded\n",
-        )
-            .into_response();
+        return QueryError::TooManyTails.into_response();
     };
     let audit = Audit {
         query: req.query,
