@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::encode::{self, Envelope, QueryData};
+use super::encode::{self, Envelope, QueryData, json_response};
 use super::engine::{Budget, Engine, LogEntry};
 use super::error::QueryError;
 use super::logql::{self, Expr};
@@ -318,19 +318,4 @@ fn thin(entries: Vec<LogEntry>, interval: i64, order: Order) -> Vec<LogEntry> {
             keep
         })
         .collect()
-}
-
-/// A JSON answer, serialised in the field order of `body` (Grafana depends on it).
-pub fn json_response(body: impl serde::Serialize, audit: Audit) -> Response {
-    let text = match serde_json::to_string(&body) {
-        Ok(t) => t,
-        Err(e) => return QueryError::Internal(format!("encode response: {e}")).into_response(),
-    };
-    let mut r = (
-        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-        text,
-    )
-        .into_response();
-    r.extensions_mut().insert(audit);
-    r
 }

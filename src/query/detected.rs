@@ -16,7 +16,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::Audit;
-use super::api::json_response;
+use super::encode::json_response;
 use super::engine::{Budget, Engine, LogEntry};
 use super::error::QueryError;
 use super::logql::{self, Expr};

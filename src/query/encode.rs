@@ -1,7 +1,7 @@
 //! Loki's JSON response shapes: the envelope, streams in both encodings, matrix, vector and
 //! scalar results, and the stats block.
 //!
-//! Owns: key order as Loki writes it (`resultType` and `encodingFlags` before `result`, which
+//! Owns: [`json_response`], the one way an answer is written; key order as Loki writes it (`resultType` and `encodingFlags` before `result`, which
 //! Grafana's streaming parser needs), entry timestamps as strings of nanoseconds, sample
 //! timestamps as numbers of seconds, sample values as strings, `[]` rather than `null`.
 //!
@@ -9,10 +9,14 @@
 
 use std::collections::BTreeMap;
 
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::Audit;
 use super::engine::{LogEntry, Stats};
+use super::error::QueryError;
 use super::metric::{Matrix, Val};
 use super::value::{Cat, Series, format_float, format_sample_ts};
 
@@ -192,4 +196,19 @@ pub fn stats(s: &Stats, exec_secs: f64, returned: usize) -> Value {
             }
         }}
     })
+}
+
+/// A JSON answer, serialised in the field order of `body` (Grafana depends on it).
+pub fn json_response(body: impl serde::Serialize, audit: Audit) -> Response {
+    let text = match serde_json::to_string(&body) {
+        Ok(t) => t,
+        Err(e) => return QueryError::Internal(format!("encode response: {e}")).into_response(),
+    };
+    let mut r = (
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        text,
+    )
+        .into_response();
+    r.extensions_mut().insert(audit);
+    r
 }

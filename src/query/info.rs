@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::Audit;
-use super::api::json_response;
+use super::encode::json_response;
 use super::logql;
 use super::params::Params;
 

@@ -12,7 +12,7 @@ use axum::response::Response;
 use serde_json::json;
 
 use super::Audit;
-use super::api::json_response;
+use super::encode::json_response;
 use super::encode::{Envelope, QueryData, sample};
 use super::engine::{Budget, Engine, Rec, ScanVisitor, Stats, entry_bytes};
 use super::error::QueryError;

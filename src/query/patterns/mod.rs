@@ -23,7 +23,7 @@ use axum::response::Response;
 use serde_json::json;
 
 use super::Audit;
-use super::api::json_response;
+use super::encode::json_response;
 use super::engine::{Budget, Engine, Rec, ScanVisitor, Stats, metadata};
 use super::error::QueryError;
 use super::logql;
