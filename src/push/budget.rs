@@ -228,7 +228,7 @@ fn busy() -> PushError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::push::{decode, proto};
+    use crate::push::{proto, raw};
     use crate::store::{NewEntry, Stream};
 
     fn budget(total: usize, token_bytes: usize, token_pushes: usize) -> Budget {
@@ -293,11 +293,11 @@ mod tests {
         // push at a time (up to twice its length), beside the raw and validated ones, which
         // are collected into vectors of exactly their length.
         let stream = 2 * size_of::<proto::StreamAdapter>()
-            + size_of::<decode::RawStream>()
+            + size_of::<raw::RawStream>()
             + size_of::<Stream>();
         assert!(stream <= STREAM_OVERHEAD, "{stream}");
         let entry = 2 * size_of::<proto::EntryAdapter>()
-            + size_of::<decode::RawEntry>()
+            + size_of::<raw::RawEntry>()
             + size_of::<NewEntry>();
         assert!(entry <= ENTRY_OVERHEAD, "{entry}");
         let pair = 2 * size_of::<proto::LabelPairAdapter>()

@@ -19,8 +19,8 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 
 use super::Limits;
 use super::budget::{Charge, ENTRY_OVERHEAD, PAIR_OVERHEAD, STREAM_OVERHEAD};
-use super::decode::{Decoded, RawEntry, RawLabels, RawStream, Unit, too_many};
 use super::error::PushError;
+use super::raw::{Decoded, RawEntry, RawLabels, RawStream, Unit, too_many};
 
 /// Bytes the meter counts before it takes them from the budget in one step: keeps the
 /// budget's lock out of the per-entry path, and bounds what is held uncharged.

@@ -12,6 +12,7 @@
 //! - `budget`: the memory all pushes in flight may hold together, and each token's share;
 //! - `decode`: content encodings and body formats, with every size check before allocation;
 //! - `proto`, `json`: the two body formats;
+//! - `raw`: what both decoders hand to `validate`;
 //! - `labels`: the label string;
 //! - `validate`: Loki's per-stream and per-entry rules and the partial-failure rule;
 //! - `enrich`: `service_name` and `detected_level`, added before hashing, as Loki does;
@@ -25,6 +26,7 @@ mod error;
 mod json;
 pub mod labels;
 pub mod proto;
+mod raw;
 mod validate;
 
 use std::net::SocketAddr;

@@ -12,8 +12,8 @@
 use std::time::Duration;
 
 use super::Limits;
-use super::decode::{Decoded, RawLabels, RawStream};
 use super::labels;
+use super::raw::{Decoded, RawLabels, RawStream};
 use crate::clock::rfc3339;
 use crate::store::{NewEntry, Pairs, Stream};
 
@@ -177,7 +177,7 @@ fn check_entries(
 }
 
 fn entry(
-    e: super::decode::RawEntry,
+    e: super::raw::RawEntry,
     shown: &str,
     limits: &Limits,
     newest_ok: i64,
