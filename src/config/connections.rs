@@ -42,9 +42,8 @@ pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A client must send its request headers within this, or the connection is closed:
 /// slow-loris protection. Key `push.header_timeout`.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// A client must send the whole body within this. Alloy gives a request 10 s in all.
-/// Key `push.body_timeout`.
-pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The push plane's own default (`push::DEFAULT_BODY_TIMEOUT`). Key `push.body_timeout`.
+pub use crate::push::DEFAULT_BODY_TIMEOUT;
 /// Request headers larger than this are refused; agents send well under 4 KiB.
 /// Key `push.max_header_bytes`.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 << 10;

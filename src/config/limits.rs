@@ -4,6 +4,8 @@
 //!
 //! Must not: open listeners or read anything but its input.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
 use super::{ConfigError, bad, dur};
@@ -34,7 +36,7 @@ pub(super) struct LimitsFile {
     auth_failures_per_minute: Option<u32>,
 }
 
-pub(super) fn build(l: &LimitsFile) -> Result<Limits, ConfigError> {
+pub(super) fn build(l: &LimitsFile, body_timeout: Duration) -> Result<Limits, ConfigError> {
     let d = Limits::default();
     let out = Limits {
         max_body_bytes: l.max_body_bytes.unwrap_or(d.max_body_bytes),
@@ -87,7 +89,7 @@ pub(super) fn build(l: &LimitsFile) -> Result<Limits, ConfigError> {
         auth_failures_per_minute: l
             .auth_failures_per_minute
             .unwrap_or(d.auth_failures_per_minute),
-        body_timeout: d.body_timeout,
+        body_timeout,
     };
     let positive = [
         ("limits.max_body_bytes", out.max_body_bytes),

@@ -231,7 +231,8 @@ fn build(f: File, flags: &Overrides) -> Result<Config, ConfigError> {
     }
     let tls = tls(&f.push, flags)?;
     let server = connections::build(&f.push, &f.shutdown_grace)?;
-    let limits = limits::build(&f.limits)?;
+    // `push.body_timeout` is read once, here: the push plane's limits carry it.
+    let limits = limits::build(&f.limits, server.body_timeout)?;
     let mut store = StoreConfig::new(&data_dir);
     apply_store(&mut store, &f.store, f.origin.clone())?;
     store.validate().map_err(|e| bad("store", e.to_string()))?;
@@ -380,6 +381,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn the_body_timeout_is_read_once_into_the_push_limits() {
+        let flags = Overrides::default();
+        let c = Config::from_toml("[push]\nbody_timeout = \"45s\"", &flags).unwrap();
+        assert_eq!(c.server.body_timeout, Duration::from_secs(45));
+        assert_eq!(c.limits.body_timeout, Duration::from_secs(45));
+        let c = Config::from_toml("", &flags).unwrap();
+        assert_eq!(c.limits.body_timeout, crate::push::DEFAULT_BODY_TIMEOUT);
     }
 
     #[test]

@@ -139,6 +139,10 @@ pub struct Limits {
     pub body_timeout: Duration,
 }
 
+/// A client must send the whole body within this. Alloy gives a request 10 s in all.
+/// Key `push.body_timeout`.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -162,7 +166,7 @@ impl Default for Limits {
             token_bytes_per_second: DEFAULT_TOKEN_BYTES_PER_SECOND,
             token_burst_seconds: DEFAULT_TOKEN_BURST_SECONDS,
             auth_failures_per_minute: DEFAULT_AUTH_FAILURES_PER_MINUTE,
-            body_timeout: crate::config::DEFAULT_BODY_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 }

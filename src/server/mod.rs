@@ -141,8 +141,7 @@ pub async fn run(
         q.max_concurrent_tails,
     );
     let ready = Arc::new(AtomicBool::new(true));
-    let mut limits = cfg.limits.clone();
-    limits.body_timeout = cfg.server.body_timeout;
+    let limits = cfg.limits.clone();
     let reserve = Arc::new(store::DiskReserve::new(&cfg.data_dir, cfg.disk_reserve));
     let push_state = PushState::new(
         appender.guarded(Arc::clone(&reserve)),
