@@ -42,7 +42,7 @@ impl Checkpointer {
                 while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(CHECKPOINT_INTERVAL) {
                     if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
                     {
-                        super::writer::stop_if_fatal(&path, &e);
+                        super::fatal::stop_if_fatal(&path, &e);
                         eprintln!("daftari: ledger: checkpoint of {}: {e}", path.display());
                     }
                 }

@@ -18,6 +18,7 @@
 //! - `append`: the append handle and its bounded queue;
 //! - `writer`: the writer thread and group commit;
 //! - `checkpointer`: copies the active segment's WAL into its file beside the writer;
+//! - `fatal`: which storage failures stop the process, and its exit status;
 //! - `index`: the in-memory stream index (label sets, and their time spans per segment);
 //! - `reader`: read-only access for queries and tests;
 //! - `stats`: the writer's counters for `/metrics`;
@@ -38,6 +39,7 @@ mod active;
 mod append;
 mod checkpointer;
 mod error;
+mod fatal;
 mod index;
 mod reader;
 mod scan;
@@ -54,12 +56,12 @@ use std::time::Duration;
 pub use append::{Appender, Batch, NewEntry, Receipt, Stream};
 pub use chain::{Hash, Pairs, Record};
 pub use error::{AppendError, StoreError};
+pub use fatal::FATAL_EXIT_CODE;
 pub use index::{SegSpan, StreamId, StreamIndex, StreamInfo};
 pub use reader::{Reader, SegmentInfo};
 pub use scan::{Estimate, Order, Scan, ScanStats, Visit};
 pub use space::{DEFAULT_DISK_RESERVE, DiskReserve, Reserve, Space, space};
 pub use stats::{COMMIT_BUCKETS, GROUP_BUCKETS, WriterStats};
-pub use writer::FATAL_EXIT_CODE;
 
 use append::{Msg, Queue};
 

@@ -18,16 +18,13 @@ use rusqlite::{ErrorCode, params};
 use super::active::{self, Active};
 use super::append::{Job, Msg, Queue, Receipt, now_ns};
 use super::error::{AppendError, StoreError};
+use super::fatal::stop_if_fatal;
 use super::index::{Position, StreamIndex};
 use super::{StoreConfig, segment};
 use super::{block, chain};
 
 /// How often an idle writer wakes to check the segment's age.
 const IDLE_TICK: Duration = Duration::from_secs(1);
-
-/// Exit status when the ledger cannot continue safely (an fsync or I/O failure on commit):
-/// `EX_IOERR`. The service manager restarts the process and recovery runs from disk.
-pub const FATAL_EXIT_CODE: i32 = 74;
 
 /// The writer thread's state.
 pub(crate) struct Writer {
@@ -384,24 +381,4 @@ fn classify(path: &std::path::Path, e: &rusqlite::Error) -> AppendError {
     }
     eprintln!("daftari: ledger: commit to {} failed: {e}", path.display());
     AppendError::Storage("commit failed".into())
-}
-
-/// Stops the process on an I/O failure (fsync among them) or corruption during a commit or a
-/// checkpoint:
-/// after a failed fsync the kernel may have dropped the dirty pages, so a retry could
-/// acknowledge data that is not on disk. Restart recovers from what is (INTEGRITY: fsyncgate).
-pub(crate) fn stop_if_fatal(path: &std::path::Path, e: &rusqlite::Error) {
-    let fatal = [
-        ErrorCode::SystemIoFailure,
-        ErrorCode::DatabaseCorrupt,
-        ErrorCode::NotADatabase,
-    ];
-    if e.sqlite_error_code().is_some_and(|c| fatal.contains(&c)) {
-        eprintln!(
-            "daftari: ledger: fatal storage failure writing {}: {e}; stopping so that \
-             recovery runs from what is on disk",
-            path.display()
-        );
-        std::process::exit(FATAL_EXIT_CODE);
-    }
 }
