@@ -66,8 +66,10 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                let _ = tx.send(line.clone());
-                sink.lock().unwrap().push(line);
+                // Stored before it is announced: once `start` has seen a banner on the
+                // channel, the banner is in `stderr` too.
+                sink.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
             }
         });
         let (mut push, mut local, mut remote) = (None, None, None);
