@@ -67,6 +67,9 @@ pub fn run() -> anyhow::Result<u8> {
             });
         }
     };
+    if !matches!(cli.command, Command::Serve(_)) {
+        tool_logging();
+    }
     match cli.command {
         Command::Init(args) => init::run(args),
         Command::Serve(args) => serve::run(args),
@@ -80,6 +83,20 @@ pub fn run() -> anyhow::Result<u8> {
         Command::Loadgen(args) => loadgen::run(args),
         Command::Soak(args) => soak::run(args),
     }
+}
+
+/// Warnings and errors of the library (a store failure during `bench` or `soak`, say) as
+/// plain lines on stderr for every command but `serve`, which sets up its own logging.
+/// `DAFTARI_LOG` chooses the level, as for the server.
+fn tool_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DAFTARI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .without_time()
+        .try_init();
 }
 
 /// Draws a progress bar on stderr from two counters until `finished`.

@@ -43,7 +43,7 @@ impl Checkpointer {
                     if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
                     {
                         super::fatal::stop_if_fatal(&path, &e);
-                        eprintln!("daftari: ledger: checkpoint of {}: {e}", path.display());
+                        tracing::error!(path = %path.display(), error = %e, "ledger: checkpoint failed");
                     }
                 }
             })

@@ -24,10 +24,10 @@ pub(crate) fn stop_if_fatal(path: &std::path::Path, e: &rusqlite::Error) {
         ErrorCode::NotADatabase,
     ];
     if e.sqlite_error_code().is_some_and(|c| fatal.contains(&c)) {
-        eprintln!(
-            "daftari: ledger: fatal storage failure writing {}: {e}; stopping so that \
-             recovery runs from what is on disk",
-            path.display()
+        tracing::error!(
+            path = %path.display(),
+            error = %e,
+            "fatal storage failure; stopping so that recovery runs from what is on disk"
         );
         std::process::exit(FATAL_EXIT_CODE);
     }

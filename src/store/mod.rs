@@ -194,7 +194,7 @@ impl Ledger {
 impl Drop for Ledger {
     fn drop(&mut self) {
         if let Err(e) = self.shutdown() {
-            eprintln!("daftari: ledger: close: {e}");
+            tracing::error!(error = %e, "ledger: close failed");
         }
     }
 }

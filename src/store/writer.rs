@@ -166,7 +166,7 @@ impl Writer {
             match active::advance(&dir, &self.cfg.origin) {
                 Ok(a) => self.active = Some(a),
                 Err(e) => {
-                    eprintln!("daftari: ledger: cannot open the next segment: {e}");
+                    tracing::error!(error = %e, "ledger: cannot open the next segment");
                     return Err(AppendError::Storage(
                         "the next segment could not be opened".into(),
                     ));
@@ -214,7 +214,7 @@ impl Writer {
             }
             // The next group retries through `ensure_active`; until then appends fail with a
             // retryable error and nothing is acknowledged.
-            Err(e) => eprintln!("daftari: ledger: rotation failed, will retry: {e}"),
+            Err(e) => tracing::error!(error = %e, "ledger: rotation failed, will retry"),
         }
     }
 }
@@ -240,7 +240,7 @@ fn commit(
                 head: active.head,
             };
             if let Err(e) = index.record(at, &active.path, &new_streams, &spans) {
-                eprintln!("daftari: ledger: stream index: {e}");
+                tracing::error!(error = %e, "ledger: stream index");
             }
             if active.first_recv_ns.is_none() {
                 active.first_recv_ns = group
@@ -379,6 +379,6 @@ fn classify(path: &std::path::Path, e: &rusqlite::Error) -> AppendError {
     if e.sqlite_error_code() == Some(ErrorCode::DiskFull) {
         return AppendError::DiskFull;
     }
-    eprintln!("daftari: ledger: commit to {} failed: {e}", path.display());
+    tracing::error!(path = %path.display(), error = %e, "ledger: commit failed");
     AppendError::Storage("commit failed".into())
 }
