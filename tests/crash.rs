@@ -29,17 +29,19 @@ fn main() {
     if let Some(dir) = std::env::var_os(CHILD_ENV) {
         child(Path::new(&dir));
     }
-    let kills = std::env::var(KILLS_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_KILLS);
-    let started = Instant::now();
-    let acked = parent(kills);
-    println!(
-        "crash: {kills} SIGKILLs, {acked} acknowledged entries all present, verify intact after every kill ({:.1} s)",
-        started.elapsed().as_secs_f64()
-    );
-    println!("test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
+    common::harness::run("acknowledged_entries_survive_every_sigkill", || {
+        let kills = std::env::var(KILLS_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_KILLS);
+        let started = Instant::now();
+        let acked = parent(kills);
+        println!(
+            "crash: {kills} SIGKILLs, {acked} acknowledged entries all present, verify intact after every kill ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+        common::harness::Outcome::Passed
+    });
 }
 
 /// The line of entry `i` of batch `k` of thread `t` of process `pid`.

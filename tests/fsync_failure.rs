@@ -16,6 +16,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::harness::Outcome;
 use daftari::store::{self, Reader};
 
 const CHILD_ENV: &str = "DAFTARI_FSYNC_CHILD";
@@ -25,18 +26,23 @@ fn main() {
     if let Some(dir) = std::env::var_os(CHILD_ENV) {
         child(Path::new(&dir));
     }
-    let have = |tool: &str| Command::new(tool).arg("-h").output().is_ok();
-    if !(have("fiu-run") && have("fiu-ctrl")) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "fiu-run/fiu-ctrl missing under CI: .ci/run installs fiu-utils"
-        );
-        println!("SKIPPED: fiu-run and fiu-ctrl not installed (apt-get install fiu-utils)");
-        println!("test result: ok. 0 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out");
-        return;
-    }
-    parent();
-    println!("test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
+    common::harness::run(
+        "a_failed_fsync_stops_the_writer_and_loses_no_acknowledged_entry",
+        || {
+            let have = |tool: &str| Command::new(tool).arg("-h").output().is_ok();
+            if !(have("fiu-run") && have("fiu-ctrl")) {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "fiu-run/fiu-ctrl missing under CI: .ci/run installs fiu-utils"
+                );
+                return Outcome::Ignored(
+                    "fiu-run and fiu-ctrl not installed (apt-get install fiu-utils)",
+                );
+            }
+            parent();
+            Outcome::Passed
+        },
+    );
 }
 
 /// Appends batches one after another, printing `ack <first_seq> <count> <batch>`.

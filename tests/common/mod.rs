@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod encode;
+pub mod harness;
 pub mod rng;
 pub mod server;
 
