@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use daftari::config::{Config, LogFormat, Overrides};
-use daftari::server::{self, Control, Listeners};
+use daftari::server::{self, Control, LOCAL_BANNER, Listeners, PUSH_BANNER, REMOTE_BANNER};
 use daftari::token::{self, Kind, Manager};
 use tokio::sync::mpsc;
 
@@ -115,18 +115,15 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let local_addr = listeners.local.local_addr()?;
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     bootstrap(&cfg, push_addr, scheme)?;
-    eprintln!("daftari: push listener on {scheme}://{push_addr}");
-    eprintln!("daftari: local listener on http://{local_addr}");
+    eprintln!("{PUSH_BANNER}{scheme}://{push_addr}");
+    eprintln!("{LOCAL_BANNER}http://{local_addr}");
     if let Some(remote) = &listeners.remote {
         let scheme = if cfg.query.remote_tls.is_some() {
             "https"
         } else {
             "http"
         };
-        eprintln!(
-            "daftari: remote read listener on {scheme}://{}",
-            remote.local_addr()?
-        );
+        eprintln!("{REMOTE_BANNER}{scheme}://{}", remote.local_addr()?);
     }
     let (tx, rx) = mpsc::channel(8);
     tokio::spawn(signals.forward(tx));

@@ -8,7 +8,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+use std::time::{Duration, Instant};
+
 use anyhow::{Context, bail};
+use daftari::server::{LOCAL_BANNER, PUSH_BANNER, banner_addr};
+
+/// How long a spawned server may take to open the ledger and listen.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A server started for the run.
 pub struct Spawned {
@@ -55,21 +61,33 @@ impl Spawned {
             .spawn()
             .context("start daftari serve")?;
         let stderr = child.stderr.take().context("server stderr")?;
-        let mut lines = BufReader::new(stderr).lines();
+        // Lines arrive on a channel, so that waiting for a banner has a deadline; the thread
+        // keeps draining the server's stderr so it never blocks on a full pipe.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
         let mut next = |prefix: &str| -> anyhow::Result<SocketAddr> {
             loop {
-                let Some(Ok(line)) = lines.next() else {
-                    bail!("the spawned server exited before listening");
+                let left = deadline.saturating_duration_since(Instant::now());
+                let Ok(line) = rx.recv_timeout(left) else {
+                    let _ = child.kill();
+                    bail!(
+                        "the spawned server exited or did not listen within {} s",
+                        START_TIMEOUT.as_secs()
+                    );
                 };
-                if let Some(a) = line.strip_prefix(prefix) {
-                    return Ok(a.parse()?);
+                if let Some(a) = banner_addr(&line, prefix) {
+                    return Ok(a);
                 }
             }
         };
-        let addr = next("daftari: push listener on http://")?;
-        let local = next("daftari: local listener on http://")?;
-        // Keep draining the server's stderr so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let addr = next(PUSH_BANNER)?;
+        let local = next(LOCAL_BANNER)?;
         let token = std::fs::read_to_string(dir.join("data/bootstrap-token"))?
             .trim()
             .to_string();

@@ -21,6 +21,22 @@
 
 mod accept;
 mod local;
+
+/// What `daftari serve` prints on stderr once a listener is bound, before its URL
+/// (`http://` or `https://` and the address): the contract that scripts, the load commands
+/// and the tests read to find a server started on port 0.
+pub const PUSH_BANNER: &str = "daftari: push listener on ";
+pub const LOCAL_BANNER: &str = "daftari: local listener on ";
+pub const REMOTE_BANNER: &str = "daftari: remote read listener on ";
+
+/// The address a banner line announces, if `line` is the banner `prefix`.
+pub fn banner_addr(line: &str, prefix: &str) -> Option<std::net::SocketAddr> {
+    let url = line.strip_prefix(prefix)?;
+    let addr = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
+    addr.parse().ok()
+}
 pub mod read;
 pub mod tls;
 pub mod tokens;

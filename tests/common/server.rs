@@ -89,20 +89,10 @@ impl Server {
                     panic!("server did not start: {:#?}", lines.lock().unwrap());
                 }
             };
-            let addr = |l: &str| {
-                l.rsplit("://")
-                    .next()
-                    .unwrap()
-                    .parse::<SocketAddr>()
-                    .unwrap()
-            };
-            if line.starts_with("daftari: push listener on ") {
-                push = Some(addr(&line));
-            } else if line.starts_with("daftari: local listener on ") {
-                local = Some(addr(&line));
-            } else if line.starts_with("daftari: remote read listener on ") {
-                remote = Some(addr(&line));
-            }
+            use daftari::server::{LOCAL_BANNER, PUSH_BANNER, REMOTE_BANNER, banner_addr};
+            push = push.or(banner_addr(&line, PUSH_BANNER));
+            local = local.or(banner_addr(&line, LOCAL_BANNER));
+            remote = remote.or(banner_addr(&line, REMOTE_BANNER));
         }
         let token = std::fs::read_to_string(data.join("bootstrap-token"))
             .map(|s| s.trim().to_string())
