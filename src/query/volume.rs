@@ -12,10 +12,10 @@ use axum::response::Response;
 use serde_json::json;
 
 use super::Audit;
-use super::encode::json_response;
-use super::encode::{Envelope, QueryData, sample};
+use super::encode::{Envelope, QueryData, json_response, sample};
 use super::engine::{Budget, Engine, Rec, ScanVisitor, Stats, entry_bytes};
 use super::error::QueryError;
+use super::logql::ast::Matcher;
 use super::logql::{self, Expr};
 use super::params::Params;
 use super::value::Series;
@@ -30,55 +30,107 @@ pub fn answer(
     p: &Params,
     ranged: bool,
 ) -> Result<Response, QueryError> {
-    let q = p.query()?;
-    let matchers = match logql::parse(q)? {
-        Expr::Log(l) => l.matchers,
-        Expr::Metric(_) => return Err(QueryError::bad("only label matchers are supported")),
+    let r = Request::parse(p, ranged)?;
+    let totals = count(engine, budget, &r)?;
+    let n = totals.len();
+    let body = render(&r, totals);
+    let audit = Audit {
+        query: r.query.to_owned(),
+        start_ns: Some(r.start),
+        end_ns: Some(r.end),
+        results: n as u64,
     };
-    let (start, end) = p.bounds(now_ns())?;
-    let limit = match p.get("limit").map(str::parse::<usize>) {
-        None | Some(Ok(0)) => 100,
-        Some(Ok(n)) => n.min(VOLUME_MAX_SERIES),
-        Some(Err(_)) => return Err(QueryError::bad("invalid limit parameter")),
-    };
-    let by_labels = match p.get("aggregateBy").unwrap_or("series") {
-        "series" => false,
-        "labels" => true,
-        _ => return Err(QueryError::bad("invalid aggregation option")),
-    };
-    let targets: Vec<String> = match p.get("targetLabels") {
-        Some(t) => t
-            .split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect(),
-        None => matchers.iter().map(|m| m.name.clone()).collect(),
-    };
-    let step = if ranged {
-        p.step(start, end)?
-    } else {
-        end - start + 1
-    };
-    let times = if ranged {
-        bucket_times(start, end, step)
-    } else {
-        vec![end]
-    };
-    let mut acc = Acc {
-        targets: &targets,
-        by_labels,
-        first: if ranged {
-            start - start.rem_euclid(step)
+    Ok(json_response(body, audit))
+}
+
+/// A volume request's parameters, read as Loki reads them.
+struct Request<'p> {
+    query: &'p str,
+    matchers: Vec<Matcher>,
+    start: i64,
+    end: i64,
+    limit: usize,
+    by_labels: bool,
+    targets: Vec<String>,
+    step: i64,
+    /// The time each bucket is stamped with.
+    times: Vec<i64>,
+    ranged: bool,
+}
+
+impl<'p> Request<'p> {
+    fn parse(p: &'p Params, ranged: bool) -> Result<Request<'p>, QueryError> {
+        let query = p.query()?;
+        let matchers = match logql::parse(query)? {
+            Expr::Log(l) => l.matchers,
+            Expr::Metric(_) => return Err(QueryError::bad("only label matchers are supported")),
+        };
+        let (start, end) = p.bounds(now_ns())?;
+        let limit = match p.get("limit").map(str::parse::<usize>) {
+            None | Some(Ok(0)) => 100,
+            Some(Ok(n)) => n.min(VOLUME_MAX_SERIES),
+            Some(Err(_)) => return Err(QueryError::bad("invalid limit parameter")),
+        };
+        let by_labels = match p.get("aggregateBy").unwrap_or("series") {
+            "series" => false,
+            "labels" => true,
+            _ => return Err(QueryError::bad("invalid aggregation option")),
+        };
+        let targets: Vec<String> = match p.get("targetLabels") {
+            Some(t) => t
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            None => matchers.iter().map(|m| m.name.clone()).collect(),
+        };
+        let (step, times) = if ranged {
+            let step = p.step(start, end)?;
+            (step, bucket_times(start, end, step))
         } else {
-            start
+            (end - start + 1, vec![end])
+        };
+        Ok(Request {
+            query,
+            matchers,
+            start,
+            end,
+            limit,
+            by_labels,
+            targets,
+            step,
+            times,
+            ranged,
+        })
+    }
+
+    /// A matrix when there is more than one bucket, else a vector.
+    fn matrix(&self) -> bool {
+        self.ranged && self.times.len() > 1
+    }
+}
+
+/// The `limit` largest series with their total and per-bucket bytes, largest first.
+fn count(
+    engine: &Engine,
+    budget: Budget,
+    r: &Request<'_>,
+) -> Result<Vec<(Series, u64, Vec<u64>)>, QueryError> {
+    let mut acc = Acc {
+        targets: &r.targets,
+        by_labels: r.by_labels,
+        first: if r.ranged {
+            r.start - r.start.rem_euclid(r.step)
+        } else {
+            r.start
         },
-        step,
-        buckets: times.len(),
+        step: r.step,
+        buckets: r.times.len(),
         sums: HashMap::new(),
     };
     engine.scan(
-        &matchers,
-        (start, end + 1),
+        &r.matchers,
+        (r.start, r.end + 1),
         Order::Forward,
         budget,
         &mut acc,
@@ -89,9 +141,12 @@ pub fn answer(
         .map(|(s, b)| (s, b.iter().sum(), b))
         .collect();
     totals.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    totals.truncate(limit);
-    let n = totals.len();
-    let result: Vec<serde_json::Value> = if ranged && times.len() > 1 {
+    totals.truncate(r.limit);
+    Ok(totals)
+}
+
+fn render(r: &Request<'_>, totals: Vec<(Series, u64, Vec<u64>)>) -> impl serde::Serialize {
+    let result: Vec<serde_json::Value> = if r.matrix() {
         totals
             .into_iter()
             .map(|(s, _, b)| {
@@ -99,7 +154,7 @@ pub fn answer(
                     .iter()
                     .enumerate()
                     .filter(|(_, v)| **v > 0)
-                    .map(|(k, v)| sample(times[k], *v as f64))
+                    .map(|(k, v)| sample(r.times[k], *v as f64))
                     .collect();
                 json!({"metric": s, "values": values})
             })
@@ -107,27 +162,15 @@ pub fn answer(
     } else {
         totals
             .into_iter()
-            .map(|(s, total, _)| json!({"metric": s, "value": sample(end, total as f64)}))
+            .map(|(s, total, _)| json!({"metric": s, "value": sample(r.end, total as f64)}))
             .collect()
     };
-    let kind = if ranged && times.len() > 1 {
-        "matrix"
-    } else {
-        "vector"
-    };
-    let body = Envelope::success(QueryData {
-        result_type: kind,
+    Envelope::success(QueryData {
+        result_type: if r.matrix() { "matrix" } else { "vector" },
         encoding_flags: None,
         result: serde_json::Value::Array(result),
         stats: json!({}),
-    });
-    let audit = Audit {
-        query: q.to_owned(),
-        start_ns: Some(start),
-        end_ns: Some(end),
-        results: n as u64,
-    };
-    Ok(json_response(body, audit))
+    })
 }
 
 /// The points of `index/volume_range`, as Loki answers them: bucket k holds the entries of
