@@ -114,32 +114,15 @@ pub async fn run(
     mut control: mpsc::Receiver<Control>,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
-    let store_cfg = cfg.store.clone();
-    let checkpoint_stdout = cfg.checkpoint_stdout;
-    let checkpoint_every = cfg.checkpoint_every;
-    let retention = cfg.retention;
-    let push_target = cfg.checkpoint_push.clone();
     let metrics = Arc::new(Metrics::default());
-    let seal_metrics = Arc::clone(&metrics);
-    let data_dir = cfg.data_dir.clone();
-    let (ledger, appender, reader, verifier, sync, sealer) =
-        tokio::task::spawn_blocking(move || {
-            let (ledger, appender, reader) = store::open(store_cfg).context("open the ledger")?;
-            let exports = Exports {
-                stdout: checkpoint_stdout,
-                every: checkpoint_every,
-                push: push_target,
-                metrics: seal_metrics,
-            };
-            let sealer = open_sealer(&data_dir, &reader, exports)?
-                .with_retention(retention, tokens::admin_log(appender.clone()));
-            let manager = Manager::open(&data_dir).context("open the token database")?;
-            let verifier = Arc::new(Verifier::new(manager.key().clone()));
-            let mut sync = tokens::Sync::new(manager, Arc::clone(&verifier), appender.clone());
-            sync.tick().context("load tokens")?;
-            anyhow::Ok((ledger, appender, reader, verifier, sync, sealer))
-        })
-        .await??;
+    let Opened {
+        ledger,
+        appender,
+        reader,
+        verifier,
+        sync,
+        sealer,
+    } = open(&cfg, Arc::clone(&metrics)).await?;
     let load_tls = |t: &Option<crate::config::TlsConfig>| -> anyhow::Result<_> {
         Ok(match t {
             Some(t) => Some(Arc::new(
@@ -233,38 +216,116 @@ pub async fn run(
     let sync_thread = tokens::spawn(sync, Arc::clone(&sync_stop), cfg.data_dir.clone())
         .context("start the token sync thread")?;
 
-    while let Some(msg) = control.recv().await {
-        match msg {
-            Control::Reload => {
-                reload(tls.as_deref(), &metrics);
-                if let Some(t) = remote_tls.as_deref() {
-                    reload(Some(t), &metrics);
-                }
-            }
-            Control::Shutdown => break,
-        }
-    }
+    follow_control(
+        &mut control,
+        tls.as_deref(),
+        remote_tls.as_deref(),
+        &metrics,
+    )
+    .await;
 
     tracing::info!("shutting down: draining in-flight pushes");
     ready.store(false, Ordering::Release);
     let _ = stop_tx.send(true);
-    let _ = push_task.await;
-    let _ = local_task.await;
-    if let Some(t) = remote_task {
+    let tasks = [
+        Some(push_task),
+        Some(local_task),
+        remote_task,
+        Some(space_task),
+    ];
+    for t in tasks.into_iter().flatten() {
         let _ = t.await;
     }
-    let _ = space_task.await;
-    sync_stop.store(true, Ordering::Release);
-    tokio::task::spawn_blocking(move || {
-        let _ = sync_thread.join();
-        // Everything acknowledged is committed: the shutdown seal covers it.
-        seal_stop.store(true, Ordering::Release);
-        let _ = seal_thread.join();
-        ledger.close().context("close the ledger")
-    })
-    .await??;
+    let threads = Threads {
+        sync: (sync_stop, sync_thread),
+        seal: (seal_stop, seal_thread),
+    };
+    tokio::task::spawn_blocking(move || threads.stop_then_close(ledger)).await??;
     tracing::info!("stopped: the ledger is closed");
     Ok(())
+}
+
+/// What the server runs on, opened from the data directory.
+struct Opened {
+    ledger: store::Ledger,
+    appender: store::Appender,
+    reader: store::Reader,
+    verifier: Arc<Verifier>,
+    sync: tokens::Sync,
+    sealer: Sealer,
+}
+
+/// Opens the ledger (recovering it), the seal chain and the token database, and loads the
+/// tokens, on a blocking thread.
+async fn open(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Opened> {
+    use anyhow::Context;
+    let store_cfg = cfg.store.clone();
+    let exports = Exports {
+        stdout: cfg.checkpoint_stdout,
+        every: cfg.checkpoint_every,
+        push: cfg.checkpoint_push.clone(),
+        metrics,
+    };
+    let retention = cfg.retention;
+    let data_dir = cfg.data_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        let (ledger, appender, reader) = store::open(store_cfg).context("open the ledger")?;
+        let sealer = open_sealer(&data_dir, &reader, exports)?
+            .with_retention(retention, tokens::admin_log(appender.clone()));
+        let manager = Manager::open(&data_dir).context("open the token database")?;
+        let verifier = Arc::new(Verifier::new(manager.key().clone()));
+        let mut sync = tokens::Sync::new(manager, Arc::clone(&verifier), appender.clone());
+        sync.tick().context("load tokens")?;
+        anyhow::Ok(Opened {
+            ledger,
+            appender,
+            reader,
+            verifier,
+            sync,
+            sealer,
+        })
+    })
+    .await?
+}
+
+/// Reloads certificates on `Reload` (the push listener's, saying so if it has none, and the
+/// remote listener's if it has any) until `Shutdown` or the sender is gone.
+async fn follow_control(
+    control: &mut mpsc::Receiver<Control>,
+    push: Option<&tls::TlsState>,
+    remote: Option<&tls::TlsState>,
+    metrics: &Metrics,
+) {
+    while let Some(msg) = control.recv().await {
+        match msg {
+            Control::Reload => {
+                reload(push, metrics);
+                if remote.is_some() {
+                    reload(remote, metrics);
+                }
+            }
+            Control::Shutdown => return,
+        }
+    }
+}
+
+/// The server's background threads, each with its stop flag.
+struct Threads {
+    sync: (Arc<AtomicBool>, std::thread::JoinHandle<()>),
+    seal: (Arc<AtomicBool>, std::thread::JoinHandle<()>),
+}
+
+impl Threads {
+    /// Stops the token sync, then the sealer (whose shutdown seal covers everything
+    /// acknowledged, all of it committed by now), then closes the ledger.
+    fn stop_then_close(self, ledger: store::Ledger) -> anyhow::Result<()> {
+        use anyhow::Context;
+        self.sync.0.store(true, Ordering::Release);
+        let _ = self.sync.1.join();
+        self.seal.0.store(true, Ordering::Release);
+        let _ = self.seal.1.join();
+        ledger.close().context("close the ledger")
+    }
 }
 
 /// Re-reads the free space on a timer, so that pushes refused for lack of space are admitted
