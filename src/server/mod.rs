@@ -1,7 +1,8 @@
-//! The server: open the ledger and tokens, serve the push and local listeners, shut down in
-//! order.
+//! The server: open the ledger and tokens, serve the push, local and remote listeners, shut
+//! down in order.
 //!
-//! Owns: the startup and shutdown order, as straight-line code in [`run`]. Listeners arrive
+//! Owns: the startup and shutdown order, as named steps in [`run`] (`open`, the endpoints,
+//! `follow_control`, `Threads::stop_then_close`). Listeners arrive
 //! bound (so tests use port 0) and control messages arrive on a channel (so tests reload and
 //! stop at will); signals are the CLI's business.
 //!
@@ -12,6 +13,7 @@
 //! Must not: contain handlers or SQL.
 //!
 //! Layout:
+//! - `endpoints`: each listener's router, TLS and connection limits;
 //! - `accept`: the accept loop (connection limit, TLS, HTTP/1.1 + HTTP/2, draining);
 //! - `tls`: certificates, client certificates, reload;
 //! - `tokens`: keeping the verifier and the admin stream in step with the token database;
@@ -20,6 +22,7 @@
 //!   audit record of every read.
 
 mod accept;
+mod endpoints;
 mod local;
 
 /// What `daftari serve` prints on stderr once a listener is bound, before its URL
@@ -49,13 +52,13 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::push::{self, PushState};
 use crate::query::{Engine, QueryState};
 use crate::seal::Sealer;
 use crate::seal::export::Exporter;
 use crate::seal::note::NoteSigner;
 use crate::store;
 use crate::token::{Manager, Verifier};
+use endpoints::{Shared, load_tls};
 
 /// What the server can be told while it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,88 +126,30 @@ pub async fn run(
         sync,
         sealer,
     } = open(&cfg, Arc::clone(&metrics)).await?;
-    let load_tls = |t: &Option<crate::config::TlsConfig>| -> anyhow::Result<_> {
-        Ok(match t {
-            Some(t) => Some(Arc::new(
-                tls::TlsState::load(t.clone()).map_err(anyhow::Error::msg)?,
-            )),
-            None => None,
-        })
-    };
     let tls = load_tls(&cfg.tls)?;
     let remote_tls = load_tls(&cfg.query.remote_tls)?;
     let q = &cfg.query;
-    let query_state = QueryState::new(
-        Engine::new(reader, q.limits.clone()),
-        q.max_concurrent,
-        q.max_concurrent_tails,
-    );
-    let ready = Arc::new(AtomicBool::new(true));
-    let limits = cfg.limits.clone();
-    let reserve = Arc::new(store::DiskReserve::new(&cfg.data_dir, cfg.disk_reserve));
-    let push_state = PushState::new(
-        appender.guarded(Arc::clone(&reserve)),
-        Arc::clone(&verifier),
-        Arc::clone(&metrics),
-        limits,
-        Arc::clone(&ready),
-    );
+    let shared = Shared {
+        cfg: &cfg,
+        metrics: Arc::clone(&metrics),
+        ready: Arc::new(AtomicBool::new(true)),
+        reserve: Arc::new(store::DiskReserve::new(&cfg.data_dir, cfg.disk_reserve)),
+        query: QueryState::new(
+            Engine::new(reader, q.limits.clone()),
+            q.max_concurrent,
+            q.max_concurrent_tails,
+        ),
+        appender,
+        verifier,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let push_ep = accept::Endpoint {
-        name: "push",
-        listener: listeners.push,
-        app: push::router(Arc::new(push_state)),
-        tls: tls.clone(),
-        limits: cfg.server.clone(),
-        metrics: Arc::clone(&metrics),
-    };
-    let local_ep = accept::Endpoint {
-        name: "local",
-        listener: listeners.local,
-        app: local::router(local::LocalState {
-            metrics: Arc::clone(&metrics),
-            ready: Arc::clone(&ready),
-            data_dir: cfg.data_dir.clone(),
-            writer: appender.stats(),
-            reserve: Arc::clone(&reserve),
-        })
-        .merge(read::local(
-            query_state.clone(),
-            appender.clone(),
-            Arc::clone(&metrics),
-        )),
-        tls: None,
-        // Every local client is this box: no per-peer cap on the loopback listener.
-        limits: crate::config::ServerLimits {
-            max_connections_per_peer: cfg.server.max_connections,
-            ..cfg.server.clone()
-        },
-        metrics: Arc::clone(&metrics),
-    };
+    let push_ep = shared.push_endpoint(listeners.push, tls.clone());
+    let local_ep = shared.local_endpoint(listeners.local);
     let remote_task = listeners.remote.map(|listener| {
-        let ep = accept::Endpoint {
-            name: "remote",
-            listener,
-            app: read::remote(
-                query_state.clone(),
-                appender.clone(),
-                Arc::clone(&verifier),
-                cfg.limits.auth_failures_per_minute,
-                read::ReadShares {
-                    queries: cfg.query.max_concurrent_per_token,
-                    tails: cfg.query.max_concurrent_tails_per_token,
-                },
-                Arc::clone(&metrics),
-            ),
-            tls: remote_tls.clone(),
-            limits: crate::config::ServerLimits {
-                max_connections_per_peer: cfg.query.max_connections_per_peer,
-                ..cfg.server.clone()
-            },
-            metrics: Arc::clone(&metrics),
-        };
+        let ep = shared.remote_endpoint(listener, remote_tls.clone());
         tokio::spawn(accept::serve(ep, stop_rx.clone()))
     });
+    let Shared { ready, reserve, .. } = shared;
     let space_task = tokio::spawn(watch_space(reserve, stop_rx.clone()));
     let push_task = tokio::spawn(accept::serve(push_ep, stop_rx.clone()));
     let local_task = tokio::spawn(accept::serve(local_ep, stop_rx));
