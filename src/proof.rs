@@ -20,10 +20,10 @@ use std::path::Path;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use crate::seal::chain_db::{self as seal_store, Stored};
 use crate::seal::check::{self, HeadAt};
 use crate::seal::note::{Checkpoint, NoteSigner, VKey};
 use crate::seal::record::{self, Extra, Seal, SealKind};
-use crate::seal::store::{self as seal_store, Stored};
 use crate::store::{chain, closed, merkle};
 
 /// First field of every proof.

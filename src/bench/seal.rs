@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::seal::record::SealKind;
-use crate::seal::{Sealer, check, store};
+use crate::seal::{Sealer, chain_db, check};
 use crate::store::StreamIndex;
 
 /// Seals `epochs` epochs in a scratch directory and reports the median epoch end, then checks
@@ -35,7 +35,7 @@ pub fn run(dir: &Path, epochs: usize) -> anyhow::Result<()> {
         ms(pct(1.0))
     );
     drop(sealer);
-    let seals = store::read_all(&dir)
+    let seals = chain_db::read_all(&dir)
         .map_err(anyhow::Error::msg)?
         .unwrap_or_default();
     let genesis = [0u8; 32];

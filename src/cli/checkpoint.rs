@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use daftari::seal::export::CHECKPOINT_FILE;
+use daftari::seal::checkpoints::CHECKPOINT_FILE;
 use daftari::seal::note::split_notes;
 
 #[derive(Debug, clap::Args)]

@@ -32,7 +32,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     };
     let cfg = Config::load(args.config.as_deref(), &flags)?;
     let data = cfg.data_dir.clone();
-    if daftari::seal::store::seals_path(&data).exists()
+    if daftari::seal::chain_db::seals_path(&data).exists()
         || daftari::seal::keys::key_path(&data).exists()
     {
         eprintln!(

@@ -11,8 +11,8 @@
 //!
 //! Must not: trust anything on the box about keys: the public key comes from the caller.
 
+use super::chain_db::Stored;
 use super::record::{self, Extra, Seal, SegmentClose};
-use super::store::Stored;
 use crate::store::Hash;
 
 /// One break in the seal chain.

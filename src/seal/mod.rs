@@ -4,9 +4,9 @@
 //! the box later holds only the current key, and cannot re-seal the past.
 //!
 //! Owns: the key ratchet and key file (`keys`), the seal encoding (`record`), the seal chain
-//! file (`store`), the sealer thread with its crash-safe order at the end of an epoch
-//! ([`Sealer`]), segment-close seals and retention (`segments`, with the background
-//! `summarizer`), checkpoints and their channels (`note`, `export`, `remote`), and checking a
+//! file (`chain_db`), the sealer thread with its crash-safe order at the end of an epoch
+//! ([`Sealer`]), segment-close seals and retention (`closes`, with the background
+//! `summarizer`), checkpoints and their channels (`note`, `checkpoints`, `remote`), and checking a
 //! seal chain against the pinned epoch-0 public key (`check`, used by verify and proofs).
 //!
 //! The end of epoch `e`, in this order: its records are already durable (the tip the sealer
@@ -17,14 +17,14 @@
 //!
 //! Must not: seal a record that is not durable, or keep an old epoch's key.
 
+pub mod chain_db;
 pub mod check;
-pub mod export;
+pub mod checkpoints;
+pub mod closes;
 pub mod keys;
 pub mod note;
 pub mod record;
 pub mod remote;
-pub mod segments;
-pub mod store;
 mod summarizer;
 
 use std::path::{Path, PathBuf};
@@ -37,9 +37,9 @@ use base64::Engine;
 
 use crate::failpoint;
 use crate::store::{Hash, StreamIndex};
+use chain_db::SealStore;
 use keys::EpochKey;
 use record::{Extra, Seal, SealKind};
-use store::SealStore;
 
 /// Default epoch length: the window in which entries are not yet forward-secure.
 /// Key `seal.epoch_interval`.
@@ -90,11 +90,11 @@ pub struct Sealer {
     next_first: u64,
     prev_digest: Hash,
     /// Checkpoints after every seal, when configured.
-    exporter: Option<export::Exporter>,
+    exporter: Option<checkpoints::Exporter>,
     /// The last seal was committed but the key file still holds the epoch before.
     key_file_behind: bool,
     /// Close seals and retention.
-    segments: segments::Segments,
+    segments: closes::Segments,
 }
 
 /// A committed seal.
@@ -159,7 +159,7 @@ impl Sealer {
                 (seal.first_seq + seal.count, record::digest(&s.body, &s.sig))
             }
         };
-        let segments = segments::Segments::load(
+        let segments = closes::Segments::load(
             &store.of_kinds(&[SealKind::SegmentClose as u8, SealKind::Prune as u8])?,
         )?;
         Ok((
@@ -180,7 +180,7 @@ impl Sealer {
     }
 
     /// Exports a signed checkpoint after every seal.
-    pub fn with_exporter(mut self, exporter: export::Exporter) -> Sealer {
+    pub fn with_exporter(mut self, exporter: checkpoints::Exporter) -> Sealer {
         self.exporter = Some(exporter);
         self
     }
@@ -190,7 +190,7 @@ impl Sealer {
     pub fn with_retention(
         mut self,
         retention: Option<Duration>,
-        admin: segments::AdminLog,
+        admin: closes::AdminLog,
     ) -> Sealer {
         self.segments.retention = retention;
         self.segments.admin = Some(admin);
@@ -338,7 +338,7 @@ mod tests {
         let (mut s, _) = open(dir.path());
         assert_eq!(s.epoch(), 2, "the key was ratcheted past the sealed epoch");
         s.seal(SealKind::Epoch).unwrap();
-        let all = store::read_all(dir.path()).unwrap().unwrap();
+        let all = chain_db::read_all(dir.path()).unwrap().unwrap();
         let epochs: Vec<u64> = all.iter().map(|x| x.epoch).collect();
         assert_eq!(epochs, [0, 1, 2]);
     }
@@ -364,7 +364,7 @@ mod tests {
         drop(s);
         let (s, _) = open(dir.path());
         assert_eq!(s.epoch(), 2);
-        let epochs: Vec<u64> = store::read_all(dir.path())
+        let epochs: Vec<u64> = chain_db::read_all(dir.path())
             .unwrap()
             .unwrap()
             .iter()

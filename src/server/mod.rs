@@ -54,7 +54,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::query::{Engine, QueryState};
 use crate::seal::Sealer;
-use crate::seal::export::Exporter;
+use crate::seal::checkpoints::Exporter;
 use crate::seal::note::NoteSigner;
 use crate::store;
 use crate::token::{Manager, Verifier};

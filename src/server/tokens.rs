@@ -109,7 +109,7 @@ fn admin_batch(lines: Vec<(i64, String)>) -> Batch {
 }
 
 /// How the sealer records a retention removal on the admin stream: one durable entry.
-pub fn admin_log(appender: Appender) -> crate::seal::segments::AdminLog {
+pub fn admin_log(appender: Appender) -> crate::seal::closes::AdminLog {
     Box::new(move |line| {
         appender
             .append_blocking(admin_batch(vec![(crate::clock::now_ns(), line)]))

@@ -115,7 +115,7 @@ pub(crate) fn check(
 
 /// Each anchor's seal digest against the stored seal of its epoch.
 fn check_seal_digests(anchors: &[Checkpoint], data_dir: &Path) -> Vec<Finding> {
-    let Ok(Some(seals)) = crate::seal::store::read_all(data_dir) else {
+    let Ok(Some(seals)) = crate::seal::chain_db::read_all(data_dir) else {
         return Vec::new(); // a missing or unreadable seal file is reported by the seal check
     };
     let stored: HashMap<u64, crate::store::Hash> = seals
@@ -123,7 +123,7 @@ fn check_seal_digests(anchors: &[Checkpoint], data_dir: &Path) -> Vec<Finding> {
         .map(|s| (s.epoch, crate::seal::record::digest(&s.body, &s.sig)))
         .collect();
     let at = At {
-        segment: crate::seal::store::SEALS_FILE.into(),
+        segment: crate::seal::chain_db::SEALS_FILE.into(),
         segment_index: u64::MAX,
     };
     anchors

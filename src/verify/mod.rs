@@ -215,7 +215,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
             };
             facts = seals::check(&opts.data_dir, policy, &scans, next_seq);
         }
-        None if crate::seal::store::seals_path(&opts.data_dir).exists() => facts.notes.push(
+        None if crate::seal::chain_db::seals_path(&opts.data_dir).exists() => facts.notes.push(
             "seals present but not checked: pass --pubkey with your off-box copy of the \
              epoch-0 public key"
                 .into(),

@@ -47,7 +47,7 @@ pub(crate) struct Policy<'a> {
 
 fn at() -> At {
     At {
-        segment: seal::store::SEALS_FILE.into(),
+        segment: seal::chain_db::SEALS_FILE.into(),
         segment_index: u64::MAX,
     }
 }
@@ -60,7 +60,7 @@ pub(crate) fn check(
     next_seq: u64,
 ) -> SealFacts {
     let mut facts = SealFacts::default();
-    let seals = match seal::store::read_all(data_dir) {
+    let seals = match seal::chain_db::read_all(data_dir) {
         Ok(Some(s)) => s,
         Ok(None) => {
             let f = at().finding(

@@ -16,8 +16,8 @@ use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::Sealer;
+use super::chain_db::Stored;
 use super::record::{self, Extra, MAX_PRUNED_PER_SEAL, Pruned, Seal, SealKind, SegmentClose};
-use super::store::Stored;
 use super::summarizer::Summarizer;
 use crate::store::Hash;
 use crate::store::closed::{self, Summary};
