@@ -1,7 +1,7 @@
 //! The query engine: selects streams through the index, scans their records, runs the
-//! pipeline, and answers log queries and the label, series and stats endpoints. Metric
-//! queries (`metric`), volume (`volume`), Drilldown's fields and patterns are built on
-//! [`Engine::scan`].
+//! pipeline, and answers log queries and the label and series endpoints. Metric queries
+//! (`metric`), stats (`index_stats`), volume and Drilldown's fields and patterns are built
+//! on [`Engine::scan`].
 //!
 //! Owns: [`Engine`] and [`Limits`]; every scan checks the query's [`Budget`] (defined in
 //! `budget`), so a query past its timeout stops reading and answers 504.
@@ -275,35 +275,6 @@ impl Engine {
         }
         Ok(out.into_iter().collect())
     }
-
-    /// `index/stats` for `matchers` over `[start, end)`: the streams with entries there, and
-    /// their entries and bytes counted exactly (as [`entry_bytes`], the same bytes that
-    /// `index/volume` reports), by a scan under the query's budget and deadline.
-    pub fn index_stats(
-        &self,
-        matchers: &[Matcher],
-        start: i64,
-        end: i64,
-        budget: Budget,
-    ) -> Result<IndexStats, QueryError> {
-        let mut counter = StatsCounter::default();
-        self.scan(matchers, (start, end), Order::Forward, budget, &mut counter)?;
-        Ok(IndexStats {
-            streams: counter.streams.len() as u64,
-            chunks: counter.streams.len() as u64,
-            bytes: counter.bytes,
-            entries: counter.entries,
-        })
-    }
-}
-
-/// The answer of `index/stats`.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct IndexStats {
-    pub streams: u64,
-    pub chunks: u64,
-    pub bytes: u64,
-    pub entries: u64,
 }
 
 /// The bytes an entry counts for in `index/stats` and `index/volume`: its line, exactly.
@@ -311,28 +282,6 @@ pub struct IndexStats {
 /// overhead), so its answers run 5-15% higher and round a small stream's down to 0.
 pub fn entry_bytes(view: &View<'_>) -> u64 {
     view.line.len() as u64
-}
-
-/// Counts what `index/stats` reports; a stream is known by its id, so a record costs no
-/// hashing of its labels.
-#[derive(Default)]
-struct StatsCounter {
-    streams: std::collections::HashSet<StreamId>,
-    last: Option<StreamId>,
-    entries: u64,
-    bytes: u64,
-}
-
-impl ScanVisitor for StatsCounter {
-    fn record(&mut self, rec: &Rec<'_>, _stats: &mut Stats) -> bool {
-        if self.last != Some(rec.id) {
-            self.streams.insert(rec.id);
-            self.last = Some(rec.id);
-        }
-        self.entries += 1;
-        self.bytes += entry_bytes(rec.view);
-        true
-    }
 }
 
 /// Receives records with their stream labels.

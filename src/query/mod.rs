@@ -12,7 +12,7 @@
 //! - `logql`: lexer, parser, printer, templates, patterns, `ip()`;
 //! - `params`: request parameters as Loki reads them;
 //! - `pipeline`: one entry through line filters, parsers, label filters and formatting;
-//! - `engine`: stream selection, scans, log queries, labels, series, stats;
+//! - `engine`: stream selection, scans, log queries, labels, series; `index_stats`: stats;
 //! - `budget`: a query's deadline and memory bound;
 //! - `metric`: metric query evaluation;
 //! - `volume`: `index/volume` and `index/volume_range`;
@@ -31,6 +31,7 @@ pub use routes::endpoint_name;
 pub mod encode;
 pub mod engine;
 pub mod error;
+mod index_stats;
 mod info;
 pub mod logql;
 pub mod metric;

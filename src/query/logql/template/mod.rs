@@ -7,7 +7,7 @@
 //! default contains hasPrefix hasSuffix regexReplaceAll regexReplaceAllLiteral repeat
 //! printf len eq ne not and or __line__ __timestamp__` here and in `funcs`, and the converting
 //! ones of Loki's list in `convert` (encodings, units, Sprig's numbers, times in Go layouts,
-//! `fromJson`, whose values `json` reads and prints).
+//! `fromJson`, whose values `json` reads and prints). `value` holds what functions take.
 //! `__timestamp__` and `now` are time values, printed as Go prints a `time.Time` in UTC.
 //!
 //! Must not: touch anything but the labels, line and timestamp it is given. A missing field
@@ -20,9 +20,11 @@ mod convert;
 mod funcs;
 mod json;
 mod lex;
+mod value;
 
 use funcs::call;
 use lex::{T, Toks};
+use value::{Args, Value};
 
 /// Output bytes one template may produce at most: bounds `repeat` and friends.
 pub(super) const MAX_OUTPUT: usize = 64 * 1024;
@@ -124,83 +126,6 @@ pub struct Data<'a> {
     pub labels: &'a BTreeMap<String, String>,
     pub line: &'a str,
     pub ts_ns: i64,
-}
-
-/// A function's arguments as its body reads them: text by position (empty past the end)
-/// and the count it wants.
-pub(super) struct Args<'a> {
-    f: &'a str,
-    v: &'a [Value],
-}
-
-impl Args<'_> {
-    pub(super) fn text(&self, i: usize) -> String {
-        self.v.get(i).map(Value::text).unwrap_or_default()
-    }
-
-    pub(super) fn want(&self, n: usize) -> Result<(), String> {
-        if self.v.len() == n {
-            Ok(())
-        } else {
-            Err(format!(
-                "{}: wants {n} arguments, got {}",
-                self.f,
-                self.v.len()
-            ))
-        }
-    }
-}
-
-/// A value during evaluation.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum Value {
-    S(String),
-    N(f64),
-    B(bool),
-    /// A time, in Unix nanoseconds.
-    T(i64),
-    /// Decoded JSON (`fromJson`): an object, array or null.
-    J(serde_json::Value),
-}
-
-impl Value {
-    pub(super) fn text(&self) -> String {
-        match self {
-            Value::S(s) => s.clone(),
-            Value::N(n) => crate::query::value::format_float(*n),
-            Value::B(b) => b.to_string(),
-            Value::T(ns) => clock::display(*ns),
-            Value::J(j) => json::print(j),
-        }
-    }
-
-    pub(super) fn truthy(&self) -> bool {
-        match self {
-            Value::S(s) => !s.is_empty(),
-            Value::N(n) => *n != 0.0,
-            Value::B(b) => *b,
-            Value::T(_) => true,
-            Value::J(j) => match j {
-                serde_json::Value::Object(m) => !m.is_empty(),
-                serde_json::Value::Array(a) => !a.is_empty(),
-                serde_json::Value::Null => false,
-                _ => true,
-            },
-        }
-    }
-
-    pub(super) fn num(&self) -> Result<f64, String> {
-        match self {
-            Value::N(n) => Ok(*n),
-            Value::S(s) => s
-                .trim()
-                .parse()
-                .map_err(|_| format!("{s:?} is not a number")),
-            Value::B(_) => Err("a boolean is not a number".into()),
-            Value::T(_) => Err("a time is not a number".into()),
-            Value::J(_) => Err("decoded JSON is not a number".into()),
-        }
-    }
 }
 
 impl Template {
