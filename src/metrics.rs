@@ -392,8 +392,7 @@ fn token_series(m: &Inner, out: &mut String) {
 /// and total space of the filesystem that holds the data directory.
 pub fn render_disk(data_dir: &std::path::Path, reserve: &crate::store::DiskReserve) -> String {
     let mut out = String::new();
-    let segments =
-        crate::store::segment::list(&crate::store::segments_dir(data_dir)).unwrap_or_default();
+    let segments = crate::store::segment_files(data_dir).unwrap_or_default();
     let bytes: u64 = segments
         .iter()
         .filter_map(|(_, p)| std::fs::metadata(p).ok())

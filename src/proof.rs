@@ -24,7 +24,7 @@ use crate::seal::chain_db::{self as seal_store, Stored};
 use crate::seal::check::{self, HeadAt};
 use crate::seal::note::{Checkpoint, NoteSigner, VKey};
 use crate::seal::record::{self, Extra, Seal, SealKind};
-use crate::store::{chain, closed, merkle};
+use crate::store::{archive, chain, merkle};
 
 /// First field of every proof.
 pub const FORMAT: &str = "daftari-proof/v1";
@@ -79,7 +79,7 @@ pub fn prove(data_dir: &Path, seq: u64, with_chain: bool) -> Result<Proof, Strin
     let (stored, seal, close) = found.ok_or_else(|| {
         format!("seq {seq} is not in a close-sealed segment yet (only closed segments prove)")
     })?;
-    let inc = closed::prove(data_dir, close.index, seq).map_err(|e| e.to_string())?;
+    let inc = archive::prove(data_dir, close.index, seq).map_err(|e| e.to_string())?;
     let signer = NoteSigner::load(data_dir, &seal.origin)?;
     let note = signer.sign(&Checkpoint::of_seal(
         &seal,

@@ -116,13 +116,13 @@ pub fn ingest(
 /// What the sealer does for one closed segment before its close seal: re-read it, re-chain
 /// it, build its Merkle root, hash its file.
 fn close_seal_cost(dir: &Path) -> anyhow::Result<()> {
-    let closed = crate::store::closed::list(dir)?;
+    let closed = crate::store::archive::list(dir)?;
     let Some((index, path)) = closed.first() else {
         return Ok(());
     };
     let bytes = std::fs::metadata(path)?.len();
     let t = Instant::now();
-    let s = crate::store::closed::summarize(dir, *index)?;
+    let s = crate::store::archive::summarize(dir, *index)?;
     let took = t.elapsed();
     println!(
         "segment-close summary: {} entries, {:.0} MiB, {:.0} ms ({:.0} entries/s)",

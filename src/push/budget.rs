@@ -229,7 +229,7 @@ fn busy() -> PushError {
 mod tests {
     use super::*;
     use crate::push::{proto, raw};
-    use crate::store::{NewEntry, Stream};
+    use crate::store::append::{NewEntry, Stream};
 
     fn budget(total: usize, token_bytes: usize, token_pushes: usize) -> Budget {
         Budget::new(&Limits {

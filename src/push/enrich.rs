@@ -11,7 +11,7 @@
 //! Must not: change a value the client or the token set: an existing `service_name` label is
 //! kept as sent, and sent `detected_level` metadata only takes its normal form, as in Loki.
 
-use crate::store::{Pairs, Stream};
+use crate::store::append::{Pairs, Stream};
 
 /// Labels `service_name` is taken from, in order: Loki's `discover_service_name` default.
 pub const SERVICE_NAME_SOURCES: &[&str] = &[
@@ -301,7 +301,7 @@ fn bounded(s: &str, word: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::NewEntry;
+    use crate::store::append::NewEntry;
 
     fn stream(labels: &[(&str, &str)], lines: &[&str]) -> Stream {
         Stream {

@@ -9,7 +9,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::store::AppendError;
+use crate::store::append::AppendError;
 
 /// Rejected entries listed in a 400 body; the rest are counted.
 pub const MAX_LISTED_REJECTS: usize = 100;

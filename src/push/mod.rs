@@ -47,7 +47,7 @@ use tokio::sync::Semaphore;
 pub use error::PushError;
 
 use crate::metrics::Metrics;
-use crate::store::{Appender, Batch};
+use crate::store::append::{Appender, Batch};
 use crate::token::Verifier;
 
 /// Compressed body size limit. Alloy and promtail send batches of about 1 MiB; Loki allows

@@ -15,7 +15,7 @@ use super::Limits;
 use super::labels;
 use super::raw::{Decoded, RawLabels, RawStream};
 use crate::clock::rfc3339;
-use crate::store::{NewEntry, Pairs, Stream};
+use crate::store::append::{NewEntry, Pairs, Stream};
 
 /// Streams ready to append, and what was rejected.
 #[derive(Debug, Default)]
@@ -122,7 +122,7 @@ fn stream_labels(
     pairs.retain(|(n, _)| !forced.iter().any(|(f, _)| f == n));
     pairs.extend(forced.iter().cloned());
     let pairs = Pairs::new(pairs).map_err(|e| match e {
-        crate::store::chain::FormatError::DuplicateName(n) => {
+        crate::store::append::FormatError::DuplicateName(n) => {
             format!("stream '{shown}' has duplicate label name: '{n}'")
         }
         other => format!("stream '{shown}': {other}"),

@@ -20,7 +20,8 @@ use super::chain_db::Stored;
 use super::record::{self, Extra, MAX_PRUNED_PER_SEAL, Pruned, Seal, SealKind, SegmentClose};
 use super::summarizer::Summarizer;
 use crate::store::Hash;
-use crate::store::closed::{self, Summary};
+use crate::store::Pruner;
+use crate::store::archive::{self, Summary};
 
 /// After a closed segment could not be summarized (it does not chain to its close row), how
 /// long before it is read again: reading a large segment every epoch would only repeat the
@@ -52,6 +53,8 @@ pub(super) struct Segments {
     worker: Option<Summarizer>,
     pub retention: Option<Duration>,
     pub admin: Option<AdminLog>,
+    /// The ledger's capability to remove closed segments, given with the retention policy.
+    pub pruner: Option<Pruner>,
 }
 
 impl std::fmt::Debug for Segments {
@@ -121,7 +124,7 @@ impl Sealer {
                     self.seal_close(s)?;
                 }
             }
-            let next = closed::list(&self.data_dir)
+            let next = archive::list(&self.data_dir)
                 .map_err(|e| e.to_string())?
                 .into_iter()
                 .map(|(i, _)| i)
@@ -164,14 +167,14 @@ impl Sealer {
 
     /// Removes what retention allows, and finishes a removal a crash interrupted.
     pub(super) fn apply_retention(&mut self) -> Result<(), String> {
-        let present: BTreeSet<u64> = closed::list(&self.data_dir)
+        let present: BTreeSet<u64> = archive::list(&self.data_dir)
             .map_err(|e| e.to_string())?
             .into_iter()
             .map(|(i, _)| i)
             .collect();
         for index in present.intersection(&self.segments.pruned) {
             self.index.forget_segment(*index);
-            closed::remove(&self.data_dir, *index).map_err(|e| e.to_string())?;
+            self.pruner()?.remove(*index).map_err(|e| e.to_string())?;
         }
         let Some(retention) = self.segments.retention else {
             return Ok(());
@@ -207,10 +210,19 @@ impl Sealer {
             self.segments.pruned.insert(c.index);
             self.segments.closes.pop_front();
             self.index.forget_segment(c.index);
-            closed::remove(&self.data_dir, c.index).map_err(|e| e.to_string())?;
+            self.pruner()?.remove(c.index).map_err(|e| e.to_string())?;
         }
         tracing::info!(segments = due.len(), "retention removed segments");
         sealed.key_file
+    }
+}
+
+impl super::Sealer {
+    fn pruner(&self) -> Result<&Pruner, String> {
+        self.segments
+            .pruner
+            .as_ref()
+            .ok_or_else(|| "removing pruned segments needs the ledger's pruner".to_string())
     }
 }
 

@@ -186,14 +186,17 @@ impl Sealer {
     }
 
     /// Removes the oldest closed segments once their close seal is older than `retention`,
-    /// recording each removal on the admin stream through `admin` first.
+    /// recording each removal on the admin stream through `admin` first and removing the
+    /// files with the ledger's `pruner`.
     pub fn with_retention(
         mut self,
         retention: Option<Duration>,
         admin: closes::AdminLog,
+        pruner: crate::store::Pruner,
     ) -> Sealer {
         self.segments.retention = retention;
         self.segments.admin = Some(admin);
+        self.segments.pruner = Some(pruner);
         self
     }
 

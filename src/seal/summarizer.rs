@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 
-use crate::store::closed::{self, Summary};
+use crate::store::archive::{self, Summary};
 
 /// How much lower the worker's CPU priority is than the server's other threads.
 const NICE: i32 = 10;
@@ -35,7 +35,7 @@ impl Summarizer {
                     tracing::debug!(error = %e, "segment summaries run at normal priority");
                 }
                 while let Ok(index) = rx.recv() {
-                    let r = closed::summarize(&data_dir, index).map_err(|e| e.to_string());
+                    let r = archive::summarize(&data_dir, index).map_err(|e| e.to_string());
                     if tx.send((index, r)).is_err() {
                         break;
                     }

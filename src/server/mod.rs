@@ -214,9 +214,13 @@ async fn open(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Opened> {
     let retention = cfg.retention;
     let data_dir = cfg.data_dir.clone();
     tokio::task::spawn_blocking(move || {
-        let (ledger, appender, reader) = store::open(store_cfg).context("open the ledger")?;
-        let sealer = open_sealer(&data_dir, &reader, exports)?
-            .with_retention(retention, tokens::admin_log(appender.clone()));
+        let (mut ledger, appender, reader) = store::open(store_cfg).context("open the ledger")?;
+        let pruner = ledger.pruner().context("the ledger's pruner")?;
+        let sealer = open_sealer(&data_dir, &reader, exports)?.with_retention(
+            retention,
+            tokens::admin_log(appender.clone()),
+            pruner,
+        );
         let manager = Manager::open(&data_dir).context("open the token database")?;
         let verifier = Arc::new(Verifier::new(manager.key().clone()));
         let mut sync = tokens::Sync::new(manager, Arc::clone(&verifier), appender.clone());

@@ -6,6 +6,9 @@
 //!
 //! Must not: read, change or delete records, or wait without bound: a full queue is the typed
 //! outcome [`AppendError::Pushback`], returned at once.
+//!
+//! This module is everything the push plane imports from the store: the appender, the shapes
+//! of what it takes, and how an append fails. Nothing here reads.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,9 +18,11 @@ use tokio::sync::oneshot;
 
 use std::ops::Range;
 
-use super::chain::{self, Fields, Hash, Pairs};
-use super::error::AppendError;
+use super::chain::{self, Fields, Hash};
 use super::space::DiskReserve;
+
+pub use super::chain::{FormatError, Pairs};
+pub use super::error::AppendError;
 
 /// One log entry as a client sent it, before the ledger numbers it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,13 +1,14 @@
 //! The ledger: hash-chained SQLite segment files under `<data-dir>/segments/`.
 //!
-//! Owns: opening the ledger ([`open`]), which hands out the only three ways to touch it: an
-//! [`Appender`] (append only), [`Reader`]s (read-only connections), and the [`Ledger`] handle
-//! that closes it. The single writer thread, the segment files, the record format and its
-//! chain live in the submodules.
+//! Owns: opening the ledger ([`open`]), which hands out the only ways to touch it: an
+//! [`Appender`] (append only), [`Reader`]s (read-only, for queries), and the [`Ledger`] handle
+//! that closes it and hands out its one [`Pruner`]. Offline readers of the files (the audit,
+//! proofs, close seals) go through `audit` and `archive`, which only read. The single writer
+//! thread, the segment files, the record format and its chain live in the submodules.
 //!
 //! Must not: export `rusqlite` types or SQL, hand out a writable connection, or offer any way
-//! to change or delete a record. Whole closed segments leave only through `closed::remove`,
-//! which the sealer calls for retention after it has sealed the removal.
+//! to change or delete a record. Whole closed segments leave only through the [`Pruner`],
+//! which the sealer holds for retention and uses after it has sealed the removal.
 //!
 //! Layout:
 //! - `chain`: the canonical record encoding and the blake3 chain (no I/O);
@@ -25,24 +26,28 @@
 //! - `space`: the free-space reserve that stops pushes before seals run out of disk;
 //! - `scan`: reading the records of chosen streams in a time range, newest or oldest first;
 //! - `merkle`: the per-segment Merkle tree (no I/O);
-//! - `closed`: closed segments summarized for their close seal, inclusion proofs, and the
-//!   removal of a whole closed segment by the retention policy (never a record).
+//! - `archive`: closed segments summarized for their close seal, and inclusion proofs;
+//! - `audit`: a segment file read-only, in plain data, for `verify`;
+//! - `prune`: the [`Pruner`], removal of a whole closed segment by retention (never a record).
 
+pub mod archive;
+pub mod audit;
 pub mod block;
 pub mod chain;
-pub mod closed;
 pub mod merkle;
-pub mod schema;
-pub mod segment;
+
+pub mod append;
 
 mod active;
-mod append;
 mod checkpointer;
 mod error;
 mod fatal;
 mod index;
+mod prune;
 mod reader;
 mod scan;
+mod schema;
+mod segment;
 mod space;
 mod stats;
 mod writer;
@@ -58,8 +63,10 @@ pub use chain::{Hash, Pairs, Record};
 pub use error::{AppendError, StoreError};
 pub use fatal::FATAL_EXIT_CODE;
 pub use index::{SegSpan, StreamId, StreamIndex, StreamInfo};
+pub use prune::Pruner;
 pub use reader::{Reader, SegmentInfo};
 pub use scan::{Estimate, Order, Scan, ScanStats, Visit};
+pub use segment::Meta;
 pub use space::{DEFAULT_DISK_RESERVE, DiskReserve, Reserve, Space, space};
 pub use stats::{COMMIT_BUCKETS, GROUP_BUCKETS, WriterStats};
 
@@ -166,14 +173,25 @@ pub fn segments_dir(data_dir: &Path) -> PathBuf {
     data_dir.join(segment::SEGMENTS_DIR)
 }
 
+/// The segment files of the ledger under `data_dir`, by index.
+pub fn segment_files(data_dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
+    segment::list(&segments_dir(data_dir))
+}
+
 /// The open ledger's lifecycle handle.
 #[derive(Debug)]
 pub struct Ledger {
     queue: Arc<Queue>,
     writer: Option<JoinHandle<Result<(), StoreError>>>,
+    pruner: Option<Pruner>,
 }
 
 impl Ledger {
+    /// The ledger's one [`Pruner`], for the retention path; `None` once it was handed out.
+    pub fn pruner(&mut self) -> Option<Pruner> {
+        self.pruner.take()
+    }
+
     /// Refuses new appends, lets the writer commit everything already queued (each waiter
     /// gets its outcome), then closes the writable connection. Returns the first error.
     pub fn close(mut self) -> Result<(), StoreError> {
@@ -204,6 +222,7 @@ impl Drop for Ledger {
 pub fn open(cfg: StoreConfig) -> Result<(Ledger, Appender, Reader), StoreError> {
     cfg.validate()?;
     let dir = cfg.segments_dir();
+    let cfg_dir = cfg.data_dir.clone();
     std::fs::create_dir_all(&dir).map_err(StoreError::io("create segments directory", &dir))?;
     let active = active::advance(&dir, &cfg.origin)?;
     let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue_max_batches);
@@ -228,6 +247,7 @@ pub fn open(cfg: StoreConfig) -> Result<(Ledger, Appender, Reader), StoreError> 
         Ledger {
             queue,
             writer: Some(handle),
+            pruner: Some(Pruner::new(cfg_dir)),
         },
         appender,
         reader,

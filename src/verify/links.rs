@@ -9,8 +9,8 @@
 use super::report::{At, Finding, Kind};
 use super::structure::Scan;
 use crate::seal::record::SegmentClose;
+use crate::store::audit::{self, Meta};
 use crate::store::chain;
-use crate::store::segment::{self, Meta};
 
 /// Checks every link; returns findings and notes. `pruned` is the close seal of the last
 /// segment that verified prune seals removed, if any.
@@ -71,7 +71,7 @@ fn check_indices(scans: &[Scan], first: u64, findings: &mut Vec<Finding>) {
         let found = scan.at.segment_index;
         if found != expected {
             let at = At {
-                segment: segment::file_name(expected),
+                segment: audit::file_name(expected),
                 segment_index: expected,
             };
             let what = "segment file";
@@ -79,8 +79,8 @@ fn check_indices(scans: &[Scan], first: u64, findings: &mut Vec<Finding>) {
                 Kind::SegmentMissing,
                 None,
                 what,
-                segment::file_name(expected),
-                segment::file_name(found),
+                audit::file_name(expected),
+                audit::file_name(found),
             ));
         }
         expected = found + 1;

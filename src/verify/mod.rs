@@ -5,29 +5,32 @@
 //! the records in parallel chunks), and the exit codes the CLI gives it.
 //!
 //! Must not: write, repair, or assume the server is stopped. It reads a live data directory
-//! (the open segment through its WAL, read-only) as well as a copy.
+//! (the open segment through its WAL, read-only) as well as a copy. It holds no SQL: every
+//! segment file is read through `store::audit`, and the seal chain through `seal`.
 //!
 //! Layout: `structure` (per-segment checks), `links` (between segments), `rows` (the walk over
-//! records), `seals` (the seal chain, with the pinned key), `recover` (reading a crashed segment through a private copy), `pool`
-//! (parallelism), `report` (findings and the report).
+//! records), `seals` (the seal chain, with the pinned key), `anchors` (checkpoints an
+//! auditor kept), `state` (resuming from a previous run), `pool` (parallelism), `report`
+//! (findings and the report).
 
 mod anchors;
 mod links;
 mod pool;
-mod recover;
 mod report;
 mod rows;
 mod seals;
 mod state;
 mod structure;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 pub use report::{Finding, Kind, Report};
 
-use crate::store::{self, chain, merkle, segment};
+use crate::store::audit;
+use crate::store::{self, chain, merkle};
 
 /// Exit status: the ledger verified intact.
 pub const EXIT_INTACT: u8 = 0;
@@ -88,14 +91,7 @@ pub enum VerifyError {
 /// Audits the ledger under `opts.data_dir`.
 pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
     let started = Instant::now();
-    let dir = store::segments_dir(&opts.data_dir);
-    if !dir.is_dir() {
-        return Err(VerifyError::NoLedger(opts.data_dir.clone()));
-    }
-    let files = segment::list(&dir)?;
-    if files.is_empty() {
-        return Err(VerifyError::Empty(dir));
-    }
+    let files = list_segments(opts)?;
     let jobs = opts.jobs.max(1);
     let mut scans = pool::run(jobs, &files, |(index, path)| structure::scan(*index, path));
     crate::failpoint::pause(crate::failpoint::at::VERIFY_AFTER_SCAN);
@@ -107,46 +103,113 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
     progress
         .total
         .store(chunks.iter().map(|c| c.hi - c.lo).sum(), Ordering::Relaxed);
+    let done = heavy_work(jobs, &scans, &chunks, &skipped, progress);
+    let gone = gone_since_listed(&scans);
+    let (mut findings, entries) = take_results(done, &mut scans, &gone);
+    let during_run = forget_gone(&mut scans, &gone, opts)?;
+    findings.extend(scans.iter().flat_map(|s| s.findings.iter().cloned()));
+    let (next_seq, head) = tip(&scans);
+    let mut facts = seal_facts(opts, &scans, next_seq, resume.as_ref());
+    let (link_findings, mut notes) = links::check(&scans, facts.pruned_last.as_ref());
+    notes.extend(scans.iter().flat_map(|s| s.notes.iter().cloned()));
+    notes.extend(during_run);
+    findings.extend(link_findings);
+    findings.append(&mut facts.findings);
+    notes.append(&mut facts.notes);
+    report::sort_findings(&mut findings);
+    if let Some((vkey, files)) = &opts.anchors {
+        let (f, n) = anchors::check(vkey, files, &scans, next_seq, &opts.data_dir);
+        findings.extend(f);
+        notes.extend(n);
+    }
+    if let Some(k) = through {
+        notes.push(format!(
+            "incremental: segments up to {} were verified by the run the state file records \
+             and skipped",
+            audit::file_name(k)
+        ));
+    }
+    save_state(opts, &facts, &findings, &mut notes)?;
+    let tally = Tally {
+        segments: scans.len(),
+        entries,
+        bytes: scans.iter().map(|s| s.bytes).sum(),
+        seconds: started.elapsed().as_secs_f64(),
+        next_seq,
+        head,
+    };
+    Ok(report(tally, findings, notes, facts.inconclusive))
+}
 
-    // One pool for all the heavy work, whole-file tasks first so that they overlap the walks.
+/// The segment files to audit; an error if there is no ledger or no segment.
+fn list_segments(opts: &Options) -> Result<Vec<(u64, PathBuf)>, VerifyError> {
+    let dir = store::segments_dir(&opts.data_dir);
+    if !dir.is_dir() {
+        return Err(VerifyError::NoLedger(opts.data_dir.clone()));
+    }
+    let files = audit::segment_files(&opts.data_dir)?;
+    if files.is_empty() {
+        return Err(VerifyError::Empty(dir));
+    }
+    Ok(files)
+}
+
+/// One pool for all the heavy work: whole-file tasks first, largest first, so that they
+/// overlap the record walks.
+fn heavy_work(
+    jobs: usize,
+    scans: &[structure::Scan],
+    chunks: &[rows::Chunk],
+    skipped: &dyn Fn(&structure::Scan) -> bool,
+    progress: &Progress,
+) -> Vec<Done> {
     let mut tasks: Vec<Task> = Vec::new();
     for (i, scan) in scans.iter().enumerate() {
-        if skipped(scan) {
+        if skipped(scan) || scan.close.is_none() {
             continue;
         }
-        if scan.close.is_some() {
-            tasks.push(Task::Hash(i));
-        }
+        tasks.push(Task::Hash(i));
         // The open segment is left to the record walk: a long read of the file the writer is
         // about to close would hold up its rotation.
-        if !scan.quick_checked && scan.close.is_some() {
+        if !scan.quick_checked {
             tasks.push(Task::Check(i));
         }
     }
-    tasks.sort_by_key(|t| std::cmp::Reverse(t.bytes(&scans)));
+    tasks.sort_by_key(|t| std::cmp::Reverse(t.bytes(scans)));
     tasks.extend((0..chunks.len()).map(Task::Walk));
     let hasher = chain::Hasher::default();
-    let done = pool::run(jobs, &tasks, |t| match *t {
+    pool::run(jobs, &tasks, |t| match *t {
         Task::Hash(i) => Done::Hash(
             i,
-            segment::file_hash(&scans[i].path).map_err(|e| e.to_string()),
+            audit::file_hash(&scans[i].path).map_err(|e| e.to_string()),
         ),
         Task::Check(i) => Done::Check(i, structure::quick_check(&scans[i].path)),
         Task::Walk(c) => Done::Walk(rows::walk(&chunks[c], &hasher, &progress.done)),
-    });
+    })
+}
 
-    // On a live ledger retention may remove the oldest segments while this run reads them. A
-    // listed file that is gone now is judged as if it had been removed before the run: what
-    // was read of it is dropped, and the prune seals (read below, after the removal) and the
-    // links must account for its absence like for any other.
-    let gone: std::collections::BTreeSet<u64> = scans
+/// Listed segments whose file is gone now. On a live ledger retention may remove the oldest
+/// segments while this run reads them; such a segment is judged as if it had been removed
+/// before the run: what was read of it is dropped, and the prune seals (read after the
+/// removal) and the links must account for its absence like for any other.
+fn gone_since_listed(scans: &[structure::Scan]) -> BTreeSet<u64> {
+    scans
         .iter()
         .filter(|s| !s.path.exists())
         .map(|s| s.at.segment_index)
-        .collect();
+        .collect()
+}
+
+/// Folds the parallel results into the scans (file hashes, Merkle roots) and returns their
+/// findings and the number of records walked.
+fn take_results(
+    done: Vec<Done>,
+    scans: &mut [structure::Scan],
+    gone: &BTreeSet<u64>,
+) -> (Vec<Finding>, u64) {
     let mut findings: Vec<Finding> = Vec::new();
     let mut entries = 0;
-    let mut trees: std::collections::BTreeMap<u64, Option<merkle::Builder>> = Default::default();
+    let mut trees: BTreeMap<u64, Option<merkle::Builder>> = BTreeMap::new();
     for d in done {
         let of_gone = match &d {
             Done::Hash(i, _) | Done::Check(i, _) => gone.contains(&scans[*i].at.segment_index),
@@ -167,16 +230,7 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
             Done::Walk(w) => {
                 entries += w.rows;
                 findings.extend(w.findings);
-                let tree = trees
-                    .entry(w.segment_index)
-                    .or_insert_with(|| Some(merkle::Builder::default()));
-                let joined = match (tree.as_mut(), &w.merkle) {
-                    (Some(t), Some(pieces)) => t.push_pieces(pieces),
-                    _ => false,
-                };
-                if !joined {
-                    *tree = None;
-                }
+                join_tree(&mut trees, w.segment_index, w.merkle.as_deref());
             }
         }
     }
@@ -188,22 +242,58 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
             _ => None,
         };
     }
-    let mut during_run = Vec::new();
-    if !gone.is_empty() {
-        scans.retain(|s| !gone.contains(&s.at.segment_index));
-        if scans.is_empty() {
-            return Err(VerifyError::AllRemoved(dir));
-        }
-        during_run.push(format!(
-            "{} segment(s) disappeared while this run read them ({} to {}), as retention \
-             removes them on a live ledger; they are judged as absent from the start",
-            gone.len(),
-            segment::file_name(*gone.first().unwrap_or(&0)),
-            segment::file_name(*gone.last().unwrap_or(&0)),
-        ));
+    (findings, entries)
+}
+
+/// Adds one chunk's stretch to its segment's Merkle tree; a missing or out-of-place stretch
+/// leaves the segment without a root.
+fn join_tree(
+    trees: &mut BTreeMap<u64, Option<merkle::Builder>>,
+    segment: u64,
+    pieces: Option<&[(u64, u32, chain::Hash)]>,
+) {
+    let tree = trees
+        .entry(segment)
+        .or_insert_with(|| Some(merkle::Builder::default()));
+    let joined = match (tree.as_mut(), pieces) {
+        (Some(t), Some(pieces)) => t.push_pieces(pieces),
+        _ => false,
+    };
+    if !joined {
+        *tree = None;
     }
-    findings.extend(scans.iter().flat_map(|s| s.findings.iter().cloned()));
-    let (next_seq, head) = tip(&scans);
+}
+
+/// Drops the scans of segments gone during the run, and says so.
+fn forget_gone(
+    scans: &mut Vec<structure::Scan>,
+    gone: &BTreeSet<u64>,
+    opts: &Options,
+) -> Result<Vec<String>, VerifyError> {
+    if gone.is_empty() {
+        return Ok(Vec::new());
+    }
+    scans.retain(|s| !gone.contains(&s.at.segment_index));
+    if scans.is_empty() {
+        return Err(VerifyError::AllRemoved(store::segments_dir(&opts.data_dir)));
+    }
+    Ok(vec![format!(
+        "{} segment(s) disappeared while this run read them ({} to {}), as retention \
+         removes them on a live ledger; they are judged as absent from the start",
+        gone.len(),
+        audit::file_name(*gone.first().unwrap_or(&0)),
+        audit::file_name(*gone.last().unwrap_or(&0)),
+    )])
+}
+
+/// What the seal chain says, when the operator gave the pinned key; otherwise a note if
+/// there are seals that went unchecked.
+fn seal_facts(
+    opts: &Options,
+    scans: &[structure::Scan],
+    next_seq: u64,
+    resume: Option<&state::Resume>,
+) -> seals::SealFacts {
     let mut facts = seals::SealFacts::default();
     match &opts.pubkey {
         Some(pk0) => {
@@ -211,9 +301,9 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
                 pk0,
                 retention: opts.retention,
                 now_ns: crate::clock::now_ns(),
-                resume: resume.as_ref(),
+                resume,
             };
-            facts = seals::check(&opts.data_dir, policy, &scans, next_seq);
+            facts = seals::check(&opts.data_dir, policy, scans, next_seq);
         }
         None if crate::seal::chain_db::seals_path(&opts.data_dir).exists() => facts.notes.push(
             "seals present but not checked: pass --pubkey with your off-box copy of the \
@@ -222,28 +312,18 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
         ),
         None => {}
     }
-    let (link_findings, mut notes) = links::check(&scans, facts.pruned_last.as_ref());
-    notes.extend(scans.iter().flat_map(|s| s.notes.iter().cloned()));
-    notes.extend(during_run);
-    findings.extend(link_findings);
-    findings.extend(facts.findings);
-    notes.extend(facts.notes);
-    report::sort_findings(&mut findings);
+    facts
+}
 
-    if let Some((vkey, files)) = &opts.anchors {
-        let (f, n) = anchors::check(vkey, files, &scans, next_seq, &opts.data_dir);
-        findings.extend(f);
-        notes.extend(n);
-    }
-    if let Some(k) = through {
-        notes.push(format!(
-            "incremental: segments up to {} were verified by the run the state file records \
-             and skipped",
-            segment::file_name(k)
-        ));
-    }
-    let save = findings.is_empty() && facts.inconclusive.is_empty();
-    if let (Some(path), Some(r), true) = (&opts.state, &facts.resume, save) {
+/// Writes the state file for the next incremental run, only after an intact run.
+fn save_state(
+    opts: &Options,
+    facts: &seals::SealFacts,
+    findings: &[Finding],
+    notes: &mut Vec<String>,
+) -> Result<(), VerifyError> {
+    let intact = findings.is_empty() && facts.inconclusive.is_empty();
+    if let (Some(path), Some(r), true) = (&opts.state, &facts.resume, intact) {
         state::write(path, r).map_err(VerifyError::State)?;
         notes.push(format!(
             "state written to {} (epoch {})",
@@ -251,29 +331,47 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
             r.start.epoch
         ));
     }
-    let seconds = started.elapsed().as_secs_f64();
-    Ok(Report {
-        verdict: match (findings.is_empty(), facts.inconclusive.is_empty()) {
+    Ok(())
+}
+
+/// The counts a report gives.
+struct Tally {
+    segments: usize,
+    entries: u64,
+    bytes: u64,
+    seconds: f64,
+    next_seq: u64,
+    head: String,
+}
+
+fn report(
+    t: Tally,
+    findings: Vec<Finding>,
+    notes: Vec<String>,
+    inconclusive: Vec<String>,
+) -> Report {
+    Report {
+        verdict: match (findings.is_empty(), inconclusive.is_empty()) {
             (false, _) => "broken",
             (true, false) => "inconclusive",
             (true, true) => "intact",
         },
-        inconclusive: facts.inconclusive,
-        segments: scans.len(),
-        entries,
-        bytes: scans.iter().map(|s| s.bytes).sum(),
-        seconds,
-        entries_per_second: if seconds > 0.0 {
-            entries as f64 / seconds
+        inconclusive,
+        segments: t.segments,
+        entries: t.entries,
+        bytes: t.bytes,
+        seconds: t.seconds,
+        entries_per_second: if t.seconds > 0.0 {
+            t.entries as f64 / t.seconds
         } else {
             0.0
         },
-        next_seq,
-        head,
+        next_seq: t.next_seq,
+        head: t.head,
         first_break: findings.first().cloned(),
         findings,
         notes,
-    })
+    }
 }
 
 /// A unit of the parallel phase.

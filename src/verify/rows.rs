@@ -11,16 +11,16 @@
 //! Must not: write, or stop at the first finding (it caps them instead).
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rusqlite::{Connection, OptionalExtension};
-
 use super::report::{At, Finding, Kind};
-use crate::store::block::{self, StreamSpan};
+use crate::store::audit::{BlockRow as Block, SegmentFile, StreamSpan};
+use crate::store::block;
 use crate::store::chain::{self, Hash};
-use crate::store::{merkle, segment};
+use crate::store::merkle;
 
 /// Findings one chunk reports at most; past the first few, more add nothing to the report.
 const MAX_FINDINGS_PER_CHUNK: usize = 32;
@@ -71,17 +71,6 @@ pub(crate) fn walk(chunk: &Chunk, hasher: &chain::Hasher, progress: &AtomicU64) 
     out
 }
 
-/// One `blocks` row as stored.
-struct Block<'a> {
-    first_seq: u64,
-    count: i64,
-    recv_ns: i64,
-    min_ts_ns: i64,
-    max_ts_ns: i64,
-    records: &'a [u8],
-    heads: &'a [u8],
-}
-
 /// Where the walk stands: the next expected seq and the stored head before it, and the
 /// Merkle stretch so far (dropped at the first break).
 struct Cursor {
@@ -96,68 +85,32 @@ fn walk_blocks(
     progress: &AtomicU64,
     out: &mut Walked,
 ) -> Result<(), String> {
-    let conn = segment::open_read_only(&chunk.path).map_err(|e| e.to_string())?;
-    let mut cur = start(chunk, &conn)?;
-    let spans = load_spans(&conn, chunk)?;
-    let mut stmt = conn
-        .prepare(
-            "SELECT first_seq, count, recv_ns, min_ts_ns, max_ts_ns, records, heads FROM blocks \
-             WHERE first_seq >= ?1 AND first_seq < ?2 ORDER BY first_seq",
-        )
-        .map_err(|e| e.to_string())?;
-    let mut rows = stmt
-        .query([chunk.lo as i64, chunk.hi as i64])
-        .map_err(|e| e.to_string())?;
-    while let Some(r) = rows.next().map_err(|e| e.to_string())? {
-        let blob = |i| {
-            r.get_ref(i)
-                .and_then(|v| v.as_blob().map_err(Into::into))
-                .map_err(|e| e.to_string())
-        };
-        let b = Block {
-            first_seq: r.get::<_, i64>(0).map_err(|e| e.to_string())? as u64,
-            count: r.get(1).map_err(|e| e.to_string())?,
-            recv_ns: r.get(2).map_err(|e| e.to_string())?,
-            min_ts_ns: r.get(3).map_err(|e| e.to_string())?,
-            max_ts_ns: r.get(4).map_err(|e| e.to_string())?,
-            records: blob(5)?,
-            heads: blob(6)?,
-        };
+    let file = SegmentFile::open(&chunk.path).map_err(|e| e.to_string())?;
+    let mut cur = start(chunk, &file)?;
+    let spans = file.spans(chunk.lo, chunk.hi).map_err(|e| e.to_string())?;
+    file.each_block(chunk.lo, chunk.hi, |b| {
         let stored = spans
             .get(&b.first_seq)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let n = check_block(
-            chunk,
-            &conn,
-            hasher,
-            &b,
-            stored,
-            &mut cur,
-            &mut out.findings,
-        );
+        let n = check_block(chunk, &file, hasher, b, stored, &mut cur, &mut out.findings);
         out.rows += n;
         progress.fetch_add(n, Ordering::Relaxed);
         if out.findings.len() >= MAX_FINDINGS_PER_CHUNK {
             cur.tree = None;
-            break;
+            return ControlFlow::Break(());
         }
-    }
+        ControlFlow::Continue(())
+    })
+    .map_err(|e| e.to_string())?;
     out.merkle = cur.tree.map(merkle::Pieces::into_vec);
     Ok(())
 }
 
 /// The cursor before the chunk's first block: the end of the block before `lo`, or the
 /// segment's start.
-fn start(chunk: &Chunk, conn: &Connection) -> Result<Cursor, String> {
-    let before: Option<(i64, i64, Vec<u8>)> = conn
-        .query_row(
-            "SELECT first_seq, count, heads FROM blocks WHERE first_seq < ?1 ORDER BY first_seq DESC LIMIT 1",
-            [chunk.lo as i64],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()
-        .map_err(|e| e.to_string())?;
+fn start(chunk: &Chunk, file: &SegmentFile) -> Result<Cursor, String> {
+    let before = file.block_before(chunk.lo).map_err(|e| e.to_string())?;
     Ok(match before {
         Some((first, count, heads)) if chunk.lo > chunk.seg_first => {
             let expected = (first + count) as u64;
@@ -179,44 +132,35 @@ fn start(chunk: &Chunk, conn: &Connection) -> Result<Cursor, String> {
     })
 }
 
-/// `block_streams` rows of the chunk's blocks, by block, sorted by stream id.
-fn load_spans(conn: &Connection, chunk: &Chunk) -> Result<HashMap<u64, Vec<StreamSpan>>, String> {
-    let mut stmt = conn
-        .prepare(
-            "SELECT first_seq, stream_id, count, min_ts_ns, max_ts_ns FROM block_streams \
-             WHERE first_seq >= ?1 AND first_seq < ?2 ORDER BY first_seq, stream_id",
-        )
-        .map_err(|e| e.to_string())?;
-    let rows = stmt
-        .query_map([chunk.lo as i64, chunk.hi as i64], |r| {
-            let span = StreamSpan {
-                stream_id: r.get(1)?,
-                count: r.get::<_, i64>(2)? as u64,
-                min_ts_ns: r.get(3)?,
-                max_ts_ns: r.get(4)?,
-            };
-            Ok((r.get::<_, i64>(0)? as u64, span))
-        })
-        .map_err(|e| e.to_string())?;
-    let mut out: HashMap<u64, Vec<StreamSpan>> = HashMap::new();
-    for row in rows {
-        let (first, span) = row.map_err(|e| e.to_string())?;
-        out.entry(first).or_default().push(span);
-    }
-    Ok(out)
-}
-
 /// Checks one block; returns the number of records walked.
 fn check_block(
     chunk: &Chunk,
-    conn: &Connection,
+    file: &SegmentFile,
     hasher: &chain::Hasher,
     b: &Block<'_>,
     stored_spans: &[StreamSpan],
     cur: &mut Cursor,
     out: &mut Vec<Finding>,
 ) -> u64 {
-    let at = &chunk.at;
+    check_placement(&chunk.at, b, cur, out);
+    let mut derived = block::Builder::new(b.first_seq);
+    let (walked, broke) = walk_records(chunk, file, hasher, b, cur, &mut derived, out);
+    // Once the walk broke, the derived columns can only disagree with a partial block, and
+    // the walk goes on after the records the block claims to hold, with no trusted head.
+    if broke {
+        cur.expected = b.first_seq + walked.max(b.count.max(0) as u64);
+        cur.prev = None;
+        cur.tree = None;
+    } else {
+        cur.expected = b.first_seq + walked;
+        check_derived(&chunk.at, b, &derived, stored_spans, out);
+    }
+    walked
+}
+
+/// A block must start where the previous one ended; if it does not, the chain and the Merkle
+/// stretch start afresh after it.
+fn check_placement(at: &At, b: &Block<'_>, cur: &mut Cursor, out: &mut Vec<Finding>) {
     if b.first_seq > cur.expected {
         out.push(at.finding(
             Kind::Deleted,
@@ -225,8 +169,6 @@ fn check_block(
             cur.expected,
             b.first_seq,
         ));
-        cur.prev = None;
-        cur.tree = None;
     } else if b.first_seq < cur.expected {
         let what = "blocks (a block overlaps the records before it)";
         out.push(at.finding(
@@ -236,99 +178,95 @@ fn check_block(
             cur.expected,
             b.first_seq,
         ));
-        cur.prev = None;
-        cur.tree = None;
+    } else {
+        return;
     }
-    let mut derived = block::Builder::new(b.first_seq);
+    cur.prev = None;
+    cur.tree = None;
+}
+
+/// Walks the block's records: each decodes, sits at its own seq, has a stream and a stored
+/// head, and chains from its predecessor. Returns the records walked and whether the walk
+/// broke off (a record that cannot be read or placed).
+fn walk_records(
+    chunk: &Chunk,
+    file: &SegmentFile,
+    hasher: &chain::Hasher,
+    b: &Block<'_>,
+    cur: &mut Cursor,
+    derived: &mut block::Builder,
+    out: &mut Vec<Finding>,
+) -> (u64, bool) {
+    let at = &chunk.at;
     let mut walked = 0u64;
-    let mut broke = false;
     for (i, canon) in block::records(b.records).enumerate() {
         let seq = b.first_seq + i as u64;
-        let Ok(canon) = canon else {
-            out.push(at.finding(
-                Kind::Modified,
-                Some(seq),
-                "blocks.records (framing)",
-                "a length-prefixed record",
-                "a broken frame",
-            ));
-            broke = true;
-            break;
-        };
-        let view = match chain::decode(canon) {
-            Ok(v) => v,
-            Err(e) => {
-                out.push(at.finding(
-                    Kind::Modified,
-                    Some(seq),
-                    "blocks.records",
-                    "a well-formed record",
-                    e,
-                ));
-                broke = true;
-                break;
+        let view = match canon.map(|c| (c, chain::decode(c))) {
+            Ok((canon, Ok(v))) => (canon, v),
+            Ok((_, Err(e))) => {
+                let what = "blocks.records";
+                out.push(at.finding(Kind::Modified, Some(seq), what, "a well-formed record", e));
+                return (walked, true);
+            }
+            Err(_) => {
+                let what = "blocks.records (framing)";
+                let expected = "a length-prefixed record";
+                out.push(at.finding(Kind::Modified, Some(seq), what, expected, "a broken frame"));
+                return (walked, true);
             }
         };
+        let (canon, view) = view;
         if view.seq != seq {
-            out.push(misplaced(at, conn, b, i, view.seq));
-            broke = true;
-            break;
+            out.push(misplaced(at, file, b, i, view.seq));
+            return (walked, true);
         }
         let stored_head = block::head(b.heads, i);
         let stream_id = chunk.streams.get(view.labels).copied().unwrap_or(-1);
-        derived.push(
-            canon,
-            &stored_head.unwrap_or_default(),
-            view.recv_ns,
-            view.ts_ns,
-            stream_id,
-        );
+        let head = stored_head.unwrap_or_default();
+        derived.push(canon, &head, view.recv_ns, view.ts_ns, stream_id);
         walked += 1;
         if stream_id < 0 {
             let what = "streams (no stream holds the record's labels)";
             out.push(at.finding(Kind::Modified, Some(seq), what, "a streams row", "none"));
         }
         let Some(stored_head) = stored_head else {
+            let what = "blocks.heads (too short)";
+            out.push(at.finding(Kind::Modified, Some(seq), what, "a head", "none"));
+            return (walked, true);
+        };
+        chain_record(at, seq, hasher.leaf(canon), stored_head, hasher, cur, out);
+    }
+    (walked, false)
+}
+
+/// Adds one record's leaf to the Merkle stretch and checks its stored head against
+/// `link(previous stored head, leaf)`.
+fn chain_record(
+    at: &At,
+    seq: u64,
+    leaf: Hash,
+    stored_head: Hash,
+    hasher: &chain::Hasher,
+    cur: &mut Cursor,
+    out: &mut Vec<Finding>,
+) {
+    if let Some(t) = cur.tree.as_mut() {
+        t.push_leaf(leaf);
+    }
+    if let Some(prev) = &cur.prev {
+        let computed = hasher.link(prev, &leaf);
+        if computed != stored_head {
+            let what = "record or head (the record does not chain from its predecessor)";
             out.push(at.finding(
                 Kind::Modified,
                 Some(seq),
-                "blocks.heads (too short)",
-                "a head",
-                "none",
+                what,
+                hex::encode(stored_head),
+                hex::encode(computed),
             ));
-            broke = true;
-            break;
-        };
-        let leaf = hasher.leaf(canon);
-        if let Some(t) = cur.tree.as_mut() {
-            t.push_leaf(leaf);
         }
-        if let Some(prev) = &cur.prev {
-            let computed = hasher.link(prev, &leaf);
-            if computed != stored_head {
-                let what = "record or head (the record does not chain from its predecessor)";
-                out.push(at.finding(
-                    Kind::Modified,
-                    Some(seq),
-                    what,
-                    hex::encode(stored_head),
-                    hex::encode(computed),
-                ));
-            }
-        }
-        cur.prev = Some(stored_head);
     }
-    // Once the walk broke, the derived columns can only disagree with a partial block, and
-    // the walk goes on after the records the block claims to hold, with no trusted head.
-    if broke {
-        cur.expected = b.first_seq + walked.max(b.count.max(0) as u64);
-        cur.prev = None;
-        cur.tree = None;
-    } else {
-        cur.expected = b.first_seq + walked;
-        check_derived(at, b, &derived, stored_spans, out);
-    }
-    walked
+    cur.prev = Some(stored_head);
 }
 
 /// The block's own columns and its block_streams rows against what its records say.
@@ -380,17 +318,9 @@ fn check_derived(
 
 /// A block whose records belong elsewhere: a copy of the block that still sits at its own
 /// place is a duplicate; otherwise blocks were moved.
-fn misplaced(at: &At, conn: &Connection, b: &Block<'_>, i: usize, own_seq: u64) -> Finding {
+fn misplaced(at: &At, file: &SegmentFile, b: &Block<'_>, i: usize, own_seq: u64) -> Finding {
     let seq = b.first_seq + i as u64;
-    let original: Option<Vec<u8>> = conn
-        .query_row(
-            "SELECT records FROM blocks WHERE first_seq = ?1",
-            [own_seq as i64],
-            |r| r.get(0),
-        )
-        .optional()
-        .ok()
-        .flatten();
+    let original = file.block_records(own_seq).ok().flatten();
     let kind = if i == 0 && original.as_deref() == Some(b.records) {
         Kind::Duplicated
     } else {

@@ -11,15 +11,14 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use rusqlite::{OptionalExtension, params};
-
 use super::report::{At, Finding, Kind};
 use super::state::Resume;
 use super::structure::Scan;
 use crate::seal::check::{self, CloseFact, HeadAt, Outcome, Start};
 use crate::seal::record::SegmentClose;
 use crate::seal::{self};
-use crate::store::{Hash, segment};
+use crate::store::Hash;
+use crate::store::audit::{self, SegmentFile};
 
 /// What the seal chain says about the ledger.
 #[derive(Debug, Default)]
@@ -60,28 +59,10 @@ pub(crate) fn check(
     next_seq: u64,
 ) -> SealFacts {
     let mut facts = SealFacts::default();
-    let seals = match seal::chain_db::read_all(data_dir) {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            let f = at().finding(
-                Kind::SealChain,
-                None,
-                "seal chain",
-                "seals.sqlite",
-                "no file",
-            );
-            facts.findings.push(f);
-            return facts;
-        }
-        Err(e) => {
-            let f = at().finding(
-                Kind::Corrupt,
-                None,
-                "seal chain",
-                "a readable seals.sqlite",
-                e,
-            );
-            facts.findings.push(f);
+    let seals = match read_seals(data_dir) {
+        Ok(s) => s,
+        Err(f) => {
+            facts.findings.push(*f);
             return facts;
         }
     };
@@ -89,37 +70,19 @@ pub(crate) fn check(
         .iter()
         .find_map(|s| s.meta.as_ref().map(|m| m.origin.clone()))
         .unwrap_or_default();
-    let segments_dir = crate::store::segments_dir(data_dir);
     let first_present = scans
         .iter()
         .find_map(|s| s.meta.as_ref().map(|m| m.first_seq));
     let head_before = |n: u64| match first_present {
         Some(f) if n < f => HeadAt::Pruned,
-        _ => head_before_live(&segments_dir, scans, next_seq, n)
-            .map_or(HeadAt::Beyond, HeadAt::Known),
+        _ => head_before_live(data_dir, scans, next_seq, n).map_or(HeadAt::Beyond, HeadAt::Known),
     };
-    let (to_check, start) = match policy.resume {
-        None => (&seals[..], Start::genesis(policy.pk0)),
-        Some(r) => match seals.iter().position(|s| s.n == r.n) {
-            Some(i) if crate::seal::record::digest(&seals[i].body, &seals[i].sig) == r.digest => {
-                (&seals[i + 1..], r.start.clone())
-            }
-            _ => {
-                let what = format!(
-                    "seal row {} (verified by the run the state file records)",
-                    r.n
-                );
-                let f = at().finding(
-                    Kind::SealChain,
-                    None,
-                    &what,
-                    hex::encode(r.digest),
-                    "gone or changed",
-                );
-                facts.findings.push(f);
-                return facts;
-            }
-        },
+    let (to_check, start) = match starting_point(&seals, policy) {
+        Ok(s) => s,
+        Err(f) => {
+            facts.findings.push(*f);
+            return facts;
+        }
     };
     let outcome = check::check_from(to_check, start, &origin, &head_before);
     if outcome.breaks.is_empty()
@@ -145,7 +108,66 @@ pub(crate) fn check(
         let what = format!("epoch {}: {}", b.epoch, b.what);
         at().finding(Kind::SealChain, b.seq, &what, &b.expected, &b.found)
     }));
-    facts.notes.push(format!(
+    summarize_chain(&outcome, next_seq, &mut facts.notes);
+    let skipped = policy.resume.and_then(|r| r.verified_through);
+    check_closes(&outcome, scans, skipped, &mut facts);
+    check_prunes(&outcome, scans, policy, &mut facts);
+    facts
+}
+
+/// Every stored seal, or the finding that says why there are none to check.
+fn read_seals(data_dir: &std::path::Path) -> Result<Vec<seal::chain_db::Stored>, Box<Finding>> {
+    match seal::chain_db::read_all(data_dir) {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(Box::new(at().finding(
+            Kind::SealChain,
+            None,
+            "seal chain",
+            "seals.sqlite",
+            "no file",
+        ))),
+        Err(e) => Err(Box::new(at().finding(
+            Kind::Corrupt,
+            None,
+            "seal chain",
+            "a readable seals.sqlite",
+            e,
+        ))),
+    }
+}
+
+/// The seals to check and the state before the first: from the genesis, or after the seal
+/// an earlier intact run verified last (which must still be there, unchanged).
+fn starting_point<'s>(
+    seals: &'s [seal::chain_db::Stored],
+    policy: Policy<'_>,
+) -> Result<(&'s [seal::chain_db::Stored], Start), Box<Finding>> {
+    let Some(r) = policy.resume else {
+        return Ok((seals, Start::genesis(policy.pk0)));
+    };
+    match seals.iter().position(|s| s.n == r.n) {
+        Some(i) if crate::seal::record::digest(&seals[i].body, &seals[i].sig) == r.digest => {
+            Ok((&seals[i + 1..], r.start.clone()))
+        }
+        _ => {
+            let what = format!(
+                "seal row {} (verified by the run the state file records)",
+                r.n
+            );
+            Err(Box::new(at().finding(
+                Kind::SealChain,
+                None,
+                &what,
+                hex::encode(r.digest),
+                "gone or changed",
+            )))
+        }
+    }
+}
+
+/// The notes that say what the chain covered, and what is not yet sealed.
+fn summarize_chain(outcome: &Outcome, next_seq: u64, notes: &mut Vec<String>) {
+    notes.push(format!(
         "seal chain: {} epochs verified with the given epoch-0 key, covering seq 0..{}; {} \
          segment-close seals, {} prune seals",
         outcome.epochs,
@@ -154,7 +176,7 @@ pub(crate) fn check(
         outcome.prunes.len()
     ));
     if outcome.breaks.is_empty() && next_seq > outcome.sealed {
-        facts.notes.push(format!(
+        notes.push(format!(
             "{} records after the last seal (seq {}..{}) are present but not yet \
              forward-secure",
             next_seq - outcome.sealed,
@@ -162,10 +184,6 @@ pub(crate) fn check(
             next_seq
         ));
     }
-    let skipped = policy.resume.and_then(|r| r.verified_through);
-    check_closes(&outcome, scans, skipped, &mut facts);
-    check_prunes(&outcome, scans, policy, &mut facts);
-    facts
 }
 
 /// Each close seal against its segment; each closed segment has its close seal in turn.
@@ -226,9 +244,9 @@ fn check_closes(outcome: &Outcome, scans: &[Scan], skipped: Option<u64>, facts: 
 /// Whether the segment file has a close row now (a live ledger closes its open segment while
 /// verify runs).
 fn closed_now(path: &std::path::Path) -> bool {
-    segment::open_read_only(path)
+    SegmentFile::open(path)
         .ok()
-        .and_then(|c| segment::is_closed(&c).ok())
+        .and_then(|f| f.is_closed().ok())
         .unwrap_or(false)
 }
 
@@ -298,7 +316,7 @@ fn check_prunes(outcome: &Outcome, scans: &[Scan], policy: Policy<'_>, facts: &m
             facts.notes.push(format!(
                 "{} was pruned by a prune seal but its file is still there (a removal the \
                  server finishes on its next epoch end)",
-                segment::file_name(*i)
+                audit::file_name(*i)
             ));
         }
     }
@@ -321,7 +339,7 @@ fn check_prunes(outcome: &Outcome, scans: &[Scan], policy: Policy<'_>, facts: &m
             let kept_ns = p.wall_ns.min(policy.now_ns).saturating_sub(c.wall_ns);
             if kept_ns < retention.as_nanos() as i64 {
                 let at = At {
-                    segment: segment::file_name(*i),
+                    segment: audit::file_name(*i),
                     segment_index: *i,
                 };
                 let what = format!(
@@ -359,7 +377,7 @@ pub(crate) fn head_before(scans: &[Scan], next_seq: u64, n: u64) -> Option<Hash>
 /// seal was read first, so every record it covers must exist by now, or the ledger was cut);
 /// the next run re-hashes them. `None` if they are not there.
 pub(crate) fn head_before_live(
-    segments_dir: &std::path::Path,
+    data_dir: &std::path::Path,
     scans: &[Scan],
     next_seq: u64,
     n: u64,
@@ -368,35 +386,20 @@ pub(crate) fn head_before_live(
         return stored_head_before(scans, n);
     }
     let seq = n - 1;
-    let files = segment::list(segments_dir).ok()?;
+    let files = audit::segment_files(data_dir).ok()?;
     for (_, path) in files.iter().rev() {
-        let Ok(conn) = segment::open_read_only(path) else {
+        let Ok(file) = SegmentFile::open(path) else {
             continue;
         };
-        let Ok(Some(meta)) = segment::read_meta(&conn) else {
+        let Ok(Some(meta)) = file.meta() else {
             continue;
         };
         if meta.first_seq > seq {
             continue;
         }
-        return head_in(&conn, seq);
+        return file.head_of(seq);
     }
     None
-}
-
-/// The stored head of record `seq` in an open segment connection.
-fn head_in(conn: &rusqlite::Connection, seq: u64) -> Option<Hash> {
-    let (first_seq, heads): (i64, Vec<u8>) = conn
-        .query_row(
-            "SELECT first_seq, heads FROM blocks WHERE first_seq <= ?1 \
-             ORDER BY first_seq DESC LIMIT 1",
-            params![seq as i64],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .ok()??;
-    let at = (seq - first_seq as u64) as usize * 32;
-    heads.get(at..at + 32)?.try_into().ok()
 }
 
 fn stored_head_before(scans: &[Scan], n: u64) -> Option<Hash> {
@@ -412,6 +415,5 @@ fn stored_head_before(scans: &[Scan], n: u64) -> Option<Hash> {
         .iter()
         .filter_map(|s| s.meta.as_ref().map(|m| (s, m)))
         .rfind(|(_, m)| m.first_seq <= seq)?;
-    let conn = segment::open_read_only(&scan.path).ok()?;
-    head_in(&conn, seq)
+    SegmentFile::open(&scan.path).ok()?.head_of(seq)
 }

@@ -10,14 +10,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension};
-
-use super::recover::{self, RecoveredCopy};
 use super::report::{At, Finding, Kind};
-use crate::store::block;
-use crate::store::chain::Hash;
-use crate::store::schema::{self, APPLICATION_ID};
-use crate::store::segment::{self, Meta};
+use crate::store::Hash;
+use crate::store::audit::{
+    self, APPLICATION_ID, AuditError, Meta, RecoveredCopy, SCHEMA_VERSION, SchemaObject,
+    SegmentFile,
+};
 
 /// What is known about one segment after its structural checks.
 #[derive(Debug)]
@@ -61,7 +59,7 @@ impl Scan {
 
 pub(crate) fn scan(index: u64, path: &std::path::Path) -> Scan {
     let at = At {
-        segment: segment::file_name(index),
+        segment: audit::file_name(index),
         segment_index: index,
     };
     let mut scan = Scan {
@@ -84,9 +82,9 @@ pub(crate) fn scan(index: u64, path: &std::path::Path) -> Scan {
     // it first, verify switches to a recovered private copy.
     let probe = has_sidecar(path).then(|| probe(path));
     if let Some(Err(e)) = &probe
-        && recover::needs_recovery(path, e)
+        && e.needs_recovery(path)
     {
-        match recover::recover_copy(path) {
+        match audit::recover_copy(path) {
             Ok(copy) => {
                 scan.path = copy.path.clone();
                 scan.recovered = Some(copy);
@@ -135,9 +133,8 @@ fn has_sidecar(path: &std::path::Path) -> bool {
 
 /// Opens the file read-only and runs SQLite's own check, which reads every page: what shows
 /// whether a WAL or journal needs recovery first.
-fn probe(path: &std::path::Path) -> rusqlite::Result<String> {
-    let conn = segment::open_read_only(path)?;
-    conn.query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0))
+fn probe(path: &std::path::Path) -> Result<String, AuditError> {
+    SegmentFile::open(path)?.quick_check()
 }
 
 /// SQLite's own O(N) check of a segment file (pages, records, index order); `Some` describes
@@ -152,33 +149,19 @@ pub(crate) fn quick_check(path: &std::path::Path) -> Option<String> {
 
 /// Runs the cheap checks in order; an `Err` is a SQLite failure that makes the file unreadable.
 fn check(scan: &mut Scan) -> Result<(), String> {
-    let conn = segment::open_read_only(&scan.path).map_err(|e| format!("open: {e}"))?;
-    if !check_schema(scan, &conn)? {
+    let file = SegmentFile::open(&scan.path).map_err(|e| format!("open: {e}"))?;
+    if !check_schema(scan, &file)? {
         return Ok(());
     }
-    scan.meta = check_meta(scan, &conn)?;
-    check_close(scan, &conn)?;
-    check_streams(scan, &conn)?;
-    let seqs: (Option<i64>, Option<i64>, i64) = conn
-        .query_row(
-            "SELECT min(first_seq), max(first_seq + count) - 1, total(count) FROM blocks",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, f64>(2)? as i64)),
-        )
-        .map_err(|e| format!("read blocks: {e}"))?;
-    if let (Some(min), Some(max), n) = seqs {
-        scan.seqs = Some((min.max(0) as u64, max.max(0) as u64, n.max(0) as u64));
-        scan.last_head = conn
-            .query_row(
-                "SELECT count, heads FROM blocks ORDER BY first_seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
-            )
-            .ok()
-            .and_then(|(count, heads)| block::head(&heads, usize::try_from(count - 1).ok()?));
+    scan.meta = check_meta(scan, &file)?;
+    check_close(scan, &file)?;
+    check_streams(scan, &file)?;
+    scan.seqs = file.seq_range().map_err(|e| format!("read blocks: {e}"))?;
+    if scan.seqs.is_some() {
+        scan.last_head = file.last_head();
     }
     check_range(scan);
-    if scan.close.is_some() && !segment::is_read_only(&scan.path).unwrap_or(false) {
+    if scan.close.is_some() && !audit::is_read_only(&scan.path).unwrap_or(false) {
         let note = format!(
             "{} is closed but writable (closing makes it read-only)",
             scan.at.segment
@@ -190,12 +173,12 @@ fn check(scan: &mut Scan) -> Result<(), String> {
 
 /// Application id, version and every schema object, exactly. Returns whether the rest of the
 /// checks can run (the schema is the expected one).
-fn check_schema(scan: &mut Scan, conn: &Connection) -> Result<bool, String> {
-    let app: i32 = conn
-        .query_row("PRAGMA application_id", [], |r| r.get(0))
+fn check_schema(scan: &mut Scan, file: &SegmentFile) -> Result<bool, String> {
+    let app = file
+        .application_id()
         .map_err(|e| format!("application_id: {e}"))?;
-    let version: u32 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
+    let version = file
+        .user_version()
         .map_err(|e| format!("user_version: {e}"))?;
     if app != APPLICATION_ID {
         let f = scan.at.finding(
@@ -208,24 +191,26 @@ fn check_schema(scan: &mut Scan, conn: &Connection) -> Result<bool, String> {
         scan.findings.push(f);
         return Ok(false);
     }
-    let Some(expected) = schema::expected_objects(version) else {
+    let Some(expected) = audit::expected_objects(version) else {
         let f = scan.at.finding(
             Kind::SchemaChanged,
             None,
             "user_version",
-            schema::SCHEMA_VERSION,
+            SCHEMA_VERSION,
             version,
         );
         scan.findings.push(f);
         return Ok(false);
     };
-    let found = schema::objects(conn).map_err(|e| format!("read schema: {e}"))?;
+    let found = file
+        .schema_objects()
+        .map_err(|e| format!("read schema: {e}"))?;
     if found == expected {
         return Ok(true);
     }
     let extra = found.iter().find(|o| !expected.contains(o));
     let missing = expected.iter().find(|o| !found.contains(o));
-    let describe = |o: Option<&schema::SchemaObject>| {
+    let describe = |o: Option<&SchemaObject>| {
         o.map(|o| {
             format!(
                 "{} {} ({})",
@@ -247,11 +232,9 @@ fn check_schema(scan: &mut Scan, conn: &Connection) -> Result<bool, String> {
     Ok(false)
 }
 
-fn check_meta(scan: &mut Scan, conn: &Connection) -> Result<Option<Meta>, String> {
-    let rows: i64 = conn
-        .query_row("SELECT count(*) FROM meta", [], |r| r.get(0))
-        .map_err(|e| format!("read meta: {e}"))?;
-    let meta = match segment::read_meta(conn) {
+fn check_meta(scan: &mut Scan, file: &SegmentFile) -> Result<Option<Meta>, String> {
+    let rows = file.meta_rows().map_err(|e| format!("read meta: {e}"))?;
+    let meta = match file.meta() {
         Ok(m) => m,
         Err(e) => {
             let f = scan
@@ -271,8 +254,8 @@ fn check_meta(scan: &mut Scan, conn: &Connection) -> Result<Option<Meta>, String
         scan.findings.push(f);
     }
     let Some(meta) = meta else { return Ok(None) };
-    let version: u32 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
+    let version = file
+        .user_version()
         .map_err(|e| format!("user_version: {e}"))?;
     if meta.schema_version != version {
         let f = scan.at.finding(
@@ -308,24 +291,8 @@ fn check_meta(scan: &mut Scan, conn: &Connection) -> Result<Option<Meta>, String
     Ok(Some(meta))
 }
 
-fn check_close(scan: &mut Scan, conn: &Connection) -> Result<(), String> {
-    let rows: Vec<(i64, i64, Result<Hash, String>)> = {
-        let mut stmt = conn
-            .prepare("SELECT id, count, end_head FROM close")
-            .map_err(|e| format!("read close: {e}"))?;
-        let mapped = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    segment::blob_array(r, 2).map_err(|e| e.to_string()),
-                ))
-            })
-            .map_err(|e| format!("read close: {e}"))?;
-        mapped
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("read close: {e}"))?
-    };
+fn check_close(scan: &mut Scan, file: &SegmentFile) -> Result<(), String> {
+    let rows = file.close_rows().map_err(|e| format!("read close: {e}"))?;
     match rows.as_slice() {
         [] => {}
         [(_, count, Ok(head))] if *count >= 0 => scan.close = Some((*count as u64, *head)),
@@ -352,21 +319,11 @@ fn check_close(scan: &mut Scan, conn: &Connection) -> Result<(), String> {
 
 /// Loads the streams table; reports streams no block refers to, and block_streams rows for
 /// blocks that do not exist. (Each block's own rows are checked during the walk.)
-fn check_streams(scan: &mut Scan, conn: &Connection) -> Result<(), String> {
-    let mut stmt = conn
-        .prepare("SELECT labels, id FROM streams")
+fn check_streams(scan: &mut Scan, file: &SegmentFile) -> Result<(), String> {
+    let streams = file.streams().map_err(|e| format!("read streams: {e}"))?;
+    let unused = file
+        .unused_stream()
         .map_err(|e| format!("read streams: {e}"))?;
-    let rows = stmt
-        .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))
-        .map_err(|e| format!("read streams: {e}"))?;
-    let streams: HashMap<Vec<u8>, i64> = rows
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("read streams: {e}"))?;
-    let unused = first_row(
-        conn,
-        "SELECT id FROM streams s WHERE NOT EXISTS \
-         (SELECT 1 FROM block_streams bs WHERE bs.stream_id = s.id) LIMIT 1",
-    )?;
     if let Some(id) = unused {
         let what = "streams (a stream no block holds)";
         let f = scan.at.finding(
@@ -378,11 +335,9 @@ fn check_streams(scan: &mut Scan, conn: &Connection) -> Result<(), String> {
         );
         scan.findings.push(f);
     }
-    let orphan = first_row(
-        conn,
-        "SELECT first_seq FROM block_streams bs WHERE NOT EXISTS \
-         (SELECT 1 FROM blocks b WHERE b.first_seq = bs.first_seq) LIMIT 1",
-    )?;
+    let orphan = file
+        .orphan_block_streams()
+        .map_err(|e| format!("read block_streams: {e}"))?;
     if let Some(first) = orphan {
         let what = "block_streams (a row for a block that does not exist)";
         let f = scan.at.finding(
@@ -396,13 +351,6 @@ fn check_streams(scan: &mut Scan, conn: &Connection) -> Result<(), String> {
     }
     scan.streams = Arc::new(streams);
     Ok(())
-}
-
-/// The integer of the first row `sql` returns, if any.
-fn first_row(conn: &Connection, sql: &str) -> Result<Option<i64>, String> {
-    conn.query_row(sql, [], |r| r.get(0))
-        .optional()
-        .map_err(|e| format!("{sql}: {e}"))
 }
 
 /// Rows outside the segment's range: before its first_seq, or past its close row's count.

@@ -13,9 +13,17 @@ mod parser;
 pub mod pattern;
 mod print;
 pub mod template;
+mod units;
+
+/// Deepest syntax tree a query may build: every parenthesis, function, unary sign, binary
+/// operator and label-filter `and`/`or` is one level, so a left-leaning chain such as
+/// `1+1+...+1` counts one level per operator even though it is parsed in a loop. Every later
+/// walk over the tree (evaluation, printing, cloning, dropping) recurses at most this deep,
+/// so the budget bounds the stack by construction. Real queries stay far below it.
+pub const MAX_DEPTH: usize = 64;
 
 pub use ast::Expr;
-pub use lexer::{MAX_DURATION_NS, parse_bytes, parse_duration};
+pub use units::{MAX_DURATION_NS, parse_bytes, parse_duration};
 pub use parser::{MAX_QUERY_BYTES, anchored, parse, parse_selector};
 pub use print::{format_duration, pretty};
 

@@ -16,12 +16,7 @@ use super::lexer::{Tok, Token, lex};
 /// Largest query text accepted: bounds parse time and memory. Key `query.max_query_bytes`.
 pub const MAX_QUERY_BYTES: usize = 128 * 1024;
 
-/// Deepest syntax tree a query may build: every parenthesis, function, unary sign, binary
-/// operator and label-filter `and`/`or` is one level, so a left-leaning chain such as
-/// `1+1+...+1` counts one level per operator even though it is parsed in a loop. Every later
-/// walk over the tree (evaluation, printing, cloning, dropping) recurses at most this deep,
-/// so the budget bounds the stack by construction. Real queries stay far below it.
-pub const MAX_DEPTH: usize = 64;
+pub use super::MAX_DEPTH;
 
 /// Parses a whole query.
 pub fn parse(src: &str) -> Result<Expr, ParseError> {

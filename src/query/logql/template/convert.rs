@@ -12,7 +12,7 @@ use base64::Engine as _;
 
 use super::clock;
 use super::{Args, Data, MAX_OUTPUT, Value};
-use crate::query::logql::lexer::{parse_bytes, parse_duration};
+use crate::query::logql::units::{parse_bytes, parse_duration};
 
 /// The names this file answers.
 pub(super) const NAMES: &[&str] = &[

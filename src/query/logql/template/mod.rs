@@ -31,7 +31,7 @@ pub(super) const MAX_OUTPUT: usize = 64 * 1024;
 
 /// Deepest nesting of `{{if}}` blocks and parenthesised pipelines in one template, the same
 /// budget as the query around it: rendering, cloning and dropping recurse at most this deep.
-pub const MAX_DEPTH: usize = super::parser::MAX_DEPTH;
+pub const MAX_DEPTH: usize = super::MAX_DEPTH;
 
 fn too_deep() -> String {
     format!(

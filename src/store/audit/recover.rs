@@ -3,7 +3,7 @@
 //! After a crash the open segment's `-wal` holds committed transactions but its `-shm` index
 //! is stale, or a segment caught mid-close has a hot `-journal`; SQLite must recover before
 //! reading, and a read-only connection may not.
-//! Verify never opens a segment for writing, so it copies the file and its WAL into a private
+//! The audit never opens a segment for writing, so it copies the file and its WAL into a private
 //! temporary directory, lets SQLite recover the copy, and audits the copy. A live writer keeps
 //! the index valid, so this path is taken only when no writer runs.
 //!
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A recovered copy of a segment, removed when dropped.
 #[derive(Debug)]
-pub(crate) struct RecoveredCopy {
+pub struct RecoveredCopy {
     dir: PathBuf,
     pub path: PathBuf,
 }
@@ -33,7 +33,7 @@ fn sidecar(path: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Whether opening `path` read-only failed because a WAL or journal needs recovery.
-pub(crate) fn needs_recovery(path: &Path, error: &rusqlite::Error) -> bool {
+pub(super) fn needs_recovery(path: &Path, error: &rusqlite::Error) -> bool {
     error.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly)
         && JOURNALS.iter().any(|s| sidecar(path, s).exists())
 }
@@ -41,7 +41,7 @@ pub(crate) fn needs_recovery(path: &Path, error: &rusqlite::Error) -> bool {
 /// Copies `path` and its `-wal` or `-journal` into a new temporary directory and lets SQLite
 /// recover the copy (a read in a read-write connection replays the WAL or rolls back the
 /// journal; closing checkpoints).
-pub(crate) fn recover_copy(path: &Path) -> Result<RecoveredCopy, String> {
+pub(super) fn recover_copy(path: &Path) -> Result<RecoveredCopy, String> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("daftari-verify-{}-{n}", std::process::id()));

@@ -1,13 +1,12 @@
-//! Closed segments as a segment-close seal sees them, and as an inclusion proof needs them.
+//! Closed segments, read-only: as a segment-close seal sees them, and as an inclusion proof
+//! needs them.
 //!
-//! Owns: [`summarize`], which re-reads a closed segment, recomputes its chain from the meta's
-//! `prev_head` to the close row's end head, builds its Merkle root, and takes its file hash
-//! from its successor's meta (where the writer recorded it at close);
-//! [`prove`], which gives one record with its Merkle path; and [`remove`], the only way a
-//! segment file ever leaves the ledger (retention, after a prune seal).
+//! Owns: [`list`]; [`summarize`], which re-reads a closed segment, recomputes its chain from
+//! the meta's `prev_head` to the close row's end head, builds its Merkle root, and takes its
+//! file hash from its successor's meta (where the writer recorded it at close); and
+//! [`prove`], which gives one record with its Merkle path.
 //!
-//! Must not: open a segment for writing, or remove the newest segment (the one the writer
-//! may hold) or one that is not closed.
+//! Must not: open a segment for writing, or remove one (only a [`super::Pruner`] removes).
 
 use std::path::{Path, PathBuf};
 
@@ -133,19 +132,8 @@ pub fn prove(data_dir: &Path, index: u64, seq: u64) -> Result<Inclusion, StoreEr
     })
 }
 
-/// Removes closed segment `index` from the ledger (retention). The caller has sealed the
-/// removal first. Refuses the newest segment and any segment without a close row.
-pub fn remove(data_dir: &Path, index: u64) -> Result<(), StoreError> {
-    let path = closed_path(data_dir, index)?;
-    let conn = segment::open_read_only(&path).map_err(StoreError::sqlite("open segment", &path))?;
-    meta_and_close(&conn, &path)?;
-    drop(conn);
-    std::fs::remove_file(&path).map_err(StoreError::io("remove segment", &path))?;
-    segment::fsync_dir(&segments_dir(data_dir))
-}
-
 /// The path of closed segment `index`, or an error if it is not a closed segment.
-fn closed_path(data_dir: &Path, index: u64) -> Result<PathBuf, StoreError> {
+pub(super) fn closed_path(data_dir: &Path, index: u64) -> Result<PathBuf, StoreError> {
     list(data_dir)?
         .into_iter()
         .find(|(i, _)| *i == index)
@@ -156,7 +144,10 @@ fn closed_path(data_dir: &Path, index: u64) -> Result<PathBuf, StoreError> {
         })
 }
 
-fn meta_and_close(conn: &Connection, path: &Path) -> Result<(Meta, u64, Hash), StoreError> {
+pub(super) fn meta_and_close(
+    conn: &Connection,
+    path: &Path,
+) -> Result<(Meta, u64, Hash), StoreError> {
     let meta = segment::read_meta(conn)
         .map_err(StoreError::sqlite("read meta", path))?
         .ok_or_else(|| corrupt(path, "no meta row".into()))?;
