@@ -1,6 +1,141 @@
-//! Wall-clock helpers: the current time in Unix ns and RFC 3339 rendering for messages.
+//! Time: the wall clock in Unix ns, RFC 3339 rendering for messages, and [`Clock`], the
+//! time the sealer runs on (the system's, or one a test moves by hand).
 //!
 //! Must not: be used to order records (arrival order is the chain order).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Where the sealer reads time: when an epoch ends (monotonic) and what wall time a seal and
+/// the retention cutoff carry. [`Clock::system`] in every server; [`Clock::manual`] lets an
+/// in-process test end epochs and age segments by moving time instead of sleeping.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    manual: Option<Arc<Manual>>,
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug)]
+struct Manual {
+    /// (wall ns, monotonic ns since the clock was made)
+    now: Mutex<(i64, u64)>,
+    moved: Condvar,
+}
+
+/// How often a waiter on the system clock looks at its stop flag.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+impl Clock {
+    /// The system's clocks.
+    pub fn system() -> Clock {
+        Clock::default()
+    }
+
+    /// A clock standing at wall time `wall_ns` that moves only by [`Clock::advance`].
+    pub fn manual(wall_ns: i64) -> Clock {
+        let manual = Manual {
+            now: Mutex::new((wall_ns, 0)),
+            moved: Condvar::new(),
+        };
+        Clock {
+            manual: Some(Arc::new(manual)),
+        }
+    }
+
+    /// Wall time, Unix ns.
+    pub fn wall_ns(&self) -> i64 {
+        match &self.manual {
+            None => now_ns(),
+            Some(m) => m
+                .now
+                .lock()
+                .map(|n| n.0)
+                .unwrap_or_else(|p| p.into_inner().0),
+        }
+    }
+
+    /// Moves a manual clock forward by `d` (wall and monotonic alike) and wakes its waiters;
+    /// does nothing to the system clock.
+    pub fn advance(&self, d: Duration) {
+        let Some(m) = &self.manual else { return };
+        let mut now = m.now.lock().unwrap_or_else(|p| p.into_inner());
+        now.0 = now
+            .0
+            .saturating_add(d.as_nanos().min(i64::MAX as u128) as i64);
+        now.1 = now
+            .1
+            .saturating_add(d.as_nanos().min(u64::MAX as u128) as u64);
+        m.moved.notify_all();
+    }
+
+    /// A monotonic reading, to measure intervals with.
+    pub fn mono(&self) -> Mono {
+        match &self.manual {
+            None => Mono::System(Instant::now()),
+            Some(m) => Mono::Manual(
+                m.now
+                    .lock()
+                    .map(|n| n.1)
+                    .unwrap_or_else(|p| p.into_inner().1),
+            ),
+        }
+    }
+
+    /// Blocks until `deadline` (a reading of this clock plus an interval) or until `stop` is
+    /// set; returns whether the deadline came.
+    pub fn wait_until(&self, deadline: Mono, stop: &AtomicBool) -> bool {
+        loop {
+            if stop.load(Ordering::Acquire) {
+                return false;
+            }
+            match (&self.manual, deadline) {
+                (None, Mono::System(at)) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return true;
+                    }
+                    std::thread::sleep(left.min(STOP_POLL));
+                }
+                (Some(m), Mono::Manual(at)) => {
+                    let now = m.now.lock().unwrap_or_else(|p| p.into_inner());
+                    if now.1 >= at {
+                        return true;
+                    }
+                    // Woken by `advance`; the timeout only rechecks the stop flag.
+                    let _ = m.moved.wait_timeout(now, STOP_POLL);
+                }
+                // A reading of another clock: treat it as due.
+                _ => return true,
+            }
+        }
+    }
+}
+
+/// A monotonic reading of a [`Clock`].
+#[derive(Debug, Clone, Copy)]
+pub enum Mono {
+    System(Instant),
+    Manual(u64),
+}
+
+impl std::ops::Add<Duration> for Mono {
+    type Output = Mono;
+    fn add(self, d: Duration) -> Mono {
+        match self {
+            Mono::System(i) => Mono::System(i + d),
+            Mono::Manual(n) => {
+                Mono::Manual(n.saturating_add(d.as_nanos().min(u64::MAX as u128) as u64))
+            }
+        }
+    }
+}
+
+impl std::ops::AddAssign<Duration> for Mono {
+    fn add_assign(&mut self, d: Duration) {
+        *self = *self + d;
+    }
+}
 
 /// The wall clock in Unix ns (0 if the clock is before 1970).
 pub fn now_ns() -> i64 {
@@ -105,6 +240,42 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manual_clock_moves_only_when_told_and_wakes_its_waiters() {
+        let clock = Clock::manual(1_000);
+        let start = clock.mono();
+        assert_eq!(clock.wall_ns(), 1_000);
+        let stop = AtomicBool::new(false);
+        let woke = std::thread::scope(|s| {
+            let waiter = s.spawn(|| clock.wait_until(start + Duration::from_secs(10), &stop));
+            // Not due after half the interval.
+            clock.advance(Duration::from_secs(5));
+            std::thread::sleep(Duration::from_millis(120));
+            assert!(!waiter.is_finished(), "woke before its deadline");
+            clock.advance(Duration::from_secs(5));
+            waiter.join().unwrap()
+        });
+        assert!(woke);
+        assert_eq!(clock.wall_ns(), 1_000 + 10_000_000_000);
+        // A clone is the same clock.
+        clock.clone().advance(Duration::from_secs(1));
+        assert_eq!(clock.wall_ns(), 1_000 + 11_000_000_000);
+    }
+
+    #[test]
+    fn a_waiter_gives_up_when_stopped() {
+        let clock = Clock::manual(0);
+        let stop = AtomicBool::new(true);
+        assert!(!clock.wait_until(clock.mono() + Duration::from_secs(1), &stop));
+        let system = Clock::system();
+        assert!(!system.wait_until(system.mono() + Duration::from_secs(60), &stop));
+        let go = AtomicBool::new(false);
+        assert!(
+            system.wait_until(system.mono(), &go),
+            "a deadline now is due"
+        );
+    }
 
     #[test]
     fn rfc3339_matches_known_instants() {

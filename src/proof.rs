@@ -63,11 +63,12 @@ pub struct Proof {
 
 /// Builds the proof of entry `seq` from the ledger under `data_dir`.
 pub fn prove(data_dir: &Path, seq: u64, with_chain: bool) -> Result<Proof, String> {
-    let closes = seal_store::read_kind(data_dir, SealKind::SegmentClose as u8)?
+    let closes = seal_store::read_kind(data_dir, SealKind::SegmentClose as u8)
+        .map_err(|e| e.to_string())?
         .ok_or("no seals.sqlite: nothing is sealed")?;
     let mut found = None;
     for s in closes {
-        let seal = Seal::decode(&s.body)?;
+        let seal = Seal::decode(&s.body).map_err(|e| e.to_string())?;
         if let Extra::Segment(c) = &seal.extra
             && (c.first_seq..c.first_seq + c.count).contains(&seq)
         {
@@ -80,7 +81,7 @@ pub fn prove(data_dir: &Path, seq: u64, with_chain: bool) -> Result<Proof, Strin
         format!("seq {seq} is not in a close-sealed segment yet (only closed segments prove)")
     })?;
     let inc = archive::prove(data_dir, close.index, seq).map_err(|e| e.to_string())?;
-    let signer = NoteSigner::load(data_dir, &seal.origin)?;
+    let signer = NoteSigner::load(data_dir, &seal.origin).map_err(|e| e.to_string())?;
     let note = signer.sign(&Checkpoint::of_seal(
         &seal,
         record::digest(&stored.body, &stored.sig),
@@ -107,7 +108,8 @@ pub fn prove(data_dir: &Path, seq: u64, with_chain: bool) -> Result<Proof, Strin
         close_seal: bytes_of(&stored),
         checkpoint: note,
         chain: if with_chain {
-            seal_store::read_through(data_dir, stored.n)?
+            seal_store::read_through(data_dir, stored.n)
+                .map_err(|e| e.to_string())?
                 .unwrap_or_default()
                 .iter()
                 .map(bytes_of)
@@ -186,36 +188,7 @@ pub fn check(proof: &Proof, trust: &Trust<'_>) -> Result<Checked, String> {
         trust: Vec::new(),
     };
     if let Some(vkey) = trust.vkey {
-        let cp = vkey
-            .open(&proof.checkpoint)
-            .map_err(|e| format!("checkpoint: {e}"))?;
-        if cp != Checkpoint::of_seal(&seal, record::digest(&body, &sig)) {
-            return Err("the checkpoint does not name this close seal".into());
-        }
-        out.trust.push(format!(
-            "checkpoint of epoch {} signed by {} names the close seal",
-            seal.epoch, vkey.name
-        ));
-        let same_size: Vec<&Checkpoint> =
-            trust.anchors.iter().filter(|a| a.size == cp.size).collect();
-        if same_size
-            .iter()
-            .any(|a| a.head != cp.head || (a.epoch == cp.epoch && **a != cp))
-        {
-            return Err("an anchor for this size disagrees with the proof".into());
-        }
-        if same_size.iter().any(|a| **a == cp) {
-            out.trust
-                .push("the checkpoint is one of the anchors exported off the box".into());
-        } else if let Some(a) = same_size.first() {
-            out.trust.push(format!(
-                "an anchor exported off the box (epoch {}) has the same size and head",
-                a.epoch
-            ));
-        } else if !trust.anchors.is_empty() {
-            out.trust
-                .push("no anchor has this checkpoint's size (the anchors do not cover it)".into());
-        }
+        out.trust = check_checkpoint(proof, vkey, &trust.anchors, &seal, digest)?;
     }
     if let Some(pk0) = trust.pubkey {
         check_chain(proof, pk0, &digest)?;
@@ -228,6 +201,45 @@ pub fn check(proof: &Proof, trust: &Trust<'_>) -> Result<Checked, String> {
         return Err("give --vkey (with --anchors) or --pubkey (with a --chain proof)".into());
     }
     Ok(out)
+}
+
+/// The proof's checkpoint is signed by `vkey` and names the close seal, and no anchor kept
+/// off the box contradicts it; returns what that establishes, one line each.
+fn check_checkpoint(
+    proof: &Proof,
+    vkey: &VKey,
+    anchors: &[Checkpoint],
+    seal: &Seal,
+    digest: [u8; 32],
+) -> Result<Vec<String>, String> {
+    let cp = vkey
+        .open(&proof.checkpoint)
+        .map_err(|e| format!("checkpoint: {e}"))?;
+    if cp != Checkpoint::of_seal(seal, digest) {
+        return Err("the checkpoint does not name this close seal".into());
+    }
+    let mut trust = vec![format!(
+        "checkpoint of epoch {} signed by {} names the close seal",
+        seal.epoch, vkey.name
+    )];
+    let same_size: Vec<&Checkpoint> = anchors.iter().filter(|a| a.size == cp.size).collect();
+    if same_size
+        .iter()
+        .any(|a| a.head != cp.head || (a.epoch == cp.epoch && **a != cp))
+    {
+        return Err("an anchor for this size disagrees with the proof".into());
+    }
+    if same_size.iter().any(|a| **a == cp) {
+        trust.push("the checkpoint is one of the anchors exported off the box".into());
+    } else if let Some(a) = same_size.first() {
+        trust.push(format!(
+            "an anchor exported off the box (epoch {}) has the same size and head",
+            a.epoch
+        ));
+    } else if !anchors.is_empty() {
+        trust.push("no anchor has this checkpoint's size (the anchors do not cover it)".into());
+    }
+    Ok(trust)
 }
 
 /// The carried chain verifies under `pk0` and ends with the close seal.

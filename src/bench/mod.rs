@@ -144,28 +144,8 @@ pub(crate) fn append_run(
         let handles: Vec<_> = (0..k)
             .map(|t| {
                 let appender = appender.clone();
-                s.spawn(move || {
-                    // Built before the clock starts mattering: the benchmark measures the
-                    // ledger, not string formatting.
-                    let pool: Vec<Batch> = (0..BATCH_POOL)
-                        .map(|b| make_batch(t, b, opts.batch, opts.line_bytes))
-                        .collect();
-                    let mut lat = Vec::new();
-                    let mut bytes = 0u64;
-                    for b in 0..per_thread.min(batches.saturating_sub(t as u64 * per_thread)) {
-                        let batch = pool[b as usize % BATCH_POOL as usize].clone();
-                        bytes += batch
-                            .streams
-                            .iter()
-                            .flat_map(|s| &s.entries)
-                            .map(|e| e.line.len() as u64)
-                            .sum::<u64>();
-                        let t0 = Instant::now();
-                        append_retrying(&appender, batch)?;
-                        lat.push(t0.elapsed());
-                    }
-                    Ok((lat, bytes))
-                })
+                let n = per_thread.min(batches.saturating_sub(t as u64 * per_thread));
+                s.spawn(move || append_thread(&appender, opts, t, n))
             })
             .collect();
         handles
@@ -197,6 +177,35 @@ pub(crate) fn append_run(
         p50: percentile(&lat, 0.50),
         p99: percentile(&lat, 0.99),
     })
+}
+
+/// One appender thread: `n` batches from a pool built before the clock starts (the
+/// benchmark measures the ledger, not string formatting); each append's latency and the
+/// line bytes sent.
+fn append_thread(
+    appender: &store::Appender,
+    opts: &Options,
+    t: usize,
+    n: u64,
+) -> anyhow::Result<(Vec<Duration>, u64)> {
+    let pool: Vec<Batch> = (0..BATCH_POOL)
+        .map(|b| make_batch(t, b, opts.batch, opts.line_bytes))
+        .collect();
+    let mut lat = Vec::new();
+    let mut bytes = 0u64;
+    for b in 0..n {
+        let batch = pool[b as usize % BATCH_POOL as usize].clone();
+        bytes += batch
+            .streams
+            .iter()
+            .flat_map(|s| &s.entries)
+            .map(|e| e.line.len() as u64)
+            .sum::<u64>();
+        let t0 = Instant::now();
+        append_retrying(appender, batch)?;
+        lat.push(t0.elapsed());
+    }
+    Ok((lat, bytes))
 }
 
 fn append_retrying(appender: &store::Appender, batch: Batch) -> anyhow::Result<()> {

@@ -139,31 +139,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         streams: 100,
         rate: args.rate,
     };
-    let windows = (args.duration.as_secs_f64() / args.window.as_secs_f64()).ceil() as usize;
-    let started = Instant::now();
-    let mut rows = Vec::new();
-    let mut live_verify = None;
-    println!(
-        "{:>6} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10}",
-        "minute", "entries/s", "p50 ms", "p99 ms", "fails", "query p99", "RSS MiB", "ledger GB"
-    );
-    for w in 0..windows {
-        if w == windows / 2 {
-            live_verify = Some(spawn_verify(&data, &args.retention, &pubkey)?);
-        }
-        let report = rt.block_on(loadgen::run(&opts));
-        let (query_ms, query_failures) = take(&query_stats);
-        let row = Row {
-            minute: started.elapsed().as_secs_f64() / 60.0,
-            report,
-            query_ms,
-            query_failures,
-            rss_kib: loadgen::rss_kib(s.child.id()).map_or(0, |(_, now)| now),
-            ledger_bytes: dir_bytes(&data.join("segments")),
-        };
-        print_row(&row);
-        rows.push(row);
-    }
+    let (rows, live_verify) = run_windows(&args, &rt, &opts, &s, &query_stats, &pubkey)?;
     stop.store(true, Ordering::Release);
     let _ = rt.block_on(queries);
     let live = match live_verify {
@@ -179,6 +155,45 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(if last.0 == Some(0) { 0 } else { 1 })
+}
+
+/// The load in windows, one printed row each, with a verify started against the live
+/// ledger half way through.
+fn run_windows(
+    args: &Args,
+    rt: &tokio::runtime::Runtime,
+    opts: &Options,
+    s: &Spawned,
+    query_stats: &QueryStats,
+    pubkey: &str,
+) -> anyhow::Result<(Vec<Row>, Option<Verify>)> {
+    let data = s.dir.join("data");
+    let windows = (args.duration.as_secs_f64() / args.window.as_secs_f64()).ceil() as usize;
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    let mut live_verify = None;
+    println!(
+        "{:>6} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10}",
+        "minute", "entries/s", "p50 ms", "p99 ms", "fails", "query p99", "RSS MiB", "ledger GB"
+    );
+    for w in 0..windows {
+        if w == windows / 2 {
+            live_verify = Some(spawn_verify(&data, &args.retention, pubkey)?);
+        }
+        let report = rt.block_on(loadgen::run(opts));
+        let (query_ms, query_failures) = take(query_stats);
+        let row = Row {
+            minute: started.elapsed().as_secs_f64() / 60.0,
+            report,
+            query_ms,
+            query_failures,
+            rss_kib: loadgen::rss_kib(s.child.id()).map_or(0, |(_, now)| now),
+            ledger_bytes: dir_bytes(&data.join("segments")),
+        };
+        print_row(&row);
+        rows.push(row);
+    }
+    Ok((rows, live_verify))
 }
 
 /// The new log's epoch-0 public key, once the server has written it.

@@ -96,6 +96,8 @@ pub struct Config {
     /// Push each checkpoint to another Loki-compatible endpoint.
     pub checkpoint_push: Option<crate::seal::remote::PushTarget>,
     pub log_format: LogFormat,
+    /// The time the sealer runs on: always the system's, but for in-process tests.
+    pub clock: crate::clock::Clock,
 }
 
 /// Command-line values that override the file.
@@ -252,6 +254,7 @@ fn build(f: File, flags: &Overrides) -> Result<Config, ConfigError> {
         disk_reserve: disk_reserve(&f.store, flags.disk_reserve)?,
         checkpoint_push: seal::checkpoint_push(&f.seal)?,
         log_format: flags.log_format.or(f.log_format).unwrap_or(LogFormat::Text),
+        clock: crate::clock::Clock::system(),
     })
 }
 

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+use super::SealError;
+
 /// The seal chain file, inside the data directory.
 pub const SEALS_FILE: &str = "seals.sqlite";
 
@@ -39,18 +41,18 @@ pub struct SealStore {
 }
 
 impl SealStore {
-    pub fn open(data_dir: &Path) -> Result<SealStore, String> {
+    pub fn open(data_dir: &Path) -> Result<SealStore, SealError> {
         let path = seals_path(data_dir);
-        let err = |e: rusqlite::Error| format!("{}: {e}", path.display());
+        let err = |e: rusqlite::Error| SealError::Db(format!("{}: {e}", path.display()));
         let conn = Connection::open(&path).map_err(err)?;
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
             .map_err(err)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(format!(
+            return Err(SealError::Db(format!(
                 "{}: journal_mode reads back {mode}",
                 path.display()
-            ));
+            )));
         }
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err)?;
@@ -68,29 +70,29 @@ impl SealStore {
     }
 
     /// Appends one seal; durable when this returns.
-    pub fn append(&self, epoch: u64, kind: u8, body: &[u8], sig: &[u8]) -> Result<(), String> {
+    pub fn append(&self, epoch: u64, kind: u8, body: &[u8], sig: &[u8]) -> Result<(), SealError> {
         self.conn
             .execute(
                 "INSERT INTO seals (epoch, kind, body, sig) VALUES (?1, ?2, ?3, ?4)",
                 params![epoch as i64, kind, body, sig],
             )
             .map(|_| ())
-            .map_err(|e| format!("append seal of epoch {epoch}: {e}"))
+            .map_err(|e| SealError::Db(format!("append seal of epoch {epoch}: {e}")))
     }
 
     /// The seals of the given kinds, in order.
-    pub fn of_kinds(&self, kinds: &[u8]) -> Result<Vec<Stored>, String> {
+    pub fn of_kinds(&self, kinds: &[u8]) -> Result<Vec<Stored>, SealError> {
         let mut out = Vec::new();
         let mut stmt = self
             .conn
             .prepare("SELECT n, epoch, kind, body, sig FROM seals WHERE kind = ?1 ORDER BY n")
-            .map_err(|e| format!("read seals: {e}"))?;
+            .map_err(|e| SealError::Db(format!("read seals: {e}")))?;
         for k in kinds {
             let rows = stmt
                 .query_map([k], row)
-                .map_err(|e| format!("read seals: {e}"))?;
+                .map_err(|e| SealError::Db(format!("read seals: {e}")))?;
             for r in rows {
-                out.push(r.map_err(|e| format!("read seals: {e}"))?);
+                out.push(r.map_err(|e| SealError::Db(format!("read seals: {e}")))?);
             }
         }
         out.sort_by_key(|s| s.n);
@@ -98,7 +100,7 @@ impl SealStore {
     }
 
     /// The newest seal.
-    pub fn last(&self) -> Result<Option<Stored>, String> {
+    pub fn last(&self) -> Result<Option<Stored>, SealError> {
         self.conn
             .query_row(
                 "SELECT n, epoch, kind, body, sig FROM seals ORDER BY n DESC LIMIT 1",
@@ -106,7 +108,7 @@ impl SealStore {
                 row,
             )
             .optional()
-            .map_err(|e| format!("read the last seal: {e}"))
+            .map_err(|e| SealError::Db(format!("read the last seal: {e}")))
     }
 }
 
@@ -121,26 +123,26 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
 }
 
 /// Every seal, in order, read-only (`None` when there is no seal file).
-pub fn read_all(data_dir: &Path) -> Result<Option<Vec<Stored>>, String> {
+pub fn read_all(data_dir: &Path) -> Result<Option<Vec<Stored>>, SealError> {
     read_where(data_dir, "1")
 }
 
 /// The seals of one kind, in order, read-only (`None` when there is no seal file).
-pub fn read_kind(data_dir: &Path, kind: u8) -> Result<Option<Vec<Stored>>, String> {
+pub fn read_kind(data_dir: &Path, kind: u8) -> Result<Option<Vec<Stored>>, SealError> {
     read_where(data_dir, &format!("kind = {kind}"))
 }
 
 /// The seals up to row `n`, in order, read-only.
-pub fn read_through(data_dir: &Path, n: u64) -> Result<Option<Vec<Stored>>, String> {
+pub fn read_through(data_dir: &Path, n: u64) -> Result<Option<Vec<Stored>>, SealError> {
     read_where(data_dir, &format!("n <= {n}"))
 }
 
-fn read_where(data_dir: &Path, filter: &str) -> Result<Option<Vec<Stored>>, String> {
+fn read_where(data_dir: &Path, filter: &str) -> Result<Option<Vec<Stored>>, SealError> {
     let path = seals_path(data_dir);
     if !path.exists() {
         return Ok(None);
     }
-    let err = |e: rusqlite::Error| format!("{}: {e}", path.display());
+    let err = |e: rusqlite::Error| SealError::Db(format!("{}: {e}", path.display()));
     let conn = Connection::open_with_flags(
         &path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,

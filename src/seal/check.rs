@@ -266,64 +266,11 @@ fn one(s: &Stored, want: &Expect<'_>, head_before: &dyn Fn(u64) -> HeadAt) -> Re
         expected,
         found,
     };
-    let seal =
-        Seal::decode(&s.body).map_err(|e| brk(None, "seal bytes", "a SEAL_V1 record".into(), e))?;
+    let seal = Seal::decode(&s.body)
+        .map_err(|e| brk(None, "seal bytes", "a SEAL_V1 record".into(), e.to_string()))?;
+    check_header(s, &seal, want)?;
     let seq = Some(seal.first_seq);
-    if seal.epoch != want.epoch || s.epoch != want.epoch {
-        let what = if seal.epoch < want.epoch {
-            "seal epoch (an old epoch sealed again)"
-        } else {
-            "seal epoch (an epoch's seal is missing)"
-        };
-        return Err(brk(
-            seq,
-            what,
-            want.epoch.to_string(),
-            seal.epoch.to_string(),
-        ));
-    }
-    if !record::verify_sig(&want.pk, &s.body, &s.sig) {
-        let expected = format!("a signature by epoch {}'s key", want.epoch);
-        return Err(brk(
-            seq,
-            "seal signature",
-            expected,
-            "a signature that does not verify".into(),
-        ));
-    }
-    if seal.prev_digest != want.prev {
-        return Err(brk(
-            seq,
-            "seal link",
-            hex::encode(want.prev),
-            hex::encode(seal.prev_digest),
-        ));
-    }
-    if seal.first_seq != want.first {
-        return Err(brk(
-            seq,
-            "seal range start",
-            want.first.to_string(),
-            seal.first_seq.to_string(),
-        ));
-    }
-    if seal.origin != want.origin {
-        return Err(brk(
-            seq,
-            "seal origin",
-            want.origin.to_owned(),
-            seal.origin.clone(),
-        ));
-    }
     let end = seal.first_seq + seal.count;
-    if s.kind != seal.kind as u8 {
-        return Err(brk(
-            seq,
-            "seal kind column",
-            (seal.kind as u8).to_string(),
-            s.kind.to_string(),
-        ));
-    }
     match head_before(end) {
         HeadAt::Beyond => Err(brk(
             seq,
@@ -339,4 +286,49 @@ fn one(s: &Stored, want: &Expect<'_>, head_before: &dyn Fn(u64) -> HeadAt) -> Re
         )),
         HeadAt::Known(_) | HeadAt::Pruned => Ok(seal),
     }
+}
+
+/// The seal's epoch, signature, link, range start, origin and kind column are the ones
+/// that must come next.
+fn check_header(s: &Stored, seal: &Seal, want: &Expect<'_>) -> Result<(), Break> {
+    let brk = |what: &str, expected: String, found: String| Break {
+        epoch: want.epoch,
+        seq: Some(seal.first_seq),
+        what: what.into(),
+        expected,
+        found,
+    };
+    if seal.epoch != want.epoch || s.epoch != want.epoch {
+        let what = if seal.epoch < want.epoch {
+            "seal epoch (an old epoch sealed again)"
+        } else {
+            "seal epoch (an epoch's seal is missing)"
+        };
+        return Err(brk(what, want.epoch.to_string(), seal.epoch.to_string()));
+    }
+    if !record::verify_sig(&want.pk, &s.body, &s.sig) {
+        let expected = format!("a signature by epoch {}'s key", want.epoch);
+        let found = "a signature that does not verify".into();
+        return Err(brk("seal signature", expected, found));
+    }
+    if seal.prev_digest != want.prev {
+        let (expected, found) = (hex::encode(want.prev), hex::encode(seal.prev_digest));
+        return Err(brk("seal link", expected, found));
+    }
+    if seal.first_seq != want.first {
+        let (expected, found) = (want.first.to_string(), seal.first_seq.to_string());
+        return Err(brk("seal range start", expected, found));
+    }
+    if seal.origin != want.origin {
+        return Err(brk(
+            "seal origin",
+            want.origin.to_owned(),
+            seal.origin.clone(),
+        ));
+    }
+    if s.kind != seal.kind as u8 {
+        let (expected, found) = ((seal.kind as u8).to_string(), s.kind.to_string());
+        return Err(brk("seal kind column", expected, found));
+    }
+    Ok(())
 }

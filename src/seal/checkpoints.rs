@@ -10,6 +10,7 @@
 //!
 //! Must not: block on a slow channel for longer than a write.
 
+use super::SealError;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -110,13 +111,13 @@ impl Exporter {
     }
 }
 
-fn append(path: &Path, text: &str) -> Result<(), String> {
+fn append(path: &Path, text: &str) -> Result<(), SealError> {
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
         .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| SealError::File(format!("{}: {e}", path.display())))?;
     f.write_all(text.as_bytes())
         .and_then(|()| f.sync_data())
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| SealError::File(format!("{}: {e}", path.display())))
 }

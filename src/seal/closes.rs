@@ -12,6 +12,7 @@
 //! Must not: remove a segment without a committed prune seal, the newest segment, or one
 //! that has no close seal. Nothing outside the sealer's timer can start a removal.
 
+use super::SealError;
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -70,7 +71,7 @@ impl std::fmt::Debug for Segments {
 
 impl Segments {
     /// Rebuilds the state from the stored segment-close and prune seals.
-    pub fn load(seals: &[Stored]) -> Result<Segments, String> {
+    pub fn load(seals: &[Stored]) -> Result<Segments, SealError> {
         let mut out = Segments::default();
         for s in seals {
             let seal = Seal::decode(&s.body)?;
@@ -97,7 +98,7 @@ impl Sealer {
     /// Seals closed segments that have no close seal yet, oldest first. Their summaries come
     /// from the background worker: without `wait` this collects a finished one and starts the
     /// next; with `wait` (at shutdown) it seals every closed segment before returning.
-    pub(super) fn seal_closed_segments(&mut self, wait: bool) -> Result<(), String> {
+    pub(super) fn seal_closed_segments(&mut self, wait: bool) -> Result<(), SealError> {
         if self
             .segments
             .retry_after
@@ -117,7 +118,9 @@ impl Sealer {
                     Ok(s) => s,
                     Err(e) => {
                         self.segments.retry_after = Some(Instant::now() + CLOSE_RETRY);
-                        return Err(format!("segment {index} cannot be close-sealed: {e}"));
+                        return Err(SealError::Refused(format!(
+                            "segment {index} cannot be close-sealed: {e}"
+                        )));
                     }
                 };
                 if index == self.segments.next_close {
@@ -125,7 +128,7 @@ impl Sealer {
                 }
             }
             let next = archive::list(&self.data_dir)
-                .map_err(|e| e.to_string())?
+                .map_err(SealError::from)?
                 .into_iter()
                 .map(|(i, _)| i)
                 .find(|i| *i >= self.segments.next_close);
@@ -144,7 +147,7 @@ impl Sealer {
     }
 
     /// Writes the segment-close seal of one summarized segment.
-    fn seal_close(&mut self, s: Summary) -> Result<(), String> {
+    fn seal_close(&mut self, s: Summary) -> Result<(), SealError> {
         let index = s.index;
         let extra = Extra::Segment(SegmentClose {
             index,
@@ -166,20 +169,23 @@ impl Sealer {
     }
 
     /// Removes what retention allows, and finishes a removal a crash interrupted.
-    pub(super) fn apply_retention(&mut self) -> Result<(), String> {
+    pub(super) fn apply_retention(&mut self) -> Result<(), SealError> {
         let present: BTreeSet<u64> = archive::list(&self.data_dir)
-            .map_err(|e| e.to_string())?
+            .map_err(SealError::from)?
             .into_iter()
             .map(|(i, _)| i)
             .collect();
         for index in present.intersection(&self.segments.pruned) {
             self.index.forget_segment(*index);
-            self.pruner()?.remove(*index).map_err(|e| e.to_string())?;
+            self.pruner()?.remove(*index).map_err(SealError::from)?;
         }
         let Some(retention) = self.segments.retention else {
             return Ok(());
         };
-        let cutoff = crate::clock::now_ns().saturating_sub(retention.as_nanos() as i64);
+        let cutoff = self
+            .clock
+            .wall_ns()
+            .saturating_sub(retention.as_nanos() as i64);
         let due: Vec<Closed> = self
             .segments
             .closes
@@ -193,8 +199,12 @@ impl Sealer {
         }
         let line = prune_line(&due, retention);
         match self.segments.admin.as_mut() {
-            Some(log) => log(line)?,
-            None => return Err("retention needs the admin stream to record removals".into()),
+            Some(log) => log(line).map_err(SealError::Refused)?,
+            None => {
+                return Err(SealError::Refused(
+                    "retention needs the admin stream to record removals".into(),
+                ));
+            }
         }
         crate::failpoint::hit(crate::failpoint::at::PRUNE_AFTER_ADMIN);
         let list = due
@@ -210,7 +220,7 @@ impl Sealer {
             self.segments.pruned.insert(c.index);
             self.segments.closes.pop_front();
             self.index.forget_segment(c.index);
-            self.pruner()?.remove(c.index).map_err(|e| e.to_string())?;
+            self.pruner()?.remove(c.index).map_err(SealError::from)?;
         }
         tracing::info!(segments = due.len(), "retention removed segments");
         sealed.key_file
@@ -218,11 +228,10 @@ impl Sealer {
 }
 
 impl super::Sealer {
-    fn pruner(&self) -> Result<&Pruner, String> {
-        self.segments
-            .pruner
-            .as_ref()
-            .ok_or_else(|| "removing pruned segments needs the ledger's pruner".to_string())
+    fn pruner(&self) -> Result<&Pruner, SealError> {
+        self.segments.pruner.as_ref().ok_or_else(|| {
+            SealError::Refused("removing pruned segments needs the ledger's pruner".into())
+        })
     }
 }
 

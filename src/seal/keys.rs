@@ -8,6 +8,7 @@
 //! Must not: keep an old epoch's key: keys are zeroized when dropped, and the file holds only
 //! the current epoch's.
 
+use super::SealError;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -47,9 +48,9 @@ impl std::fmt::Debug for EpochKey {
 
 impl EpochKey {
     /// A fresh epoch-0 key from the operating system's randomness.
-    pub fn generate() -> Result<EpochKey, String> {
+    pub fn generate() -> Result<EpochKey, SealError> {
         let mut k = [0u8; 32];
-        getrandom::fill(&mut k).map_err(|e| format!("random epoch key: {e}"))?;
+        getrandom::fill(&mut k).map_err(|e| SealError::File(format!("random epoch key: {e}")))?;
         Ok(EpochKey { epoch: 0, k })
     }
 
@@ -88,14 +89,14 @@ pub fn key_path(data_dir: &Path) -> PathBuf {
 }
 
 /// Reads the key file, if there is one.
-pub fn read(data_dir: &Path) -> Result<Option<EpochKey>, String> {
+pub fn read(data_dir: &Path) -> Result<Option<EpochKey>, SealError> {
     let path = key_path(data_dir);
     let mut bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
+        Err(e) => return Err(SealError::File(format!("{}: {e}", path.display()))),
     };
-    let bad = |why: &str| format!("{}: {why}", path.display());
+    let bad = |why: &str| SealError::Malformed(format!("{}: {why}", path.display()));
     if bytes.len() != KEY_FILE_LEN || &bytes[..4] != MAGIC || bytes[4] != KEY_FILE_VERSION {
         bytes.zeroize();
         return Err(bad("not a daftari epoch key file"));
@@ -117,9 +118,10 @@ pub fn read(data_dir: &Path) -> Result<Option<EpochKey>, String> {
 }
 
 /// Replaces the key file with `key`: temporary file, fsync, rename, fsync the directory.
-pub fn write(data_dir: &Path, key: &EpochKey) -> Result<(), String> {
+pub fn write(data_dir: &Path, key: &EpochKey) -> Result<(), SealError> {
     let dir = data_dir.join(STATE_DIR);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| SealError::File(format!("{}: {e}", dir.display())))?;
     let mut bytes = Vec::with_capacity(KEY_FILE_LEN);
     bytes.extend_from_slice(MAGIC);
     bytes.push(KEY_FILE_VERSION);
@@ -132,13 +134,14 @@ pub fn write(data_dir: &Path, key: &EpochKey) -> Result<(), String> {
     bytes.zeroize();
     result?;
     let path = dir.join(KEY_FILE);
-    std::fs::rename(&tmp, &path).map_err(|e| format!("rename {}: {e}", path.display()))?;
+    std::fs::rename(&tmp, &path)
+        .map_err(|e| SealError::File(format!("rename {}: {e}", path.display())))?;
     std::fs::File::open(&dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| format!("fsync {}: {e}", dir.display()))
+        .map_err(|e| SealError::File(format!("fsync {}: {e}", dir.display())))
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), String> {
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), SealError> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -146,10 +149,10 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .truncate(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| SealError::File(format!("{}: {e}", path.display())))?;
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| SealError::File(format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]
@@ -182,6 +185,8 @@ mod tests {
         let mut b = std::fs::read(&path).unwrap();
         b[20] ^= 1;
         std::fs::write(&path, b).unwrap();
-        assert!(read(dir.path()).unwrap_err().contains("checksum"));
+        let e = read(dir.path()).unwrap_err();
+        assert!(matches!(e, SealError::Malformed(_)), "{e:?}");
+        assert!(e.to_string().contains("checksum"), "{e}");
     }
 }

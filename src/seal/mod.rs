@@ -21,6 +21,7 @@ pub mod chain_db;
 pub mod check;
 pub mod checkpoints;
 pub mod closes;
+mod error;
 pub mod keys;
 pub mod note;
 pub mod record;
@@ -29,17 +30,20 @@ mod summarizer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 
+use crate::clock::{Clock, Mono};
 use crate::failpoint;
 use crate::store::{Hash, StreamIndex};
 use chain_db::SealStore;
 use keys::EpochKey;
 use record::{Extra, Seal, SealKind};
+
+pub use error::SealError;
 
 /// Default epoch length: the window in which entries are not yet forward-secure.
 /// Key `seal.epoch_interval`.
@@ -71,11 +75,11 @@ pub fn encode_pk(pk: &[u8; 32]) -> String {
     base64::engine::general_purpose::STANDARD.encode(pk)
 }
 
-pub fn decode_pk(s: &str) -> Result<[u8; 32], String> {
+pub fn decode_pk(s: &str) -> Result<[u8; 32], SealError> {
     let b = base64::engine::general_purpose::STANDARD
         .decode(s.trim())
-        .map_err(|e| format!("public key: not base64: {e}"))?;
-    <[u8; 32]>::try_from(b).map_err(|_| "public key: not 32 bytes".into())
+        .map_err(|e| SealError::Malformed(format!("public key: not base64: {e}")))?;
+    <[u8; 32]>::try_from(b).map_err(|_| SealError::Malformed("public key: not 32 bytes".into()))
 }
 
 /// Seals epochs of one ledger.
@@ -95,6 +99,10 @@ pub struct Sealer {
     key_file_behind: bool,
     /// Close seals and retention.
     segments: closes::Segments,
+    /// When epochs end, and the wall time seals and the retention cutoff carry.
+    clock: Clock,
+    /// The clock's reading when the sealer was opened: epochs are counted from it.
+    opened: Mono,
 }
 
 /// A committed seal.
@@ -102,7 +110,7 @@ struct Sealed {
     digest: Hash,
     wall_ns: i64,
     /// Whether the key file was replaced (retried before the next seal if not).
-    key_file: Result<(), String>,
+    key_file: Result<(), SealError>,
 }
 
 impl Sealer {
@@ -112,7 +120,7 @@ impl Sealer {
         data_dir: &Path,
         origin: &str,
         index: Arc<StreamIndex>,
-    ) -> Result<(Sealer, Option<[u8; 32]>), String> {
+    ) -> Result<(Sealer, Option<[u8; 32]>), SealError> {
         let store = SealStore::open(data_dir)?;
         let last = store.last()?;
         let mut created = None;
@@ -123,17 +131,17 @@ impl Sealer {
                 let pk = k.public_key();
                 let path = data_dir.join(EPOCH0_PUB_FILE);
                 std::fs::write(&path, format!("{}\n", encode_pk(&pk)))
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                    .map_err(|e| SealError::File(format!("{}: {e}", path.display())))?;
                 created = Some(pk);
                 k
             }
             (None, Some(_)) => {
-                return Err(format!(
+                return Err(SealError::Refused(format!(
                     "{} is missing but seals exist: sealing cannot continue without the \
                      current epoch key; restore it from backup, or move seals.sqlite aside \
                      to start a new seal chain (verify will report the break)",
                     keys::key_path(data_dir).display()
-                ));
+                )));
             }
             (Some(k), None) if k.epoch() == 0 => k,
             (Some(k), Some(s)) if s.epoch + 1 == k.epoch() => k,
@@ -144,12 +152,12 @@ impl Sealer {
                 next
             }
             (Some(k), last) => {
-                return Err(format!(
+                return Err(SealError::Refused(format!(
                     "the key file is for epoch {} but the last seal is for {:?}: refusing to \
                      seal out of order",
                     k.epoch(),
                     last.as_ref().map(|s| s.epoch)
-                ));
+                )));
             }
         };
         let (next_first, prev_digest) = match &last {
@@ -174,9 +182,18 @@ impl Sealer {
                 prev_digest,
                 exporter: None,
                 key_file_behind: false,
+                clock: Clock::system(),
+                opened: Clock::system().mono(),
             },
             created,
         ))
+    }
+
+    /// Runs epochs and stamps seals on `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: Clock) -> Sealer {
+        self.opened = clock.mono();
+        self.clock = clock;
+        self
     }
 
     /// Exports a signed checkpoint after every seal.
@@ -208,7 +225,7 @@ impl Sealer {
     /// One end of epoch: close seals for newly closed segments, retention, then the seal of
     /// `kind`. A failure of the first two is logged and retried at the next end of epoch;
     /// the epoch is sealed all the same.
-    pub fn tick(&mut self, kind: SealKind) -> Result<(), String> {
+    pub fn tick(&mut self, kind: SealKind) -> Result<(), SealError> {
         // At shutdown every closed segment is sealed before the last seal.
         if let Err(e) = self.seal_closed_segments(kind == SealKind::Shutdown) {
             tracing::error!(error = %e, "segment-close seal failed; retrying later");
@@ -220,12 +237,12 @@ impl Sealer {
     }
 
     /// Ends the open epoch: seal, commit, ratchet the key file, forget the old key.
-    pub fn seal(&mut self, kind: SealKind) -> Result<(), String> {
+    pub fn seal(&mut self, kind: SealKind) -> Result<(), SealError> {
         self.seal_with(kind, Extra::None)?.key_file
     }
 
     /// Seals the open epoch with `extra`; `Err` only when no seal was committed.
-    fn seal_with(&mut self, kind: SealKind, extra: Extra) -> Result<Sealed, String> {
+    fn seal_with(&mut self, kind: SealKind, extra: Extra) -> Result<Sealed, SealError> {
         if self.key_file_behind {
             // The last seal is committed but its key file was not replaced: finish that first,
             // so the file never falls more than one epoch behind the seals.
@@ -241,7 +258,7 @@ impl Sealer {
             count: next_seq.saturating_sub(self.next_first),
             head,
             prev_digest: self.prev_digest,
-            wall_ns: crate::clock::now_ns(),
+            wall_ns: self.clock.wall_ns(),
             next_pk: self.key.next().public_key(),
             extra,
         };
@@ -254,7 +271,7 @@ impl Sealer {
         });
         self.store
             .append(seal.epoch, kind as u8, &body, &sig)
-            .map_err(|e| format!("seal epoch {}: {e}", seal.epoch))?;
+            .map_err(|e| SealError::Db(format!("seal epoch {}: {e}", seal.epoch)))?;
         // The epoch is sealed: move on in memory whatever happens to the key file (the old
         // key is dropped, and zeroized, here).
         self.key = self.key.next();
@@ -284,16 +301,13 @@ impl Sealer {
         std::thread::Builder::new()
             .name("sealer".into())
             .spawn(move || {
-                let mut deadline = Instant::now() + interval;
+                let mut deadline = self.opened + interval;
                 loop {
-                    while Instant::now() < deadline {
-                        if stop.load(Ordering::Acquire) {
-                            if let Err(e) = self.tick(SealKind::Shutdown) {
-                                tracing::error!(error = %e, "shutdown seal failed");
-                            }
-                            return;
+                    if !self.clock.wait_until(deadline, &stop) {
+                        if let Err(e) = self.tick(SealKind::Shutdown) {
+                            tracing::error!(error = %e, "shutdown seal failed");
                         }
-                        std::thread::sleep(Duration::from_millis(50));
+                        return;
                     }
                     // Epochs are counted: a late tick seals one epoch and the next follows.
                     deadline += interval;
@@ -384,6 +398,7 @@ mod tests {
         drop(s);
         std::fs::remove_file(keys::key_path(dir.path())).unwrap();
         let e = Sealer::open(dir.path(), "test/log", Arc::new(StreamIndex::default())).unwrap_err();
-        assert!(e.contains("sealing cannot continue"), "{e}");
+        assert!(matches!(e, SealError::Refused(_)), "{e:?}");
+        assert!(e.to_string().contains("sealing cannot continue"), "{e}");
     }
 }

@@ -20,6 +20,7 @@
 //!
 //! Must not: sign anything but a checkpoint body.
 
+use super::SealError;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -78,39 +79,43 @@ impl Checkpoint {
         )
     }
 
-    fn parse_body(body: &str) -> Result<Checkpoint, String> {
+    fn parse_body(body: &str) -> Result<Checkpoint, SealError> {
         let lines: Vec<&str> = body
             .strip_suffix('\n')
-            .ok_or("body must end with a newline")?
+            .ok_or_else(|| SealError::Malformed("body must end with a newline".into()))?
             .split('\n')
             .collect();
         let [header, origin, size, head, epoch, seal, time] = lines[..] else {
-            return Err(format!(
+            return Err(SealError::Malformed(format!(
                 "a checkpoint body has 7 lines, this one {}",
                 lines.len()
-            ));
+            )));
         };
         if header != HEADER {
-            return Err(format!("first line is not {HEADER:?}"));
+            return Err(SealError::Malformed(format!(
+                "first line is not {HEADER:?}"
+            )));
         }
         let head = B64
             .decode(head)
             .ok()
             .and_then(|b| <Hash>::try_from(b).ok())
-            .ok_or("head is not 32 base64 bytes")?;
+            .ok_or_else(|| SealError::Malformed("head is not 32 base64 bytes".into()))?;
         let seal = seal
             .strip_prefix("seal ")
             .and_then(|v| B64.decode(v).ok())
             .and_then(|b| <Hash>::try_from(b).ok())
-            .ok_or("bad \"seal \" line")?;
-        let num = |line: &str, key: &str| -> Result<i64, String> {
+            .ok_or_else(|| SealError::Malformed("bad \"seal \" line".into()))?;
+        let num = |line: &str, key: &str| -> Result<i64, SealError> {
             line.strip_prefix(key)
                 .and_then(|v| v.parse().ok())
-                .ok_or_else(|| format!("bad {key:?} line"))
+                .ok_or_else(|| SealError::Malformed(format!("bad {key:?} line")))
         };
         Ok(Checkpoint {
             origin: origin.to_owned(),
-            size: size.parse().map_err(|_| "bad size line")?,
+            size: size
+                .parse()
+                .map_err(|_| SealError::Malformed("bad size line".into()))?,
             head,
             epoch: num(epoch, "epoch ")? as u64,
             seal,
@@ -128,20 +133,23 @@ pub struct NoteSigner {
 
 impl NoteSigner {
     /// Reads `state/log.key`, creating it on the first start (returns the verifier key then).
-    pub fn open(data_dir: &Path, origin: &str) -> Result<(NoteSigner, Option<String>), String> {
+    pub fn open(data_dir: &Path, origin: &str) -> Result<(NoteSigner, Option<String>), SealError> {
         let path = key_path(data_dir);
         let (seed, created) = match std::fs::read(&path) {
             Ok(b) => (
-                <[u8; 32]>::try_from(b).map_err(|_| format!("{}: not 32 bytes", path.display()))?,
+                <[u8; 32]>::try_from(b).map_err(|_| {
+                    SealError::Malformed(format!("{}: not 32 bytes", path.display()))
+                })?,
                 false,
             ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut seed = [0u8; 32];
-                getrandom::fill(&mut seed).map_err(|e| format!("random log key: {e}"))?;
+                getrandom::fill(&mut seed)
+                    .map_err(|e| SealError::File(format!("random log key: {e}")))?;
                 write_private(&path, &seed)?;
                 (seed, true)
             }
-            Err(e) => return Err(format!("{}: {e}", path.display())),
+            Err(e) => return Err(SealError::File(format!("{}: {e}", path.display()))),
         };
         let signer = NoteSigner {
             origin: origin.to_owned(),
@@ -152,11 +160,12 @@ impl NoteSigner {
     }
 
     /// Reads an existing `state/log.key` (never creates one).
-    pub fn load(data_dir: &Path, origin: &str) -> Result<NoteSigner, String> {
+    pub fn load(data_dir: &Path, origin: &str) -> Result<NoteSigner, SealError> {
         let path = key_path(data_dir);
-        let b = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let seed =
-            <[u8; 32]>::try_from(b).map_err(|_| format!("{}: not 32 bytes", path.display()))?;
+        let b = std::fs::read(&path)
+            .map_err(|e| SealError::File(format!("{}: {e}", path.display())))?;
+        let seed = <[u8; 32]>::try_from(b)
+            .map_err(|_| SealError::Malformed(format!("{}: not 32 bytes", path.display())))?;
         Ok(NoteSigner {
             origin: origin.to_owned(),
             key: SigningKey::from_bytes(&seed),
@@ -183,11 +192,12 @@ pub fn key_path(data_dir: &Path) -> PathBuf {
 }
 
 /// Writes a new private (0600) file, creating its directory.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SealError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| SealError::File(format!("{}: {e}", dir.display())))?;
     }
-    crate::token::write_private(path, bytes).map_err(|e| e.to_string())
+    crate::token::write_private(path, bytes).map_err(|e| SealError::File(e.to_string()))
 }
 
 fn key_id(name: &str, pk: &[u8; 32]) -> [u8; 4] {
@@ -215,21 +225,30 @@ pub struct VKey {
 }
 
 impl VKey {
-    pub fn parse(s: &str) -> Result<VKey, String> {
+    pub fn parse(s: &str) -> Result<VKey, SealError> {
         // The name cannot hold '+'; the base64 key can.
         let mut parts = s.trim().splitn(3, '+');
         let (Some(name), Some(id_hex), Some(key)) = (parts.next(), parts.next(), parts.next())
         else {
-            return Err("a verifier key is <name>+<key id>+<base64 key>".into());
+            return Err(SealError::Malformed(
+                "a verifier key is <name>+<key id>+<base64 key>".into(),
+            ));
         };
-        let b = B64.decode(key).map_err(|_| "verifier key: not base64")?;
+        let b = B64
+            .decode(key)
+            .map_err(|_| SealError::Malformed("verifier key: not base64".into()))?;
         let (Some((&ED25519_TYPE, pk)), true) = (b.split_first(), b.len() == 33) else {
-            return Err("verifier key: not an Ed25519 key".into());
+            return Err(SealError::Malformed(
+                "verifier key: not an Ed25519 key".into(),
+            ));
         };
-        let pk = <[u8; 32]>::try_from(pk).map_err(|_| "verifier key: not 32 bytes")?;
+        let pk = <[u8; 32]>::try_from(pk)
+            .map_err(|_| SealError::Malformed("verifier key: not 32 bytes".into()))?;
         let id = key_id(name, &pk);
         if hex::decode(id_hex).ok().as_deref() != Some(&id[..]) {
-            return Err("verifier key: the key id does not match the key".into());
+            return Err(SealError::Malformed(
+                "verifier key: the key id does not match the key".into(),
+            ));
         }
         Ok(VKey {
             name: name.to_owned(),
@@ -239,10 +258,10 @@ impl VKey {
     }
 
     /// Verifies a note; returns its checkpoint when one of its signatures is this key's.
-    pub fn open(&self, note: &str) -> Result<Checkpoint, String> {
-        let (body, sigs) = note
-            .split_once("\n\n")
-            .ok_or("a note has a body, a blank line and signatures")?;
+    pub fn open(&self, note: &str) -> Result<Checkpoint, SealError> {
+        let (body, sigs) = note.split_once("\n\n").ok_or_else(|| {
+            SealError::Malformed("a note has a body, a blank line and signatures".into())
+        })?;
         let body = format!("{body}\n");
         for line in sigs.lines() {
             let Some(rest) = line.strip_prefix(SIG_LEAD) else {
@@ -258,9 +277,12 @@ impl VKey {
             if super::record::verify_ed25519(&self.pk, body.as_bytes(), &sig[4..]) {
                 return Checkpoint::parse_body(&body);
             }
-            return Err("the signature does not verify".into());
+            return Err(SealError::Malformed("the signature does not verify".into()));
         }
-        Err(format!("no signature by {:?}", self.name))
+        Err(SealError::Malformed(format!(
+            "no signature by {:?}",
+            self.name
+        )))
     }
 }
 

@@ -11,6 +11,7 @@
 //!
 //! Must not: do I/O, or accept trailing bytes when decoding.
 
+use super::SealError;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use crate::store::Hash;
@@ -148,17 +149,19 @@ impl Seal {
     }
 
     /// Decodes `SEAL_V1` bytes, refusing anything malformed or trailing.
-    pub fn decode(b: &[u8]) -> Result<Seal, String> {
+    pub fn decode(b: &[u8]) -> Result<Seal, SealError> {
         let mut c = Cur { b, pos: 0 };
         if c.take(1)?[0] != SEAL_VERSION {
-            return Err("unknown seal version".into());
+            return Err(SealError::Malformed("unknown seal version".into()));
         }
-        let kind = SealKind::from_u8(c.take(1)?[0]).ok_or("unknown seal kind")?;
+        let kind = SealKind::from_u8(c.take(1)?[0])
+            .ok_or_else(|| SealError::Malformed("unknown seal kind".into()))?;
         let n = u32::from_be_bytes(c.arr()?) as usize;
         if n > 255 {
-            return Err("origin longer than 255 bytes".into());
+            return Err(SealError::Malformed("origin longer than 255 bytes".into()));
         }
-        let origin = String::from_utf8(c.take(n)?.to_vec()).map_err(|_| "origin not UTF-8")?;
+        let origin = String::from_utf8(c.take(n)?.to_vec())
+            .map_err(|_| SealError::Malformed("origin not UTF-8".into()))?;
         let seal = Seal {
             kind,
             origin,
@@ -176,7 +179,10 @@ impl Seal {
             ..seal
         };
         if c.pos != b.len() {
-            return Err(format!("{} bytes after the seal", b.len() - c.pos));
+            return Err(SealError::Malformed(format!(
+                "{} bytes after the seal",
+                b.len() - c.pos
+            )));
         }
         Ok(seal)
     }
@@ -188,7 +194,7 @@ impl Seal {
 }
 
 /// The kind-dependent tail of a seal.
-fn decode_extra(kind: SealKind, c: &mut Cur<'_>) -> Result<Extra, String> {
+fn decode_extra(kind: SealKind, c: &mut Cur<'_>) -> Result<Extra, SealError> {
     Ok(match kind {
         SealKind::Epoch | SealKind::Shutdown => Extra::None,
         SealKind::SegmentClose => Extra::Segment(SegmentClose {
@@ -202,7 +208,9 @@ fn decode_extra(kind: SealKind, c: &mut Cur<'_>) -> Result<Extra, String> {
         SealKind::Prune => {
             let n = u32::from_be_bytes(c.arr()?) as usize;
             if n == 0 || n > MAX_PRUNED_PER_SEAL {
-                return Err(format!("a prune seal listing {n} segments"));
+                return Err(SealError::Malformed(format!(
+                    "a prune seal listing {n} segments"
+                )));
             }
             let mut list = Vec::with_capacity(n);
             for _ in 0..n {
@@ -251,18 +259,18 @@ struct Cur<'a> {
 }
 
 impl<'a> Cur<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], SealError> {
         let end = self
             .pos
             .checked_add(n)
             .filter(|e| *e <= self.b.len())
-            .ok_or("seal ends early")?;
+            .ok_or_else(|| SealError::Malformed("seal ends early".into()))?;
         let out = &self.b[self.pos..end];
         self.pos = end;
         Ok(out)
     }
 
-    fn arr<const N: usize>(&mut self) -> Result<[u8; N], String> {
+    fn arr<const N: usize>(&mut self) -> Result<[u8; N], SealError> {
         let mut a = [0u8; N];
         a.copy_from_slice(self.take(N)?);
         Ok(a)

@@ -10,6 +10,7 @@
 //!
 //! Must not: block the sealer (it only enqueues), or log the token.
 
+use super::SealError;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -61,7 +62,7 @@ impl Pusher {
         target: PushTarget,
         origin: &str,
         metrics: Arc<Metrics>,
-    ) -> Result<Pusher, String> {
+    ) -> Result<Pusher, SealError> {
         let endpoint = Endpoint::new(&target)?;
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
         let m = Arc::clone(&metrics);
@@ -69,7 +70,7 @@ impl Pusher {
         std::thread::Builder::new()
             .name("checkpoint-push".into())
             .spawn(move || run(rx, endpoint, target, origin, m))
-            .map_err(|e| format!("start the checkpoint pusher: {e}"))?;
+            .map_err(|e| SealError::Remote(format!("start the checkpoint pusher: {e}")))?;
         Ok(Pusher { tx, metrics })
     }
 
@@ -95,24 +96,29 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    fn new(t: &PushTarget) -> Result<Endpoint, String> {
+    fn new(t: &PushTarget) -> Result<Endpoint, SealError> {
         let (tls, rest, default_port) = if let Some(r) = t.url.strip_prefix("https://") {
             (true, r, 443)
         } else if let Some(r) = t.url.strip_prefix("http://") {
             (false, r, 80)
         } else {
-            return Err("checkpoint_push_url must start with http:// or https://".into());
+            return Err(SealError::Remote(
+                "checkpoint_push_url must start with http:// or https://".into(),
+            ));
         };
         let (authority, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse().map_err(|_| "checkpoint_push_url: bad port")?),
+            Some((h, p)) => (
+                h,
+                p.parse()
+                    .map_err(|_| SealError::Remote("checkpoint_push_url: bad port".into()))?,
+            ),
             None => (authority, default_port),
         };
         let tls = if tls {
-            let ca = t
-                .ca_file
-                .as_ref()
-                .ok_or("an https checkpoint_push_url needs checkpoint_push_ca")?;
+            let ca = t.ca_file.as_ref().ok_or_else(|| {
+                SealError::Remote("an https checkpoint_push_url needs checkpoint_push_ca".into())
+            })?;
             Some(connector(ca)?)
         } else {
             None
@@ -129,19 +135,21 @@ impl Endpoint {
     }
 }
 
-fn connector(ca: &std::path::Path) -> Result<tokio_rustls::TlsConnector, String> {
+fn connector(ca: &std::path::Path) -> Result<tokio_rustls::TlsConnector, SealError> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     let certs = rustls_pki_types::CertificateDer::pem_file_iter(ca)
-        .map_err(|e| format!("{}: {e}", ca.display()))?;
+        .map_err(|e| SealError::Remote(format!("{}: {e}", ca.display())))?;
     for c in certs {
-        let c = c.map_err(|e| format!("{}: {e}", ca.display()))?;
-        roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
+        let c = c.map_err(|e| SealError::Remote(format!("{}: {e}", ca.display())))?;
+        roots
+            .add(c)
+            .map_err(|e| SealError::Remote(format!("{}: {e}", ca.display())))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| SealError::Remote(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
@@ -173,7 +181,7 @@ fn run(
                     metrics.seal.exports_push.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
-                Ok(Err(e)) => warn_failed(&metrics, &e, wait),
+                Ok(Err(e)) => warn_failed(&metrics, &e.to_string(), wait),
                 Err(_) => warn_failed(&metrics, "timed out", wait),
             }
             std::thread::sleep(wait);
@@ -202,11 +210,11 @@ fn body(origin: &str, ts_ns: i64, note: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-async fn push(ep: &Endpoint, target: &PushTarget, body: Vec<u8>) -> Result<(), String> {
+async fn push(ep: &Endpoint, target: &PushTarget, body: Vec<u8>) -> Result<(), SealError> {
     use http_body_util::Full;
     let tcp = tokio::net::TcpStream::connect((ep.host.as_str(), ep.port))
         .await
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(|e| SealError::Remote(format!("connect: {e}")))?;
     let mut req = http::Request::post(format!("{}/loki/api/v1/push", ep.prefix))
         .header(http::header::HOST, format!("{}:{}", ep.host, ep.port))
         .header(http::header::CONTENT_TYPE, "application/json")
@@ -219,15 +227,15 @@ async fn push(ep: &Endpoint, target: &PushTarget, body: Vec<u8>) -> Result<(), S
     }
     let req = req
         .body(Full::new(bytes::Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| SealError::Remote(e.to_string()))?;
     let status = match &ep.tls {
         Some(tls) => {
             let name = rustls_pki_types::ServerName::try_from(ep.host.clone())
-                .map_err(|e| format!("server name: {e}"))?;
+                .map_err(|e| SealError::Remote(format!("server name: {e}")))?;
             let stream = tls
                 .connect(name, tcp)
                 .await
-                .map_err(|e| format!("tls: {e}"))?;
+                .map_err(|e| SealError::Remote(format!("tls: {e}")))?;
             send(hyper_util::rt::TokioIo::new(stream), req).await?
         }
         None => send(hyper_util::rt::TokioIo::new(tcp), req).await?,
@@ -235,24 +243,24 @@ async fn push(ep: &Endpoint, target: &PushTarget, body: Vec<u8>) -> Result<(), S
     if status.is_success() {
         Ok(())
     } else {
-        Err(format!("the endpoint answered {status}"))
+        Err(SealError::Remote(format!("the endpoint answered {status}")))
     }
 }
 
 async fn send<T>(
     io: T,
     req: http::Request<http_body_util::Full<bytes::Bytes>>,
-) -> Result<http::StatusCode, String>
+) -> Result<http::StatusCode, SealError>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
-        .map_err(|e| format!("http: {e}"))?;
+        .map_err(|e| SealError::Remote(format!("http: {e}")))?;
     tokio::spawn(conn);
     let resp = sender
         .send_request(req)
         .await
-        .map_err(|e| format!("http: {e}"))?;
+        .map_err(|e| SealError::Remote(format!("http: {e}")))?;
     Ok(resp.status())
 }

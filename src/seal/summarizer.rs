@@ -5,6 +5,7 @@
 //!
 //! Owns: the worker thread and its two channels. Must not: write a seal (the sealer does).
 
+use super::SealError;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 
@@ -14,7 +15,7 @@ use crate::store::archive::{self, Summary};
 const NICE: i32 = 10;
 
 /// A finished summary of one segment.
-pub(super) type Done = (u64, Result<Summary, String>);
+pub(super) type Done = (u64, Result<Summary, SealError>);
 
 #[derive(Debug)]
 pub(super) struct Summarizer {
@@ -24,7 +25,7 @@ pub(super) struct Summarizer {
 }
 
 impl Summarizer {
-    pub fn start(data_dir: PathBuf) -> Result<Summarizer, String> {
+    pub fn start(data_dir: PathBuf) -> Result<Summarizer, SealError> {
         let (jobs, rx) = std::sync::mpsc::channel::<u64>();
         let (tx, done) = std::sync::mpsc::channel::<Done>();
         std::thread::Builder::new()
@@ -35,13 +36,13 @@ impl Summarizer {
                     tracing::debug!(error = %e, "segment summaries run at normal priority");
                 }
                 while let Ok(index) = rx.recv() {
-                    let r = archive::summarize(&data_dir, index).map_err(|e| e.to_string());
+                    let r = archive::summarize(&data_dir, index).map_err(SealError::from);
                     if tx.send((index, r)).is_err() {
                         break;
                     }
                 }
             })
-            .map_err(|e| format!("start the segment summary worker: {e}"))?;
+            .map_err(|e| SealError::Refused(format!("start the segment summary worker: {e}")))?;
         Ok(Summarizer {
             jobs,
             done,
@@ -55,16 +56,16 @@ impl Summarizer {
     }
 
     /// Hands segment `index` to the worker (one at a time).
-    pub fn submit(&mut self, index: u64) -> Result<(), String> {
+    pub fn submit(&mut self, index: u64) -> Result<(), SealError> {
         self.jobs
             .send(index)
-            .map_err(|_| "the segment summary worker stopped".to_string())?;
+            .map_err(|_| SealError::Refused("the segment summary worker stopped".into()))?;
         self.busy = Some(index);
         Ok(())
     }
 
     /// The finished summary, if there is one; with `wait`, waits for the running one.
-    pub fn finished(&mut self, wait: bool) -> Result<Option<Done>, String> {
+    pub fn finished(&mut self, wait: bool) -> Result<Option<Done>, SealError> {
         if self.busy.is_none() {
             return Ok(None);
         }
@@ -77,7 +78,8 @@ impl Summarizer {
                 Err(TryRecvError::Disconnected) => Err(()),
             }
         };
-        let got = got.map_err(|()| "the segment summary worker stopped".to_string())?;
+        let got =
+            got.map_err(|()| SealError::Refused("the segment summary worker stopped".into()))?;
         if got.is_some() {
             self.busy = None;
         }

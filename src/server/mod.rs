@@ -204,7 +204,8 @@ struct Opened {
 /// tokens, on a blocking thread.
 async fn open(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Opened> {
     use anyhow::Context;
-    let store_cfg = cfg.store.clone();
+    let mut store_cfg = cfg.store.clone();
+    store_cfg.clock = cfg.clock.clone();
     let exports = Exports {
         stdout: cfg.checkpoint_stdout,
         every: cfg.checkpoint_every,
@@ -212,15 +213,14 @@ async fn open(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Opened> {
         metrics,
     };
     let retention = cfg.retention;
+    let clock = cfg.clock.clone();
     let data_dir = cfg.data_dir.clone();
     tokio::task::spawn_blocking(move || {
         let (mut ledger, appender, reader) = store::open(store_cfg).context("open the ledger")?;
         let pruner = ledger.pruner().context("the ledger's pruner")?;
-        let sealer = open_sealer(&data_dir, &reader, exports)?.with_retention(
-            retention,
-            tokens::admin_log(appender.clone()),
-            pruner,
-        );
+        let sealer = open_sealer(&data_dir, &reader, exports)?
+            .with_clock(clock)
+            .with_retention(retention, tokens::admin_log(appender.clone()), pruner);
         let manager = Manager::open(&data_dir).context("open the token database")?;
         let verifier = Arc::new(Verifier::new(manager.key().clone()));
         let mut sync = tokens::Sync::new(manager, Arc::clone(&verifier), appender.clone());

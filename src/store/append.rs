@@ -108,6 +108,8 @@ pub(crate) struct Queue {
     pub stats: Arc<super::stats::WriterStats>,
     pub max_bytes: usize,
     pub closed: AtomicBool,
+    /// Stamps each record's receive time.
+    pub clock: crate::clock::Clock,
 }
 
 /// The append-only handle to the ledger.
@@ -166,7 +168,7 @@ impl Appender {
         if self.queue.closed.load(Ordering::Acquire) {
             return Err(AppendError::Closed);
         }
-        let recv_ns = now_ns();
+        let recv_ns = self.queue.clock.wall_ns();
         let (buf, entries) = prepare(&batch, recv_ns)?;
         let bytes = buf.len();
         if let Some(reserve) = &self.reserve {
@@ -240,8 +242,6 @@ fn estimate(s: &Stream) -> usize {
     let labels: usize = s.labels.iter().map(|(n, v)| 8 + n.len() + v.len()).sum();
     s.entries.iter().map(|e| 64 + labels + e.line.len()).sum()
 }
-
-pub(crate) use crate::clock::now_ns;
 
 #[cfg(test)]
 mod tests {

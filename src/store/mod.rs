@@ -116,6 +116,8 @@ pub struct StoreConfig {
     pub group_max_entries: usize,
     pub group_max_bytes: usize,
     pub group_linger: Duration,
+    /// Stamps receive times and ages segments: the system's, but for in-process tests.
+    pub clock: crate::clock::Clock,
 }
 
 impl StoreConfig {
@@ -131,6 +133,7 @@ impl StoreConfig {
             group_max_entries: DEFAULT_GROUP_MAX_ENTRIES,
             group_max_bytes: DEFAULT_GROUP_MAX_BYTES,
             group_linger: DEFAULT_GROUP_LINGER,
+            clock: crate::clock::Clock::system(),
         }
     }
 
@@ -231,6 +234,7 @@ pub fn open(cfg: StoreConfig) -> Result<(Ledger, Appender, Reader), StoreError> 
         stats: Arc::new(stats::WriterStats::default()),
         max_bytes: cfg.queue_max_bytes,
         closed: AtomicBool::new(false),
+        clock: cfg.clock.clone(),
     });
     let index = Arc::new(StreamIndex::build(&dir)?);
     let reader = Reader::with_index(&cfg.data_dir, Arc::clone(&index));

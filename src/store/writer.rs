@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{ErrorCode, params};
 
 use super::active::{self, Active};
-use super::append::{Job, Msg, Queue, Receipt, now_ns};
+use super::append::{Job, Msg, Queue, Receipt};
 use super::error::{AppendError, StoreError};
 use super::fatal::stop_if_fatal;
 use super::index::{Position, StreamIndex};
@@ -182,7 +182,7 @@ impl Writer {
             return;
         };
         let by_age = active.first_recv_ns.is_some_and(|first| {
-            now_ns().saturating_sub(first)
+            self.cfg.clock.wall_ns().saturating_sub(first)
                 >= self.cfg.segment_max_age.as_nanos().min(i64::MAX as u128) as i64
         });
         let by_size = active.count() > 0

@@ -17,6 +17,13 @@ use super::seals::head_before;
 use super::structure::Scan;
 use crate::seal::note::{self, Checkpoint, VKey};
 
+fn at(name: &str) -> At {
+    At {
+        segment: name.to_owned(),
+        segment_index: u64::MAX,
+    }
+}
+
 /// Findings and notes from the anchor files.
 pub(crate) fn check(
     vkey: &VKey,
@@ -25,10 +32,6 @@ pub(crate) fn check(
     next_seq: u64,
     data_dir: &Path,
 ) -> (Vec<Finding>, Vec<String>) {
-    let at = |name: &str| At {
-        segment: name.to_owned(),
-        segment_index: u64::MAX,
-    };
     let origin = scans
         .iter()
         .find_map(|s| s.meta.as_ref().map(|m| m.origin.clone()))
@@ -36,7 +39,6 @@ pub(crate) fn check(
     let mut findings = Vec::new();
     let mut by_size: BTreeMap<u64, Checkpoint> = BTreeMap::new();
     let mut all = Vec::new();
-    let mut checked = 0;
     for file in files {
         let name = file.display().to_string();
         let text = match std::fs::read_to_string(file) {
@@ -47,60 +49,10 @@ pub(crate) fn check(
             }
         };
         for n in note::split_notes(&text) {
-            let cp = match vkey.open(&n) {
-                Ok(cp) if cp.origin == origin => cp,
-                Ok(cp) => {
-                    let f =
-                        at(&name).finding(Kind::Anchor, None, "anchor origin", &origin, cp.origin);
-                    findings.push(f);
-                    continue;
-                }
-                Err(e) => {
-                    let f = at(&name).finding(
-                        Kind::Anchor,
-                        None,
-                        "anchor signature",
-                        "a note signed by the verifier key",
-                        e,
-                    );
-                    findings.push(f);
-                    continue;
-                }
+            let Some(cp) = open_note(vkey, &n, &origin, &name, &mut findings) else {
+                continue;
             };
-            checked += 1;
-            if let Some(other) = by_size.get(&cp.size)
-                && other.head != cp.head
-            {
-                findings.push(at(&name).finding(
-                    Kind::Anchor,
-                    Some(cp.size),
-                    "two anchors for one size (fork evidence)",
-                    hex::encode(other.head),
-                    hex::encode(cp.head),
-                ));
-            }
-            if cp.size > next_seq {
-                findings.push(at(&name).finding(
-                    Kind::Anchor,
-                    Some(next_seq),
-                    &format!(
-                        "ledger size (truncated: an anchor of epoch {} at unix time {} saw more)",
-                        cp.epoch, cp.time_s
-                    ),
-                    cp.size,
-                    next_seq,
-                ));
-            } else if let Some(h) = head_before(scans, next_seq, cp.size)
-                && h != cp.head
-            {
-                findings.push(at(&name).finding(
-                    Kind::Anchor,
-                    Some(cp.size),
-                    "head at an anchored size (rewritten or forked)",
-                    hex::encode(cp.head),
-                    hex::encode(h),
-                ));
-            }
+            check_one(&cp, &name, &by_size, scans, next_seq, &mut findings);
             all.push(cp.clone());
             by_size.insert(cp.size, cp);
         }
@@ -108,9 +60,84 @@ pub(crate) fn check(
     findings.extend(check_seal_digests(&all, data_dir));
     let newest = by_size.keys().next_back().copied().unwrap_or(0);
     let notes = vec![format!(
-        "anchors: {checked} checkpoints checked, the newest for size {newest}"
+        "anchors: {} checkpoints checked, the newest for size {newest}",
+        all.len()
     )];
     (findings, notes)
+}
+
+/// The checkpoint in note `n`, if the verifier key signed it for this log's origin.
+fn open_note(
+    vkey: &VKey,
+    n: &str,
+    origin: &str,
+    name: &str,
+    findings: &mut Vec<Finding>,
+) -> Option<Checkpoint> {
+    match vkey.open(n) {
+        Ok(cp) if cp.origin == origin => Some(cp),
+        Ok(cp) => {
+            let f = at(name).finding(Kind::Anchor, None, "anchor origin", origin, cp.origin);
+            findings.push(f);
+            None
+        }
+        Err(e) => {
+            let f = at(name).finding(
+                Kind::Anchor,
+                None,
+                "anchor signature",
+                "a note signed by the verifier key",
+                e,
+            );
+            findings.push(f);
+            None
+        }
+    }
+}
+
+/// One anchor against the anchors before it (one head per size) and the ledger (its size,
+/// and its head at the anchored size).
+fn check_one(
+    cp: &Checkpoint,
+    name: &str,
+    by_size: &BTreeMap<u64, Checkpoint>,
+    scans: &[Scan],
+    next_seq: u64,
+    findings: &mut Vec<Finding>,
+) {
+    if let Some(other) = by_size.get(&cp.size)
+        && other.head != cp.head
+    {
+        findings.push(at(name).finding(
+            Kind::Anchor,
+            Some(cp.size),
+            "two anchors for one size (fork evidence)",
+            hex::encode(other.head),
+            hex::encode(cp.head),
+        ));
+    }
+    if cp.size > next_seq {
+        findings.push(at(name).finding(
+            Kind::Anchor,
+            Some(next_seq),
+            &format!(
+                "ledger size (truncated: an anchor of epoch {} at unix time {} saw more)",
+                cp.epoch, cp.time_s
+            ),
+            cp.size,
+            next_seq,
+        ));
+    } else if let Some(h) = head_before(scans, next_seq, cp.size)
+        && h != cp.head
+    {
+        findings.push(at(name).finding(
+            Kind::Anchor,
+            Some(cp.size),
+            "head at an anchored size (rewritten or forked)",
+            hex::encode(cp.head),
+            hex::encode(h),
+        ));
+    }
 }
 
 /// Each anchor's seal digest against the stored seal of its epoch.

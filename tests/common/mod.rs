@@ -4,6 +4,7 @@
 
 pub mod encode;
 pub mod harness;
+pub mod inproc;
 pub mod rng;
 pub mod server;
 
@@ -203,4 +204,30 @@ pub fn mount_tmpfs(dir: &Path, size: &str) -> Option<Mount> {
         .status()
         .is_ok_and(|s| s.success());
     ok.then(|| Mount(dir.to_owned()))
+}
+
+/// Waits (up to 30 s) until the seal chain under `data` holds at least `n` end-of-epoch
+/// seals: for a server in its own process, whose epochs run on the wall clock.
+pub fn wait_for_seals(data: &Path, n: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let count = rusqlite::Connection::open_with_flags(
+            data.join("seals.sqlite"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .and_then(|c| {
+            c.query_row("SELECT count(*) FROM seals WHERE kind = 0", [], |r| {
+                r.get(0)
+            })
+        })
+        .unwrap_or(0i64);
+        if count >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{count} of {n} seals after 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

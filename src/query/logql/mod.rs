@@ -23,9 +23,9 @@ mod units;
 pub const MAX_DEPTH: usize = 64;
 
 pub use ast::Expr;
-pub use units::{MAX_DURATION_NS, parse_bytes, parse_duration};
 pub use parser::{MAX_QUERY_BYTES, anchored, parse, parse_selector};
 pub use print::{format_duration, pretty};
+pub use units::{MAX_DURATION_NS, parse_bytes, parse_duration};
 
 /// A query that does not parse, worded as Loki words it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

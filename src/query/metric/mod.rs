@@ -22,7 +22,7 @@ use super::error::QueryError;
 use super::logql::ast::*;
 use super::logql::{parse_bytes, parse_duration};
 use super::pipeline::{ERROR_DETAILS_LABEL, ERROR_LABEL, set_error};
-use super::value::Series;
+use super::value::{Labels, Series};
 use crate::store::Order;
 use ops::{aggregate, binary, label_replace};
 use window::{Agg, window_value};
@@ -238,33 +238,49 @@ impl Cx<'_> {
             return Err(e);
         }
         self.budget.check()?;
-        let range_s = r.range_ns as f64 / 1e9;
-        let n = self.times.len();
-        let mut b = Builder::new(n);
-        let edge_at = |t: i64| edges.binary_search(&t).unwrap_or(0);
         if r.op == RangeOp::Absent {
-            let labels: Series = r
-                .log
-                .matchers
-                .iter()
-                .filter(|m| m.op == MatchOp::Eq)
-                .map(|m| (m.name.clone(), m.value.clone()))
-                .collect();
-            for (k, t) in self.times.iter().enumerate() {
-                let (lo, hi) = (
-                    edge_at(t - r.offset_ns - r.range_ns),
-                    edge_at(t - r.offset_ns),
-                );
-                let any = acc
-                    .buckets
-                    .iter()
-                    .any(|bk| bk.range(lo as u32 + 1..=hi as u32).next().is_some());
-                if !any {
-                    b.push(k, &labels, 1.0);
-                }
-            }
-            return Ok(b.m);
+            return Ok(self.absent(r, &edges, &acc.buckets));
         }
+        self.windows(r, &edges, &acc)
+    }
+
+    /// `absent_over_time`: 1 at each step whose window holds no line, labelled with the
+    /// selector's equality matchers.
+    fn absent(&self, r: &RangeAgg, edges: &[i64], buckets: &[BTreeMap<u32, Agg>]) -> Matrix {
+        let edge_at = |t: i64| edges.binary_search(&t).unwrap_or(0);
+        let labels: Series = r
+            .log
+            .matchers
+            .iter()
+            .filter(|m| m.op == MatchOp::Eq)
+            .map(|m| (m.name.clone(), m.value.clone()))
+            .collect();
+        let mut b = Builder::new(self.times.len());
+        for (k, t) in self.times.iter().enumerate() {
+            let (lo, hi) = (
+                edge_at(t - r.offset_ns - r.range_ns),
+                edge_at(t - r.offset_ns),
+            );
+            let any = buckets
+                .iter()
+                .any(|bk| bk.range(lo as u32 + 1..=hi as u32).next().is_some());
+            if !any {
+                b.push(k, &labels, 1.0);
+            }
+        }
+        b.m
+    }
+
+    /// Every step's window of every series, merged from the buckets between its edges.
+    fn windows(
+        &mut self,
+        r: &RangeAgg,
+        edges: &[i64],
+        acc: &RangeAcc<'_>,
+    ) -> Result<Matrix, QueryError> {
+        let range_s = r.range_ns as f64 / 1e9;
+        let edge_at = |t: i64| edges.binary_search(&t).unwrap_or(0);
+        let mut b = Builder::new(self.times.len());
         for (k, t) in self.times.iter().enumerate() {
             if k % STEPS_PER_CHECK == 0 {
                 self.budget.check()?;
@@ -277,7 +293,7 @@ impl Cx<'_> {
             for (sid, bk) in acc.buckets.iter().enumerate() {
                 let mut w = Agg::default();
                 for (_, a) in bk.range(lo as u32 + 1..=hi as u32) {
-                    w.merge(a, keep_raw);
+                    w.merge(a, acc.keep_raw);
                 }
                 if w.count == 0 {
                     continue;
@@ -323,28 +339,8 @@ impl ScanVisitor for RangeAcc<'_> {
         };
         stats.post_filter_lines += 1;
         let mut labels = out.labels;
-        let value = match &self.r.unwrap {
-            None => match self.r.op {
-                RangeOp::Bytes | RangeOp::BytesRate => out.line.len() as f64,
-                _ => 1.0,
-            },
-            Some(u) => {
-                // A line without the label (or with it empty) gives no sample, as in Loki:
-                // only a value that does not convert is an extraction error.
-                let raw = match labels.get(&u.label) {
-                    Some(s) if !s.is_empty() => s.to_owned(),
-                    _ => return true,
-                };
-                labels.remove(&u.label);
-                match unwrap_value(raw.trim(), u.conv) {
-                    Some(v) => v,
-                    None => {
-                        let details = format!("cannot convert {raw:?} of label {}", u.label);
-                        set_error(&mut labels, "SampleExtractionErr", &details);
-                        0.0
-                    }
-                }
-            }
+        let Some(value) = self.value(out.line.len(), &mut labels) else {
+            return true;
         };
         for p in &self.r.post_unwrap {
             if !super::pipeline::label_passes(p, &mut labels) {
@@ -369,23 +365,8 @@ impl ScanVisitor for RangeAcc<'_> {
         }
         let ts = rec.view.ts_ns;
         let bucket = self.edges.partition_point(|&e| e < ts) as u32;
-        let sid = match self.ids.get(&series) {
-            Some(&i) => i,
-            None => {
-                if self.series.len() >= self.max_series {
-                    self.error = Some(series_limit(self.max_series));
-                    return false;
-                }
-                let held = series_bytes(&series);
-                if let Err(e) = self.budget.hold(held) {
-                    self.error = Some(e);
-                    return false;
-                }
-                self.series.push(series.clone());
-                self.buckets.push(BTreeMap::new());
-                self.ids.insert(series, self.series.len() - 1);
-                self.series.len() - 1
-            }
+        let Some(sid) = self.series_id(series) else {
+            return false;
         };
         let buckets = &mut self.buckets[sid];
         let mut held = if self.keep_raw { RAW_SAMPLE_BYTES } else { 0 };
@@ -403,6 +384,53 @@ impl ScanVisitor for RangeAcc<'_> {
             .or_default()
             .add(ts, value, self.keep_raw);
         true
+    }
+}
+
+impl RangeAcc<'_> {
+    /// The sample a line gives: its count or bytes, or its unwrapped label (`None` when the
+    /// line has no such label; a value that does not convert is an extraction error).
+    fn value(&self, line_len: usize, labels: &mut Labels) -> Option<f64> {
+        let Some(u) = &self.r.unwrap else {
+            return Some(match self.r.op {
+                RangeOp::Bytes | RangeOp::BytesRate => line_len as f64,
+                _ => 1.0,
+            });
+        };
+        // A line without the label (or with it empty) gives no sample, as in Loki.
+        let raw = match labels.get(&u.label) {
+            Some(s) if !s.is_empty() => s.to_owned(),
+            _ => return None,
+        };
+        labels.remove(&u.label);
+        Some(match unwrap_value(raw.trim(), u.conv) {
+            Some(v) => v,
+            None => {
+                let details = format!("cannot convert {raw:?} of label {}", u.label);
+                set_error(labels, "SampleExtractionErr", &details);
+                0.0
+            }
+        })
+    }
+
+    /// The index of `series`, which is added (and counted) if it is new; `None` after
+    /// setting the error when the series limit or the budget is reached.
+    fn series_id(&mut self, series: Series) -> Option<usize> {
+        if let Some(&i) = self.ids.get(&series) {
+            return Some(i);
+        }
+        if self.series.len() >= self.max_series {
+            self.error = Some(series_limit(self.max_series));
+            return None;
+        }
+        if let Err(e) = self.budget.hold(series_bytes(&series)) {
+            self.error = Some(e);
+            return None;
+        }
+        self.series.push(series.clone());
+        self.buckets.push(BTreeMap::new());
+        self.ids.insert(series, self.series.len() - 1);
+        Some(self.series.len() - 1)
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Owns: the byte layout of a record, its decoder, the leaf, chain and genesis hashes and
 //! their context strings. This is the one definition of the format; `VERIFY.md` documents it
-//! byte for byte and `tests/golden_chain.rs` pins it with vectors.
+//! byte for byte and `tests/it/golden_chain.rs` pins it with vectors.
 //!
 //! Must not: do I/O, know about SQLite, or change a byte without a new version number.
 

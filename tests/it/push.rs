@@ -3,7 +3,7 @@
 //! rate limits, and plane isolation. What a 204 acknowledged is read back from the ledger.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::Path;

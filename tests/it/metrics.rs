@@ -3,7 +3,7 @@
 //! neither a secret nor a pushed line in any label.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use common::server::{Server, request};
 

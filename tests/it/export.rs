@@ -2,7 +2,7 @@
 //! while the server runs, and as Loki push bodies that a second server accepts as they are.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! `daftari verify` as an operator runs it: exit codes, the text report and the JSON report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -7,7 +7,7 @@
 //! A listed request that now agrees fails the test too, so the list stays true.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -9,7 +9,7 @@
     clippy::type_complexity
 )]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

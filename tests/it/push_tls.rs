@@ -3,7 +3,7 @@
 //! tokens bound to a certificate identity; and TLS on the remote read listener.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

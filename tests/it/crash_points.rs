@@ -4,7 +4,7 @@
 //! key and the retention policy. The points exist in debug builds only (`DAFTARI_FAILPOINT`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -5,43 +5,55 @@
 //! without the ledger, and a proof that was changed in any part does not.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine;
+use common::inproc::InProc;
 use common::server::{Server, records, request};
 use common::{BIN, copy_dir, verify_with};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-/// A ledger whose segments rotate every second, pushed to for `secs` seconds; returns the
-/// data directory, the epoch-0 public key and the checkpoint verifier key.
+/// A ledger whose segments rotate every second of its clock, pushed to four times a second
+/// for `secs` seconds; returns the data directory, the epoch-0 public key and the checkpoint
+/// verifier key.
 fn ledger(root: &Path, store_toml: &str, secs: u64) -> (PathBuf, String, String) {
     let data = root.join("data");
-    let config = root.join("daftari.toml");
-    std::fs::write(
-        &config,
-        format!("[store]\nsegment_max_age = \"1s\"\n{store_toml}"),
-    )
-    .unwrap();
-    let cfg = config.to_str().unwrap();
-    let s = Server::start(&data, &["--config", cfg, "--epoch-interval", "1s"]);
-    let pk = s.printed("epoch-0 public key: ");
-    let vkey = s.printed("verifier key: ");
-    for i in 0..secs * 4 {
+    let toml = format!("[store]\nsegment_max_age = \"1s\"\n{store_toml}");
+    let s = InProc::start(&data, &toml, Duration::from_secs(1), None);
+    let (pk, vkey) = (s.pk(), s.vkey());
+    let push = |line: &str| {
         let ts = daftari::clock::now_ns();
         let body = format!(
-            r#"{{"streams":[{{"stream":{{"job":"sshd"}},"values":[["{ts}","Accepted publickey for admin {i}"]]}}]}}"#
+            r#"{{"streams":[{{"stream":{{"job":"sshd"}},"values":[["{ts}","{line}"]]}}]}}"#
         );
         assert_eq!(s.push_json(&s.token, &body).status, 204);
-        std::thread::sleep(Duration::from_millis(250));
+    };
+    for i in 0..secs * 4 {
+        push(&format!("Accepted publickey for admin {i}"));
+        // A second of the clock every fourth entry: an epoch ends, and the next entry
+        // finds its segment a second old and closes it.
+        if i % 4 == 3 {
+            s.end_epoch();
+        }
     }
-    // Two more epochs: the last closed segment gets its close seal. Then one entry that
-    // stays in the open segment.
-    std::thread::sleep(Duration::from_millis(2200));
+    push("the last entry of a closed segment");
+    // Epochs end until every closed segment has its close seal (they are summarized in the
+    // background, so one may take an epoch or two), and retention has had its turn.
+    for _ in 0..30 {
+        s.end_epoch();
+        // Segments 0 to newest-1 are closed, and each gets one close seal (before retention
+        // may remove it).
+        let newest = *segment_indices(&data).last().unwrap();
+        let sealed = seal_kinds(&data).iter().filter(|k| **k == 1).count() as u64;
+        if sealed >= newest {
+            break;
+        }
+    }
     // Queries over the whole span work, whatever retention removed meanwhile.
     let q = request(
         s.local,
@@ -51,15 +63,12 @@ fn ledger(root: &Path, store_toml: &str, secs: u64) -> (PathBuf, String, String)
         Vec::new(),
     );
     assert_eq!(q.status, 200, "{}", q.body);
-    let ts = daftari::clock::now_ns();
-    let body =
-        format!(r#"{{"streams":[{{"stream":{{"job":"sshd"}},"values":[["{ts}","last"]]}}]}}"#);
-    assert_eq!(s.push_json(&s.token, &body).status, 204);
+    // One entry that stays in the open segment.
+    push("last");
     s.stop();
     (data, pk, vkey)
 }
 
-/// (epoch, kind) of every seal.
 fn seal_kinds(data: &Path) -> Vec<u8> {
     let conn = rusqlite::Connection::open(data.join("seals.sqlite")).unwrap();
     let mut stmt = conn.prepare("SELECT kind FROM seals ORDER BY n").unwrap();
@@ -314,7 +323,7 @@ fn an_incremental_run_checks_only_what_is_new_and_still_catches_changes() {
     );
 
     // New entries since: checked, and the state moves on.
-    let s = Server::start(&data, &["--epoch-interval", "1s"]);
+    let s = InProc::start(&data, "", Duration::from_secs(1), None);
     for i in 0..3 {
         let body = format!(
             r#"{{"streams":[{{"stream":{{"job":"sudo"}},"values":[["{}","later {i}"]]}}]}}"#,
@@ -322,7 +331,7 @@ fn an_incremental_run_checks_only_what_is_new_and_still_catches_changes() {
         );
         assert_eq!(s.push_json(&s.token, &body).status, 204);
     }
-    std::thread::sleep(Duration::from_millis(1500));
+    s.end_epoch();
     s.stop();
     let before: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();

@@ -3,7 +3,7 @@
 //! passes; SIGTERM drains in-flight pushes and closes cleanly; a second SIGTERM exits at once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::Write;

@@ -13,7 +13,7 @@
     clippy::type_complexity
 )]
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

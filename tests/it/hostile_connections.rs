@@ -5,7 +5,7 @@
 //! so that per-peer bounds apply to them and not to the host they must not starve.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
@@ -192,16 +192,22 @@ fn idle_sockets_from_one_address_do_not_lock_out_the_others() {
         eprintln!("idle wave {wave}: slowest honest push {slowest:?}");
         assert_peak_within_bound(&s, base, "idle sockets");
         // Every idle socket is closed by the server: at once beyond the per-peer cap, or at
-        // the first-byte deadline.
+        // the first-byte deadline; none is still open when the client's own timeout ends.
         for mut c in idle {
             let mut b = [0u8; 1];
-            assert!(matches!(c.read(&mut b), Ok(0) | Err(_)));
+            match c.read(&mut b) {
+                Ok(0) => {}
+                Err(e) => assert!(
+                    !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ),
+                    "an idle socket was still open after {:?}",
+                    t.elapsed()
+                ),
+                Ok(_) => panic!("an idle socket got bytes"),
+            }
         }
-        assert!(
-            t.elapsed() < Duration::from_secs(8),
-            "idle sockets held for {:?}",
-            t.elapsed()
-        );
     }
 }
 

@@ -5,7 +5,7 @@
 //! (root); where it cannot be mounted the tests say so and pass without running.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -4,27 +4,33 @@
 //! off the end of the ledger, which the hash chain alone cannot see.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;
 
+use common::inproc::InProc;
 use common::server::Server;
 use common::{copy_dir, verify_with};
 
 const EPOCH: &str = "1s";
+/// The epoch of the in-process servers, which end epochs by moving their clock.
+const EPOCH_LEN: Duration = Duration::from_secs(1);
 
-fn pk_of(s: &Server) -> String {
-    s.printed("epoch-0 public key: ")
+fn body(i: usize) -> String {
+    let ts = daftari::clock::now_ns();
+    format!(r#"{{"streams":[{{"stream":{{"job":"sealed"}},"values":[["{ts}","entry {i}"]]}}]}}"#)
 }
 
-fn push(s: &Server, n: usize) {
+fn push(s: &InProc, n: usize) {
     for i in 0..n {
-        let ts = daftari::clock::now_ns();
-        let body = format!(
-            r#"{{"streams":[{{"stream":{{"job":"sealed"}},"values":[["{ts}","entry {i}"]]}}]}}"#
-        );
-        assert_eq!(s.push_json(&s.token, &body).status, 204);
+        assert_eq!(s.push_json(&s.token, &body(i)).status, 204);
+    }
+}
+
+fn push_to(s: &Server, n: usize) {
+    for i in 0..n {
+        assert_eq!(s.push_json(&s.token, &body(i)).status, 204);
     }
 }
 
@@ -42,15 +48,15 @@ fn seals(data: &Path) -> Vec<(u64, u8)> {
 /// A sealed ledger: two runs of the server, with entries and empty epochs in each.
 fn sealed_ledger(root: &Path) -> (std::path::PathBuf, String) {
     let data = root.join("data");
-    let s = Server::start(&data, &["--epoch-interval", EPOCH]);
-    let pk = pk_of(&s);
+    let s = InProc::start(&data, "", EPOCH_LEN, None);
+    let pk = s.pk();
     push(&s, 5);
-    std::thread::sleep(Duration::from_millis(2500));
+    s.end_epochs(2);
     push(&s, 3);
     s.stop();
-    let s = Server::start(&data, &["--epoch-interval", EPOCH]);
+    let s = InProc::start(&data, "", EPOCH_LEN, None);
     push(&s, 2);
-    std::thread::sleep(Duration::from_millis(1500));
+    s.end_epoch();
     s.stop();
     (data, pk)
 }
@@ -173,8 +179,8 @@ fn exported_checkpoints_anchor_the_ledger_and_show_a_cut_tail() {
     let data = tmp.path().join("data");
     let s = Server::start(&data, &["--epoch-interval", EPOCH]);
     let vkey = vkey_of(&s);
-    push(&s, 4);
-    std::thread::sleep(Duration::from_millis(2200));
+    push_to(&s, 4);
+    common::wait_for_seals(&data, 2);
     s.stop();
     // The operator's off-box copy of the exported checkpoints.
     let anchors = tmp.path().join("anchors.note");
@@ -266,8 +272,8 @@ fn init_creates_the_log_and_prints_the_keys_the_server_then_seals_with() {
     assert_eq!(again.status.code(), Some(2), "a second init refuses");
 
     let s = Server::start(&data, &["--epoch-interval", EPOCH]);
-    push(&s, 3);
-    std::thread::sleep(Duration::from_millis(1500));
+    push_to(&s, 3);
+    common::wait_for_seals(&data, 1);
     let logs = s.stderr.lock().unwrap().join("\n");
     assert!(
         !logs.contains("new seal chain"),
@@ -322,9 +328,9 @@ fn the_current_key_cannot_reseal_the_past_and_a_rebuilt_log_fails_the_pinned_key
     copy_dir(&data, &rebuilt);
     std::fs::remove_file(rebuilt.join("seals.sqlite")).unwrap();
     std::fs::remove_file(daftari::seal::keys::key_path(&rebuilt)).unwrap();
-    let s = Server::start(&rebuilt, &["--epoch-interval", EPOCH]);
-    let new_pk = pk_of(&s);
-    std::thread::sleep(Duration::from_millis(1500));
+    let s = InProc::start(&rebuilt, "", EPOCH_LEN, None);
+    let new_pk = s.pk();
+    s.end_epoch();
     s.stop();
     assert_ne!(new_pk, pk);
     assert_eq!(
@@ -340,20 +346,10 @@ fn the_current_key_cannot_reseal_the_past_and_a_rebuilt_log_fails_the_pinned_key
 #[test]
 fn checkpoints_every_n_epochs_and_always_at_shutdown() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("daftari.toml");
-    std::fs::write(&config, "[seal]\ncheckpoint_every = 3\n").unwrap();
     let data = tmp.path().join("data");
-    let s = Server::start(
-        &data,
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--epoch-interval",
-            EPOCH,
-        ],
-    );
+    let s = InProc::start(&data, "[seal]\ncheckpoint_every = 3\n", EPOCH_LEN, None);
     push(&s, 2);
-    std::thread::sleep(Duration::from_millis(4500));
+    s.end_epochs(4);
     s.stop();
     let text = std::fs::read_to_string(data.join("checkpoints.note")).unwrap();
     let epochs: Vec<u64> = text

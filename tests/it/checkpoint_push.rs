@@ -4,33 +4,48 @@
 //! `/metrics` and never holds up ingest.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;
 
+use common::inproc::InProc;
 use common::server::{Server, records, request};
 use common::verify_with;
 
-/// A config that pushes checkpoints to `url` with the token in `token_file`.
-fn pushing_config(dir: &Path, url: &str, token: &str) -> String {
+/// A config that pushes checkpoints to `url` with the token in a file beside it.
+fn pushing_toml(dir: &Path, url: &str, token: &str) -> String {
     let token_file = dir.join("checkpoint-token");
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
-    let config = dir.join("daftari.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[seal]\ncheckpoint_push_url = \"{url}\"\ncheckpoint_push_token_file = \"{}\"\n",
-            token_file.display()
-        ),
+    format!(
+        "[seal]\ncheckpoint_push_url = \"{url}\"\ncheckpoint_push_token_file = \"{}\"\n",
+        token_file.display()
     )
-    .unwrap();
+}
+
+/// [`pushing_toml`] written to a config file; returns its path.
+fn pushing_config(dir: &Path, url: &str, token: &str) -> String {
+    let config = dir.join("daftari.toml");
+    std::fs::write(&config, pushing_toml(dir, url, token)).unwrap();
     config.to_str().unwrap().to_owned()
 }
 
-/// The value of one metric line, e.g. `name{channel="push"}`.
-fn metric(s: &Server, series: &str) -> u64 {
-    let m = request(s.local, "GET", "/metrics", &[], Vec::new());
+/// Waits (up to 30 s) until `series` reaches `at_least`.
+fn wait_metric(local: std::net::SocketAddr, series: &str, at_least: u64) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = metric(local, series);
+        if v >= at_least || std::time::Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The value of one metric line, e.g. `name{channel="push"}`, from the local listener at
+/// `local`.
+fn metric(local: std::net::SocketAddr, series: &str) -> u64 {
+    let m = request(local, "GET", "/metrics", &[], Vec::new());
     m.body
         .lines()
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
@@ -41,33 +56,27 @@ fn metric(s: &Server, series: &str) -> u64 {
 fn checkpoints_pushed_into_a_second_sink_are_anchors_there() {
     let root = tempfile::tempdir().unwrap();
     let b = Server::start(&root.path().join("b"), &[]);
-    let config = pushing_config(root.path(), &format!("http://{}", b.push), &b.token);
+    let toml = pushing_toml(root.path(), &format!("http://{}", b.push), &b.token);
     let a_data = root.path().join("a");
-    let a = Server::start(&a_data, &["--config", &config, "--epoch-interval", "1s"]);
-    let pk = a.printed("epoch-0 public key: ");
-    let vkey = a.printed("verifier key: ");
+    let a = InProc::start(&a_data, &toml, Duration::from_secs(1), None);
+    let (pk, vkey) = (a.pk(), a.vkey());
     let body = format!(
         r#"{{"streams":[{{"stream":{{"job":"sudo"}},"values":[["{}","root : COMMAND=/bin/sh"]]}}]}}"#,
         daftari::clock::now_ns()
     );
     assert_eq!(a.push_json(&a.token, &body).status, 204);
-    std::thread::sleep(Duration::from_millis(3500));
-    let pushed = metric(&a, "daftari_checkpoint_exports_total{channel=\"push\"}");
-    assert!(pushed >= 2, "{pushed} checkpoints pushed");
-    assert_eq!(
-        metric(
-            &a,
-            "daftari_checkpoint_export_failures_total{channel=\"push\"}"
-        ),
-        0
-    );
-    assert!(metric(&a, "daftari_seal_last_epoch") >= 2);
-    assert!(metric(&a, "daftari_ledger_segments") >= 1);
-    assert!(metric(&a, "daftari_ledger_bytes") > 0);
-    let free = metric(&a, "daftari_disk_free_bytes");
-    assert!(free > 0 && free <= metric(&a, "daftari_disk_size_bytes"));
+    a.end_epochs(3);
+    let exports = "daftari_checkpoint_exports_total{channel=\"push\"}";
+    let pushed = wait_metric(a.local, exports, 3);
+    assert!(pushed >= 3, "{pushed} checkpoints pushed");
+    let failures = "daftari_checkpoint_export_failures_total{channel=\"push\"}";
+    assert_eq!(metric(a.local, failures), 0);
+    assert!(metric(a.local, "daftari_seal_last_epoch") >= 2);
+    assert!(metric(a.local, "daftari_ledger_segments") >= 1);
+    assert!(metric(a.local, "daftari_ledger_bytes") > 0);
+    let free = metric(a.local, "daftari_disk_free_bytes");
+    assert!(free > 0 && free <= metric(a.local, "daftari_disk_size_bytes"));
     a.stop();
-    std::thread::sleep(Duration::from_millis(500));
     b.stop();
 
     let notes: Vec<String> = records(&root.path().join("b"))
@@ -109,7 +118,7 @@ fn an_unreachable_endpoint_is_counted_and_ingest_goes_on() {
         &root.path().join("a"),
         &["--config", &config, "--epoch-interval", "1s"],
     );
-    std::thread::sleep(Duration::from_millis(2500));
+    common::wait_for_seals(&root.path().join("a"), 2);
     for i in 0..5 {
         let body = format!(
             r#"{{"streams":[{{"stream":{{"job":"sshd"}},"values":[["{}","attempt {i}"]]}}]}}"#,
@@ -117,18 +126,28 @@ fn an_unreachable_endpoint_is_counted_and_ingest_goes_on() {
         );
         assert_eq!(a.push_json(&a.token, &body).status, 204);
     }
-    let failed = metric(
-        &a,
+    let failed = wait_metric(
+        a.local,
         "daftari_checkpoint_export_failures_total{channel=\"push\"}",
+        1,
     );
     assert!(failed >= 1, "{failed} failures counted");
     assert_eq!(
-        metric(&a, "daftari_checkpoint_exports_total{channel=\"push\"}"),
+        metric(
+            a.local,
+            "daftari_checkpoint_exports_total{channel=\"push\"}"
+        ),
         0
     );
-    assert!(metric(&a, "daftari_checkpoint_exports_total{channel=\"file\"}") >= 2);
+    assert!(
+        metric(
+            a.local,
+            "daftari_checkpoint_exports_total{channel=\"file\"}"
+        ) >= 2
+    );
+    // The failure is counted before it is logged.
+    a.wait_for_log("checkpoint push failed");
     let logs = a.stderr.lock().unwrap().join("\n");
-    assert!(logs.contains("checkpoint push failed"), "{logs}");
     assert!(
         !logs.contains("some-token"),
         "the token never reaches the log"

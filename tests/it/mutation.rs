@@ -5,7 +5,7 @@
 //! code the CLI runs) because thousands of runs through a process would take minutes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

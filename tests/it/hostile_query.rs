@@ -4,7 +4,7 @@
 //! plane serving. A seeded generator adds deep nesting of every construct and token soup.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 

@@ -2,7 +2,7 @@
 //! auth, the secret as the password), logs to the real server; what it sent is in the ledger.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -5,7 +5,7 @@
 //! a small constant, and the server goes on serving.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 

@@ -4,7 +4,7 @@
 //! so and passes without running.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use crate::common;
 
 use daftari::store::{self, AppendError};
 
