@@ -136,7 +136,7 @@ pub(super) fn build(l: &LimitsFile, body_timeout: Duration) -> Result<Limits, Co
 /// The push budget and each token's share must hold the largest request the other limits
 /// allow: otherwise that request could never pass and agents would retry it forever.
 fn check_budget(out: &Limits) -> Result<(), ConfigError> {
-    use crate::push::budget::{ENTRY_OVERHEAD, STREAM_OVERHEAD, largest_request};
+    use crate::push::memory::{ENTRY_OVERHEAD, STREAM_OVERHEAD, largest_request};
     let largest = largest_request(out);
     let why = format!(
         "must be at least {largest} bytes, what the largest request the other limits allow \

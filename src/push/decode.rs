@@ -13,8 +13,8 @@ use std::io::Read;
 
 use bytes::Bytes;
 
-use super::budget::{Charge, ENTRY_OVERHEAD, PAIR_OVERHEAD, STREAM_OVERHEAD};
 use super::error::PushError;
+use super::memory::{Charge, ENTRY_OVERHEAD, PAIR_OVERHEAD, STREAM_OVERHEAD};
 use super::proto;
 use super::raw::{Decoded, RawEntry, RawLabels, RawStream, Unit, too_many};
 use super::{Limits, json};

@@ -18,8 +18,8 @@ use bytes::Bytes;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::Limits;
-use super::budget::{Charge, ENTRY_OVERHEAD, PAIR_OVERHEAD, STREAM_OVERHEAD};
 use super::error::PushError;
+use super::memory::{Charge, ENTRY_OVERHEAD, PAIR_OVERHEAD, STREAM_OVERHEAD};
 use super::raw::{Decoded, RawEntry, RawLabels, RawStream, Unit, too_many};
 
 /// Bytes the meter counts before it takes them from the budget in one step: keeps the
@@ -388,7 +388,7 @@ impl<'de> Visitor<'de> for EntrySeed<'_, '_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::push::budget::Budget;
+    use crate::push::memory::Budget;
     use std::sync::Arc;
 
     fn run(body: &str, limits: &Limits) -> Result<Decoded, PushError> {

@@ -9,7 +9,7 @@
 //!
 //! Layout:
 //! - `auth`: credentials, the per-peer failure throttle, per-token rate limits;
-//! - `budget`: the memory all pushes in flight may hold together, and each token's share;
+//! - `memory`: the memory all pushes in flight may hold together, and each token's share;
 //! - `decode`: content encodings and body formats, with every size check before allocation;
 //! - `proto`, `json`: the two body formats;
 //! - `raw`: what both decoders hand to `validate`;
@@ -19,12 +19,12 @@
 //! - `error`: every failure, and its status, in one place.
 
 mod auth;
-pub mod budget;
 mod decode;
 pub mod enrich;
 mod error;
 mod json;
 pub mod labels;
+pub mod memory;
 pub mod proto;
 mod raw;
 mod validate;
@@ -116,7 +116,7 @@ pub struct Limits {
     pub max_entries_per_request: usize,
     pub max_streams_per_request: usize,
     pub max_inflight_pushes: usize,
-    /// Bytes all pushes in flight may hold together ([`budget`]).
+    /// Bytes all pushes in flight may hold together ([`memory`]).
     pub max_inflight_bytes: usize,
     /// Bytes one token's pushes in flight may hold together.
     pub token_max_inflight_bytes: usize,
@@ -151,9 +151,9 @@ impl Default for Limits {
             max_entries_per_request: DEFAULT_MAX_ENTRIES_PER_REQUEST,
             max_streams_per_request: DEFAULT_MAX_STREAMS_PER_REQUEST,
             max_inflight_pushes: DEFAULT_MAX_INFLIGHT_PUSHES,
-            max_inflight_bytes: budget::DEFAULT_MAX_INFLIGHT_BYTES,
-            token_max_inflight_bytes: budget::DEFAULT_TOKEN_MAX_INFLIGHT_BYTES,
-            token_max_inflight_pushes: budget::DEFAULT_TOKEN_MAX_INFLIGHT_PUSHES,
+            max_inflight_bytes: memory::DEFAULT_MAX_INFLIGHT_BYTES,
+            token_max_inflight_bytes: memory::DEFAULT_TOKEN_MAX_INFLIGHT_BYTES,
+            token_max_inflight_pushes: memory::DEFAULT_TOKEN_MAX_INFLIGHT_PUSHES,
             min_body_bytes_per_second: DEFAULT_MIN_BODY_BYTES_PER_SECOND,
             max_line_size: DEFAULT_MAX_LINE_SIZE,
             max_label_names_per_series: DEFAULT_MAX_LABEL_NAMES,
@@ -189,7 +189,7 @@ pub struct PushState {
     throttle: auth::AuthThrottle,
     rates: auth::RateLimiter,
     inflight: Semaphore,
-    memory: budget::Budget,
+    memory: memory::Budget,
     /// False once shutdown began: `/ready` fails so load balancers move away.
     ready: Arc<AtomicBool>,
 }
@@ -209,7 +209,7 @@ impl PushState {
             throttle: auth::AuthThrottle::new(limits.auth_failures_per_minute),
             rates: auth::RateLimiter::new(&limits),
             inflight: Semaphore::new(limits.max_inflight_pushes),
-            memory: budget::Budget::new(&limits),
+            memory: memory::Budget::new(&limits),
             limits,
             ready,
         }
@@ -356,7 +356,7 @@ async fn read_body(
     body: Body,
     headers: &HeaderMap,
     limits: &Limits,
-    charge: &mut budget::Charge<'_>,
+    charge: &mut memory::Charge<'_>,
 ) -> Result<Bytes, PushError> {
     let max = limits.max_body_bytes;
     let declared = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
@@ -384,7 +384,7 @@ async fn collect_body(
     mut body: Body,
     buf: &mut Vec<u8>,
     limits: &Limits,
-    charge: &mut budget::Charge<'_>,
+    charge: &mut memory::Charge<'_>,
 ) -> Result<(), PushError> {
     let max = limits.max_body_bytes;
     let rate = limits.min_body_bytes_per_second;
