@@ -8,10 +8,10 @@
 //! (the open segment through its WAL, read-only) as well as a copy. It holds no SQL: every
 //! segment file is read through `store::audit`, and the seal chain through `seal`.
 //!
-//! Layout: `structure` (per-segment checks), `links` (between segments), `rows` (the walk over
-//! records), `seals` (the seal chain, with the pinned key), `anchors` (checkpoints an
-//! auditor kept), `state` (resuming from a previous run), `pool` (parallelism), `report`
-//! (findings and the report).
+//! Layout: `structure` (per-segment checks), `links` (between segments), `rows` (the walk
+//! over records), `seals` (the seal chain, with the pinned key), `anchors` (checkpoints an
+//! auditor kept), `state` (resuming from a previous run), `work` (the parallel phase),
+//! `pool` (its threads), `report` (findings and the report).
 
 mod anchors;
 mod links;
@@ -21,16 +21,17 @@ mod rows;
 mod seals;
 mod state;
 mod structure;
+mod work;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 pub use report::{Finding, Kind, Report};
 
+use crate::store;
 use crate::store::audit;
-use crate::store::{self, chain, merkle};
 
 /// Exit status: the ledger verified intact.
 pub const EXIT_INTACT: u8 = 0;
@@ -38,10 +39,6 @@ pub const EXIT_INTACT: u8 = 0;
 pub const EXIT_BROKEN: u8 = 1;
 /// Exit status: verify could not run or conclude.
 pub const EXIT_CANNOT_RUN: u8 = 2;
-
-/// Sequence numbers per unit of parallel work: big enough to amortise opening a connection,
-/// small enough that two cores share one large segment evenly.
-const CHUNK_ROWS: u64 = 256 * 1024;
 
 /// What to verify.
 #[derive(Debug, Clone)]
@@ -99,13 +96,13 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
     let through = resume.as_ref().and_then(|r| r.verified_through);
     let skipped =
         |s: &structure::Scan| s.close.is_some() && through.is_some_and(|k| s.at.segment_index <= k);
-    let chunks = chunks(&scans, &skipped);
+    let chunks = work::chunks(&scans, &skipped);
     progress
         .total
         .store(chunks.iter().map(|c| c.hi - c.lo).sum(), Ordering::Relaxed);
-    let done = heavy_work(jobs, &scans, &chunks, &skipped, progress);
-    let gone = gone_since_listed(&scans);
-    let (mut findings, entries) = take_results(done, &mut scans, &gone);
+    let done = work::heavy_work(jobs, &scans, &chunks, &skipped, progress);
+    let gone = work::gone_since_listed(&scans);
+    let (mut findings, entries) = work::take_results(done, &mut scans, &gone);
     let during_run = forget_gone(&mut scans, &gone, opts)?;
     findings.extend(scans.iter().flat_map(|s| s.findings.iter().cloned()));
     let (next_seq, head) = tip(&scans);
@@ -152,116 +149,6 @@ fn list_segments(opts: &Options) -> Result<Vec<(u64, PathBuf)>, VerifyError> {
         return Err(VerifyError::Empty(dir));
     }
     Ok(files)
-}
-
-/// One pool for all the heavy work: whole-file tasks first, largest first, so that they
-/// overlap the record walks.
-fn heavy_work(
-    jobs: usize,
-    scans: &[structure::Scan],
-    chunks: &[rows::Chunk],
-    skipped: &dyn Fn(&structure::Scan) -> bool,
-    progress: &Progress,
-) -> Vec<Done> {
-    let mut tasks: Vec<Task> = Vec::new();
-    for (i, scan) in scans.iter().enumerate() {
-        if skipped(scan) || scan.close.is_none() {
-            continue;
-        }
-        tasks.push(Task::Hash(i));
-        // The open segment is left to the record walk: a long read of the file the writer is
-        // about to close would hold up its rotation.
-        if !scan.quick_checked {
-            tasks.push(Task::Check(i));
-        }
-    }
-    tasks.sort_by_key(|t| std::cmp::Reverse(t.bytes(scans)));
-    tasks.extend((0..chunks.len()).map(Task::Walk));
-    let hasher = chain::Hasher::default();
-    pool::run(jobs, &tasks, |t| match *t {
-        Task::Hash(i) => Done::Hash(
-            i,
-            audit::file_hash(&scans[i].path).map_err(|e| e.to_string()),
-        ),
-        Task::Check(i) => Done::Check(i, structure::quick_check(&scans[i].path)),
-        Task::Walk(c) => Done::Walk(rows::walk(&chunks[c], &hasher, &progress.done)),
-    })
-}
-
-/// Listed segments whose file is gone now. On a live ledger retention may remove the oldest
-/// segments while this run reads them; such a segment is judged as if it had been removed
-/// before the run: what was read of it is dropped, and the prune seals (read after the
-/// removal) and the links must account for its absence like for any other.
-fn gone_since_listed(scans: &[structure::Scan]) -> BTreeSet<u64> {
-    scans
-        .iter()
-        .filter(|s| !s.path.exists())
-        .map(|s| s.at.segment_index)
-        .collect()
-}
-
-/// Folds the parallel results into the scans (file hashes, Merkle roots) and returns their
-/// findings and the number of records walked.
-fn take_results(
-    done: Vec<Done>,
-    scans: &mut [structure::Scan],
-    gone: &BTreeSet<u64>,
-) -> (Vec<Finding>, u64) {
-    let mut findings: Vec<Finding> = Vec::new();
-    let mut entries = 0;
-    let mut trees: BTreeMap<u64, Option<merkle::Builder>> = BTreeMap::new();
-    for d in done {
-        let of_gone = match &d {
-            Done::Hash(i, _) | Done::Check(i, _) => gone.contains(&scans[*i].at.segment_index),
-            Done::Walk(w) => gone.contains(&w.segment_index),
-        };
-        if of_gone {
-            continue;
-        }
-        match d {
-            Done::Hash(i, Ok(h)) => scans[i].file_hash = Some(h),
-            Done::Hash(i, Err(e)) | Done::Check(i, Some(e)) => {
-                let f = scans[i]
-                    .at
-                    .finding(Kind::Corrupt, None, "file", "a readable segment", e);
-                findings.push(f);
-            }
-            Done::Check(_, None) => {}
-            Done::Walk(w) => {
-                entries += w.rows;
-                findings.extend(w.findings);
-                join_tree(&mut trees, w.segment_index, w.merkle.as_deref());
-            }
-        }
-    }
-    for scan in scans.iter_mut() {
-        let tree = trees.get(&scan.at.segment_index).and_then(Option::as_ref);
-        scan.merkle_root = match (tree, scan.close) {
-            (Some(t), Some((count, _))) if t.count() == count => Some(t.root()),
-            (None, Some((0, _))) => Some(merkle::empty_root()),
-            _ => None,
-        };
-    }
-    (findings, entries)
-}
-
-/// Adds one chunk's stretch to its segment's Merkle tree; a missing or out-of-place stretch
-/// leaves the segment without a root.
-fn join_tree(
-    trees: &mut BTreeMap<u64, Option<merkle::Builder>>,
-    segment: u64,
-    pieces: Option<&[(u64, u32, chain::Hash)]>,
-) {
-    let tree = trees
-        .entry(segment)
-        .or_insert_with(|| Some(merkle::Builder::default()));
-    let joined = match (tree.as_mut(), pieces) {
-        (Some(t), Some(pieces)) => t.push_pieces(pieces),
-        _ => false,
-    };
-    if !joined {
-        *tree = None;
-    }
 }
 
 /// Drops the scans of segments gone during the run, and says so.
@@ -374,32 +261,6 @@ fn report(
     }
 }
 
-/// A unit of the parallel phase.
-enum Task {
-    /// `file_blake3` of closed segment `i`.
-    Hash(usize),
-    /// `quick_check` of segment `i`.
-    Check(usize),
-    /// Walk chunk `c`.
-    Walk(usize),
-}
-
-impl Task {
-    /// Bytes a whole-file task reads, to start the largest first.
-    fn bytes(&self, scans: &[structure::Scan]) -> u64 {
-        match *self {
-            Task::Hash(i) | Task::Check(i) => scans[i].bytes,
-            Task::Walk(_) => 0,
-        }
-    }
-}
-
-enum Done {
-    Hash(usize, Result<chain::Hash, String>),
-    Check(usize, Option<String>),
-    Walk(rows::Walked),
-}
-
 /// The state an incremental run resumes from, checked against the options and the ledger.
 fn resume(opts: &Options, scans: &[structure::Scan]) -> Result<Option<state::Resume>, VerifyError> {
     let Some(path) = &opts.state else {
@@ -425,36 +286,6 @@ fn resume(opts: &Options, scans: &[structure::Scan]) -> Result<Option<state::Res
         )));
     }
     Ok(Some(r))
-}
-
-/// Splits every walkable segment's range into chunks of [`CHUNK_ROWS`].
-fn chunks(
-    scans: &[structure::Scan],
-    skipped: &dyn Fn(&structure::Scan) -> bool,
-) -> Vec<rows::Chunk> {
-    let mut out = Vec::new();
-    for scan in scans.iter().filter(|s| s.walkable() && !skipped(s)) {
-        let (Some(meta), Some((_, max, _))) = (&scan.meta, scan.seqs) else {
-            continue;
-        };
-        // Blocks are assigned to chunks by their first seq; the first chunk also takes any
-        // block stored before the segment's range (reported as inserted, walked all the same).
-        let mut lo = meta.first_seq.min(scan.seqs.map_or(u64::MAX, |s| s.0));
-        while lo <= max {
-            let hi = lo.saturating_add(CHUNK_ROWS).min(max + 1);
-            out.push(rows::Chunk {
-                at: scan.at.clone(),
-                path: scan.path.clone(),
-                lo,
-                hi,
-                seg_first: meta.first_seq,
-                seg_prev_head: meta.prev_head,
-                streams: scan.streams.clone(),
-            });
-            lo = hi;
-        }
-    }
-    out
 }
 
 /// The next seq and the head after the last record of the newest readable segment.

@@ -14,7 +14,7 @@ use daftari::server::{self, Control, Listeners};
 use daftari::token::{Kind, Manager};
 use tokio::sync::mpsc;
 
-use super::server::{Resp, request};
+use super::server::{Resp, push_json_to};
 
 /// How long a condition the server owes a test may take before the test fails.
 const WAIT: Duration = Duration::from_secs(30);
@@ -152,17 +152,7 @@ impl InProc {
 
     /// Pushes a JSON body with `token`.
     pub fn push_json(&self, token: &str, json: &str) -> Resp {
-        let headers = [
-            ("authorization", format!("Bearer {token}")),
-            ("content-type", "application/json".to_string()),
-        ];
-        request(
-            self.push,
-            "POST",
-            "/loki/api/v1/push",
-            &headers,
-            json.as_bytes().to_vec(),
-        )
+        push_json_to(self.push, token, json)
     }
 
     /// Drains and stops the server as SIGTERM would (a shutdown seal, the ledger closed),

@@ -283,18 +283,23 @@ impl Server {
 
     /// Pushes a JSON body with `token`.
     pub fn push_json(&self, token: &str, json: &str) -> Resp {
-        let headers = [
-            ("authorization", format!("Bearer {token}")),
-            ("content-type", "application/json".to_string()),
-        ];
-        request(
-            self.push,
-            "POST",
-            "/loki/api/v1/push",
-            &headers,
-            json.as_bytes().to_vec(),
-        )
+        push_json_to(self.push, token, json)
     }
+}
+
+/// Pushes a JSON body with `token` to the push listener at `push`.
+pub fn push_json_to(push: SocketAddr, token: &str, json: &str) -> Resp {
+    let headers = [
+        ("authorization", format!("Bearer {token}")),
+        ("content-type", "application/json".to_string()),
+    ];
+    request(
+        push,
+        "POST",
+        "/loki/api/v1/push",
+        &headers,
+        json.as_bytes().to_vec(),
+    )
 }
 
 impl Drop for Server {
