@@ -1,0 +1,275 @@
+//! Range aggregations: every line of the selector folded into per-series buckets between
+//! consecutive window edges, then each step's window merged from its buckets.
+//!
+//! Owns: [`RangeAcc`] (the fold, which counts every series, bucket and raw sample in the
+//! query's budget before it keeps it, and stops at `query.max_range_series`), and the
+//! evaluation of one range aggregation at every step. Must not: read records other than
+//! through the engine's scan.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::window::{Agg, window_value};
+use super::{Builder, Cx, Matrix, STEPS_PER_CHECK, group_labels, render_series, series_limit};
+use crate::query::engine::{Budget, Rec, ScanVisitor, Stats, run_pipeline};
+use crate::query::error::QueryError;
+use crate::query::logql::ast::*;
+use crate::query::logql::{parse_bytes, parse_duration};
+use crate::query::pipeline::{ERROR_DETAILS_LABEL, ERROR_LABEL, set_error};
+use crate::query::value::{Labels, Series};
+use crate::store::Order;
+
+impl Cx<'_> {
+    /// Evaluates a range aggregation whose samples are grouped by `grouping` (its own, or the
+    /// one of an enclosing `sum` pushed down into it).
+    pub(super) fn range(
+        &mut self,
+        r: &RangeAgg,
+        grouping: Option<&Grouping>,
+    ) -> Result<Matrix, QueryError> {
+        let mut edges: Vec<i64> = self
+            .times
+            .iter()
+            .flat_map(|t| [t - r.offset_ns - r.range_ns, t - r.offset_ns])
+            .collect();
+        edges.sort_unstable();
+        edges.dedup();
+        let first = edges.first().copied().unwrap_or(0);
+        let last = edges.last().copied().unwrap_or(0);
+        let keep_raw = matches!(r.op, RangeOp::Quantile | RangeOp::RateCounter);
+        let mut acc = RangeAcc {
+            r,
+            grouping,
+            edges: &edges,
+            keep_raw,
+            ids: HashMap::new(),
+            series: Vec::new(),
+            buckets: Vec::new(),
+            error: None,
+            max_series: self.engine.limits.max_range_series,
+            budget: self.budget.clone(),
+        };
+        let stats = self.engine.scan(
+            &r.log.matchers,
+            (first.saturating_add(1), last.saturating_add(1)),
+            Order::Forward,
+            self.budget.clone(),
+            &mut acc,
+        )?;
+        self.stats.add(&stats);
+        if let Some(e) = acc.error {
+            return Err(e);
+        }
+        self.budget.check()?;
+        if r.op == RangeOp::Absent {
+            return Ok(self.absent(r, &edges, &acc.buckets));
+        }
+        self.windows(r, &edges, &acc)
+    }
+
+    /// `absent_over_time`: 1 at each step whose window holds no line, labelled with the
+    /// selector's equality matchers.
+    fn absent(&self, r: &RangeAgg, edges: &[i64], buckets: &[BTreeMap<u32, Agg>]) -> Matrix {
+        let edge_at = |t: i64| edges.binary_search(&t).unwrap_or(0);
+        let labels: Series = r
+            .log
+            .matchers
+            .iter()
+            .filter(|m| m.op == MatchOp::Eq)
+            .map(|m| (m.name.clone(), m.value.clone()))
+            .collect();
+        let mut b = Builder::new(self.times.len());
+        for (k, t) in self.times.iter().enumerate() {
+            let (lo, hi) = (
+                edge_at(t - r.offset_ns - r.range_ns),
+                edge_at(t - r.offset_ns),
+            );
+            let any = buckets
+                .iter()
+                .any(|bk| bk.range(lo as u32 + 1..=hi as u32).next().is_some());
+            if !any {
+                b.push(k, &labels, 1.0);
+            }
+        }
+        b.m
+    }
+
+    /// Every step's window of every series, merged from the buckets between its edges.
+    fn windows(
+        &mut self,
+        r: &RangeAgg,
+        edges: &[i64],
+        acc: &RangeAcc<'_>,
+    ) -> Result<Matrix, QueryError> {
+        let range_s = r.range_ns as f64 / 1e9;
+        let edge_at = |t: i64| edges.binary_search(&t).unwrap_or(0);
+        let mut b = Builder::new(self.times.len());
+        for (k, t) in self.times.iter().enumerate() {
+            if k % STEPS_PER_CHECK == 0 {
+                self.budget.check()?;
+            }
+            let (lo, hi) = (
+                edge_at(t - r.offset_ns - r.range_ns),
+                edge_at(t - r.offset_ns),
+            );
+            let mut points = 0;
+            for (sid, bk) in acc.buckets.iter().enumerate() {
+                let mut w = Agg::default();
+                for (_, a) in bk.range(lo as u32 + 1..=hi as u32) {
+                    w.merge(a, acc.keep_raw);
+                }
+                if w.count == 0 {
+                    continue;
+                }
+                let window = (t - r.offset_ns - r.range_ns, t - r.offset_ns);
+                if let Some(v) = window_value(r, &mut w, range_s, window) {
+                    b.push(k, &acc.series[sid], v);
+                    points += 1;
+                }
+            }
+            // Counted once per step: at most one step's points (max_range_series) over.
+            self.budget.hold(points * POINT_BYTES)?;
+        }
+        Ok(b.m)
+    }
+}
+
+/// Folds lines into per-series buckets.
+struct RangeAcc<'a> {
+    r: &'a RangeAgg,
+    grouping: Option<&'a Grouping>,
+    edges: &'a [i64],
+    keep_raw: bool,
+    ids: HashMap<Series, usize>,
+    series: Vec<Series>,
+    buckets: Vec<BTreeMap<u32, Agg>>,
+    error: Option<QueryError>,
+    max_series: usize,
+    budget: Budget,
+}
+
+/// What one series' window bucket holds (its aggregate and its tree node).
+const BUCKET_BYTES: usize = 160;
+/// What one raw sample kept for `quantile_over_time` or a counter rate holds.
+const RAW_SAMPLE_BYTES: usize = 16;
+/// What one point of a result holds.
+const POINT_BYTES: usize = 16;
+
+impl ScanVisitor for RangeAcc<'_> {
+    fn record(&mut self, rec: &Rec<'_>, stats: &mut Stats) -> bool {
+        let Some(out) = run_pipeline(&self.r.log.pipeline, rec) else {
+            return true;
+        };
+        stats.post_filter_lines += 1;
+        let mut labels = out.labels;
+        let Some(value) = self.value(out.line.len(), &mut labels) else {
+            return true;
+        };
+        for p in &self.r.post_unwrap {
+            if !crate::query::pipeline::label_passes(p, &mut labels) {
+                return true;
+            }
+        }
+        let mut series: Series = labels.flat();
+        if let Some(kind) = series.get(ERROR_LABEL).cloned() {
+            series.remove(ERROR_DETAILS_LABEL);
+            let shown = render_series(&series);
+            self.error = Some(QueryError::bad(format!(
+                "pipeline error: '{kind}' for series: '{shown}'.\nUse a label filter to \
+                 intercept this error, or use the error filter to remove error labels: \
+                 | __error__=\"\" or | drop __error__, __error_details__"
+            )));
+            return false;
+        }
+        if self.r.op == RangeOp::Absent {
+            series.clear();
+        } else if let Some(g) = self.grouping {
+            group_labels(&mut series, g);
+        }
+        let ts = rec.view.ts_ns;
+        let bucket = self.edges.partition_point(|&e| e < ts) as u32;
+        let Some(sid) = self.series_id(series) else {
+            return false;
+        };
+        let buckets = &mut self.buckets[sid];
+        let mut held = if self.keep_raw { RAW_SAMPLE_BYTES } else { 0 };
+        if !buckets.contains_key(&bucket) {
+            held += BUCKET_BYTES;
+        }
+        if held > 0
+            && let Err(e) = self.budget.hold(held)
+        {
+            self.error = Some(e);
+            return false;
+        }
+        buckets
+            .entry(bucket)
+            .or_default()
+            .add(ts, value, self.keep_raw);
+        true
+    }
+}
+
+impl RangeAcc<'_> {
+    /// The sample a line gives: its count or bytes, or its unwrapped label (`None` when the
+    /// line has no such label; a value that does not convert is an extraction error).
+    fn value(&self, line_len: usize, labels: &mut Labels) -> Option<f64> {
+        let Some(u) = &self.r.unwrap else {
+            return Some(match self.r.op {
+                RangeOp::Bytes | RangeOp::BytesRate => line_len as f64,
+                _ => 1.0,
+            });
+        };
+        // A line without the label (or with it empty) gives no sample, as in Loki.
+        let raw = match labels.get(&u.label) {
+            Some(s) if !s.is_empty() => s.to_owned(),
+            _ => return None,
+        };
+        labels.remove(&u.label);
+        Some(match unwrap_value(raw.trim(), u.conv) {
+            Some(v) => v,
+            None => {
+                let details = format!("cannot convert {raw:?} of label {}", u.label);
+                set_error(labels, "SampleExtractionErr", &details);
+                0.0
+            }
+        })
+    }
+
+    /// The index of `series`, which is added (and counted) if it is new; `None` after
+    /// setting the error when the series limit or the budget is reached.
+    fn series_id(&mut self, series: Series) -> Option<usize> {
+        if let Some(&i) = self.ids.get(&series) {
+            return Some(i);
+        }
+        if self.series.len() >= self.max_series {
+            self.error = Some(series_limit(self.max_series));
+            return None;
+        }
+        if let Err(e) = self.budget.hold(series_bytes(&series)) {
+            self.error = Some(e);
+            return None;
+        }
+        self.series.push(series.clone());
+        self.buckets.push(BTreeMap::new());
+        self.ids.insert(series, self.series.len() - 1);
+        Some(self.series.len() - 1)
+    }
+}
+
+/// What a series key holds: twice its text (the key and the id map) and a node per label.
+fn series_bytes(s: &Series) -> usize {
+    2 * s
+        .iter()
+        .map(|(k, v)| crate::query::value::LABEL_BYTES + k.len() + v.len())
+        .sum::<usize>()
+}
+
+fn unwrap_value(s: &str, conv: UnwrapConv) -> Option<f64> {
+    match conv {
+        UnwrapConv::None => s.parse().ok(),
+        UnwrapConv::Bytes => parse_bytes(s).map(|b| b as f64),
+        UnwrapConv::Duration | UnwrapConv::DurationSeconds => {
+            parse_duration(s).map(|ns| ns as f64 / 1e9)
+        }
+    }
+}
