@@ -132,15 +132,42 @@ impl InProc {
     }
 
     /// Ends the open epoch: moves the clock by one epoch and waits until its seal is
-    /// committed (and any close seals and retention that come with it are done).
+    /// committed and exported (the close seals and retention of that end of epoch come
+    /// before it).
     pub fn end_epoch(&self) {
-        let before = last_seal(&self.data);
+        let (before, _) = last_seal(&self.data);
         self.clock.advance(self.epoch);
         let deadline = Instant::now() + WAIT;
-        while last_seal(&self.data) <= before {
+        let epoch = loop {
+            match last_seal(&self.data) {
+                (n, epoch) if n > before => break epoch,
+                _ => {}
+            }
             assert!(Instant::now() < deadline, "no seal after the clock moved");
             std::thread::sleep(Duration::from_millis(5));
+        };
+        while self.metric("daftari_seal_last_epoch") < epoch as f64 {
+            assert!(
+                Instant::now() < deadline,
+                "epoch {epoch} sealed but not exported"
+            );
+            std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// The value of one series of `/metrics` (0 if it is not there).
+    pub fn metric(&self, series: &str) -> f64 {
+        let m = super::server::request(self.local, "GET", "/metrics", &[], Vec::new());
+        m.body
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0)
     }
 
     /// Ends `n` epochs in turn.
@@ -198,18 +225,18 @@ fn first_token(data: &Path) -> String {
     secret
 }
 
-/// The row number of the newest end-of-epoch seal, or 0 if there is none.
-fn last_seal(data: &Path) -> i64 {
+/// The row number and epoch of the newest end-of-epoch seal, or zeros if there is none.
+fn last_seal(data: &Path) -> (i64, i64) {
     let path = data.join("seals.sqlite");
     let Ok(conn) =
         rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
     else {
-        return 0;
+        return (0, 0);
     };
     conn.query_row(
-        "SELECT coalesce(max(n), 0) FROM seals WHERE kind = 0",
+        "SELECT n, epoch FROM seals WHERE kind = 0 ORDER BY n DESC LIMIT 1",
         [],
-        |r| r.get(0),
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )
-    .unwrap_or(0)
+    .unwrap_or((0, 0))
 }

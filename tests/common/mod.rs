@@ -206,28 +206,39 @@ pub fn mount_tmpfs(dir: &Path, size: &str) -> Option<Mount> {
     ok.then(|| Mount(dir.to_owned()))
 }
 
-/// Waits (up to 30 s) until the seal chain under `data` holds at least `n` end-of-epoch
-/// seals: for a server in its own process, whose epochs run on the wall clock.
-pub fn wait_for_seals(data: &Path, n: i64) {
+/// How many seals of `kind` (0 epoch, 1 segment close, 2 prune, 3 shutdown) the seal chain
+/// under `data` holds (0 if it cannot be read yet).
+pub fn seal_count(data: &Path, kind: u8) -> i64 {
+    rusqlite::Connection::open_with_flags(
+        data.join("seals.sqlite"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .and_then(|c| {
+        c.query_row("SELECT count(*) FROM seals WHERE kind = ?1", [kind], |r| {
+            r.get(0)
+        })
+    })
+    .unwrap_or(0)
+}
+
+/// Waits (up to 30 s) until the seal chain under `data` holds at least `n` seals of `kind`:
+/// for a server in its own process, whose epochs run on the wall clock.
+pub fn wait_for_seals_of(data: &Path, kind: u8, n: i64) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let count = rusqlite::Connection::open_with_flags(
-            data.join("seals.sqlite"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .and_then(|c| {
-            c.query_row("SELECT count(*) FROM seals WHERE kind = 0", [], |r| {
-                r.get(0)
-            })
-        })
-        .unwrap_or(0i64);
+        let count = seal_count(data, kind);
         if count >= n {
             return;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "{count} of {n} seals after 30 s"
+            "{count} of {n} seals of kind {kind} after 30 s"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// Waits until the seal chain under `data` holds at least `n` end-of-epoch seals.
+pub fn wait_for_seals(data: &Path, n: i64) {
+    wait_for_seals_of(data, 0, n);
 }

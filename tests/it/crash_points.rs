@@ -74,6 +74,7 @@ fn crash_and_recover(point: &str) {
     );
     drop(s);
 
+    let (closes, prunes) = (common::seal_count(&data, 1), common::seal_count(&data, 2));
     let s = Server::start(&data, &args);
     for j in 0..5 {
         assert!(
@@ -81,8 +82,9 @@ fn crash_and_recover(point: &str) {
             "{point}: pushes are accepted after recovery"
         );
     }
-    // Time for the recovered server to close, seal and prune again.
-    std::thread::sleep(Duration::from_millis(4500));
+    // The recovered server closes, seals and prunes again.
+    common::wait_for_seals_of(&data, 1, closes + 1);
+    common::wait_for_seals_of(&data, 2, prunes + 1);
     assert!(s.stop().success());
     let v = verify_with(&data, &["--pubkey", &pk, "--retention", RETENTION]);
     assert_eq!(v.code, 0, "{point}: {}", v.json);

@@ -12,7 +12,8 @@ use crate::common;
 use std::path::Path;
 use std::process::Command;
 
-use common::server::{Server, request};
+use common::inproc::InProc;
+use common::server::request;
 use yaml_rust2::{Yaml, YamlLoader};
 
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
@@ -79,7 +80,12 @@ fn the_systemd_unit_verifies_and_is_hardened() {
 /// `/metrics` of a real server that has taken a push and sealed an epoch.
 fn live_metrics() -> String {
     let tmp = tempfile::tempdir().unwrap();
-    let s = Server::start(&tmp.path().join("data"), &["--epoch-interval", "1s"]);
+    let s = InProc::start(
+        &tmp.path().join("data"),
+        "",
+        std::time::Duration::from_secs(1),
+        None,
+    );
     let body = format!(
         r#"{{"streams":[{{"stream":{{"job":"x"}},"values":[["{}","x"]]}}]}}"#,
         daftari::clock::now_ns()
@@ -87,8 +93,7 @@ fn live_metrics() -> String {
     assert_eq!(s.push_json(&s.token, &body).status, 204);
     let q = "/loki/api/v1/query_range?query=%7Bjob%3D%22x%22%7D&since=1h";
     assert_eq!(request(s.local, "GET", q, &[], Vec::new()).status, 200);
-    s.wait_for_log("sealing");
-    std::thread::sleep(std::time::Duration::from_millis(1200));
+    s.end_epoch();
     request(s.local, "GET", "/metrics", &[], Vec::new()).body
 }
 

@@ -5,7 +5,8 @@
 
 use crate::common;
 
-use common::server::{Server, request};
+use common::inproc::InProc;
+use common::server::request;
 
 fn value(metrics: &str, series: &str) -> f64 {
     metrics
@@ -17,7 +18,12 @@ fn value(metrics: &str, series: &str) -> f64 {
 #[test]
 fn reads_pushes_seals_and_disk_are_counted_without_secrets_or_content() {
     let tmp = tempfile::tempdir().unwrap();
-    let s = Server::start(&tmp.path().join("data"), &["--epoch-interval", "1s"]);
+    let s = InProc::start(
+        &tmp.path().join("data"),
+        "",
+        std::time::Duration::from_secs(1),
+        None,
+    );
     let line = "Failed password for secret-user-4711";
     let body = format!(
         r#"{{"streams":[{{"stream":{{"job":"sshd"}},"values":[["{}","{line}"]]}}]}}"#,
@@ -31,8 +37,7 @@ fn reads_pushes_seals_and_disk_are_counted_without_secrets_or_content() {
     }
     assert_eq!(get("/some/prefix/loki/api/v1/label/job/values").status, 200);
     assert_eq!(get("/loki/api/v1/query?query=%7Bjob%3D").status, 400);
-    s.wait_for_log("sealing");
-    std::thread::sleep(std::time::Duration::from_millis(1200));
+    s.end_epoch();
     let m = get("/metrics").body;
 
     let q = "daftari_query_requests_total";
