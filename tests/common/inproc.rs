@@ -146,7 +146,11 @@ impl InProc {
             assert!(Instant::now() < deadline, "no seal after the clock moved");
             std::thread::sleep(Duration::from_millis(5));
         };
-        while self.metric("daftari_seal_last_epoch") < epoch as f64 {
+        // The exporter sets both gauges after the commit (the first seal is epoch 0, so
+        // the epoch alone cannot tell).
+        while self.metric("daftari_seal_last_epoch") < epoch as f64
+            || self.metric("daftari_seal_last_timestamp_seconds") <= 0.0
+        {
             assert!(
                 Instant::now() < deadline,
                 "epoch {epoch} sealed but not exported"
