@@ -1,5 +1,5 @@
 //! Time: the wall clock in Unix ns, RFC 3339 rendering for messages, and [`Clock`], the
-//! time the sealer runs on (the system's, or one a test moves by hand).
+//! time the sealer and the store run on (the system's, or one a test moves by hand).
 //!
 //! Must not: be used to order records (arrival order is the chain order).
 
@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// Where the sealer reads time: when an epoch ends (monotonic) and what wall time a seal and
-/// the retention cutoff carry. [`Clock::system`] in every server; [`Clock::manual`] lets an
+/// Where the sealer and the store read time: when an epoch ends (monotonic), what wall time
+/// a seal and the retention cutoff carry, and when a record arrived and a segment is old. [`Clock::system`] in every server; [`Clock::manual`] lets an
 /// in-process test end epochs and age segments by moving time instead of sleeping.
 #[derive(Debug, Clone, Default)]
 pub struct Clock {

@@ -10,12 +10,12 @@
 //!
 //! Must not: block on a slow channel for longer than a write.
 
-use super::SealError;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::SealError;
 use super::note::{Checkpoint, NoteSigner};
 use super::remote::Pusher;
 use crate::metrics::Metrics;

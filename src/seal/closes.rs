@@ -12,10 +12,10 @@
 //! Must not: remove a segment without a committed prune seal, the newest segment, or one
 //! that has no close seal. Nothing outside the sealer's timer can start a removal.
 
-use super::SealError;
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::SealError;
 use super::Sealer;
 use super::chain_db::Stored;
 use super::record::{self, Extra, MAX_PRUNED_PER_SEAL, Pruned, Seal, SealKind, SegmentClose};
@@ -127,8 +127,7 @@ impl Sealer {
                     self.seal_close(s)?;
                 }
             }
-            let next = archive::list(&self.data_dir)
-                .map_err(SealError::from)?
+            let next = archive::list(&self.data_dir)?
                 .into_iter()
                 .map(|(i, _)| i)
                 .find(|i| *i >= self.segments.next_close);
@@ -170,14 +169,13 @@ impl Sealer {
 
     /// Removes what retention allows, and finishes a removal a crash interrupted.
     pub(super) fn apply_retention(&mut self) -> Result<(), SealError> {
-        let present: BTreeSet<u64> = archive::list(&self.data_dir)
-            .map_err(SealError::from)?
+        let present: BTreeSet<u64> = archive::list(&self.data_dir)?
             .into_iter()
             .map(|(i, _)| i)
             .collect();
         for index in present.intersection(&self.segments.pruned) {
             self.index.forget_segment(*index);
-            self.pruner()?.remove(*index).map_err(SealError::from)?;
+            self.pruner()?.remove(*index)?;
         }
         let Some(retention) = self.segments.retention else {
             return Ok(());
@@ -220,7 +218,7 @@ impl Sealer {
             self.segments.pruned.insert(c.index);
             self.segments.closes.pop_front();
             self.index.forget_segment(c.index);
-            self.pruner()?.remove(c.index).map_err(SealError::from)?;
+            self.pruner()?.remove(c.index)?;
         }
         tracing::info!(segments = due.len(), "retention removed segments");
         sealed.key_file

@@ -8,12 +8,13 @@
 //! Must not: keep an old epoch's key: keys are zeroized when dropped, and the file holds only
 //! the current epoch's.
 
-use super::SealError;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
 use zeroize::Zeroize;
+
+use super::SealError;
 
 pub const CTX_RATCHET: &str = "daftari v1 epoch ratchet";
 pub const CTX_SIGN_SEED: &str = "daftari v1 seal sign seed";

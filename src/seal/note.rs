@@ -20,13 +20,13 @@
 //!
 //! Must not: sign anything but a checkpoint body.
 
-use super::SealError;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use ed25519_dalek::{Signer, SigningKey};
 use sha2::{Digest, Sha256};
 
+use super::SealError;
 use crate::store::Hash;
 
 /// First line of every checkpoint body.

@@ -11,9 +11,9 @@
 //!
 //! Must not: do I/O, or accept trailing bytes when decoding.
 
-use super::SealError;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
+use super::SealError;
 use crate::store::Hash;
 
 /// Version byte of the seal encoding (first byte of the signed message's body).

@@ -10,13 +10,13 @@
 //!
 //! Must not: block the sealer (it only enqueues), or log the token.
 
-use super::SealError;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::Duration;
 
+use super::SealError;
 use crate::metrics::Metrics;
 
 /// Notes waiting for the endpoint at most. Key: none (the file channel keeps them all).

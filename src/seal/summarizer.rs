@@ -5,10 +5,10 @@
 //!
 //! Owns: the worker thread and its two channels. Must not: write a seal (the sealer does).
 
-use super::SealError;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 
+use super::SealError;
 use crate::store::archive::{self, Summary};
 
 /// How much lower the worker's CPU priority is than the server's other threads.

@@ -225,7 +225,6 @@ impl Drop for Ledger {
 pub fn open(cfg: StoreConfig) -> Result<(Ledger, Appender, Reader), StoreError> {
     cfg.validate()?;
     let dir = cfg.segments_dir();
-    let cfg_dir = cfg.data_dir.clone();
     std::fs::create_dir_all(&dir).map_err(StoreError::io("create segments directory", &dir))?;
     let active = active::advance(&dir, &cfg.origin)?;
     let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue_max_batches);
@@ -238,6 +237,7 @@ pub fn open(cfg: StoreConfig) -> Result<(Ledger, Appender, Reader), StoreError> 
     });
     let index = Arc::new(StreamIndex::build(&dir)?);
     let reader = Reader::with_index(&cfg.data_dir, Arc::clone(&index));
+    let pruner = Pruner::new(cfg.data_dir.clone());
     let w = writer::Writer::new(cfg, active, rx, Arc::clone(&queue), index);
     let handle = std::thread::Builder::new()
         .name("ledger-writer".into())
@@ -251,7 +251,7 @@ pub fn open(cfg: StoreConfig) -> Result<(Ledger, Appender, Reader), StoreError> 
         Ledger {
             queue,
             writer: Some(handle),
-            pruner: Some(Pruner::new(cfg_dir)),
+            pruner: Some(pruner),
         },
         appender,
         reader,
