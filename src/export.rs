@@ -84,6 +84,7 @@ pub fn run(
         start_ns: opts.from_ns,
         end_ns: opts.to_ns,
         order: Order::Forward,
+        tokens: Vec::new(),
     };
     progress
         .total

@@ -300,6 +300,13 @@ impl Rng {
 }
 
 /// Peak and current resident set size of process `pid`, in KiB (Linux).
+/// Bytes process `pid` has caused to be written to storage (`/proc/PID/io` write_bytes).
+pub fn write_bytes(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:")?.trim().parse().ok())
+}
+
 pub fn rss_kib(pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {

@@ -4,6 +4,8 @@
 //!
 //! Must not: touch a data directory it did not create.
 
+pub mod io;
+pub mod lines;
 pub mod query;
 pub mod seal;
 
@@ -28,6 +30,14 @@ pub struct Options {
     pub verify_entries: u64,
     pub runs: usize,
     pub segment_max_bytes: u64,
+    /// Segment layouts to compare; each setting runs them alternately.
+    pub formats: Vec<u32>,
+    /// Entries per second all appenders send together (0: as fast as the ledger takes them).
+    pub rate: u64,
+    /// zstd level of v2 blocks.
+    pub zstd_level: i32,
+    /// Leave each append run's ledger in place (to inspect what it stores).
+    pub keep: bool,
 }
 
 /// Figures of one append run.
@@ -37,51 +47,122 @@ pub struct AppendRun {
     pub mb_per_s: f64,
     pub p50: Duration,
     pub p99: Duration,
+    /// Bytes the process wrote to disk per entry (`/proc/self/io` write_bytes), from open to
+    /// close with every file flushed.
+    pub written_per_entry: f64,
+    /// The same for what write calls asked for (`wchar`).
+    pub issued_per_entry: f64,
+    /// Bytes the ledger occupies on disk per entry after close.
+    pub at_rest_per_entry: f64,
 }
 
 /// Runs every measurement and prints a line per run and a median per setting.
 pub fn run(opts: &Options) -> anyhow::Result<()> {
+    let rate = match opts.rate {
+        0 => "as fast as they are taken".to_owned(),
+        r => format!("paced at {r} entries/s"),
+    };
     println!(
-        "ledger append: {} entries per run, batches of {}, ~{}-byte lines, WAL + synchronous=FULL, {} run(s) each",
-        opts.entries, opts.batch, opts.line_bytes, opts.runs
+        "ledger append: {} entries per run, batches of {}, lines of {}+ bytes, {rate}, WAL + \
+         synchronous=FULL, segment formats {:?} alternating, {} run(s) each",
+        opts.entries, opts.batch, opts.line_bytes, opts.formats, opts.runs
     );
     let mut medians = Vec::new();
     for &k in &opts.appenders {
-        let mut runs = Vec::new();
+        let mut runs: Vec<(u32, AppendRun)> = Vec::new();
         for r in 0..opts.runs {
-            let dir = scratch(&opts.dir, &format!("append-{k}-{r}"))?;
-            let run = append_run(&dir, opts, k, opts.entries, None)?;
-            std::fs::remove_dir_all(&dir)?;
-            println!(
-                "  appenders={k} run={r}: {:.0} entries/s, {:.1} MB/s, append p50 {:.1} ms, p99 {:.1} ms",
-                run.entries_per_s,
-                run.mb_per_s,
-                ms(run.p50),
-                ms(run.p99)
-            );
-            runs.push(run);
+            for &f in &opts.formats {
+                let dir = scratch(&opts.dir, &format!("append-{k}-{r}-v{f}"))?;
+                let run = append_run(&dir, opts, k, opts.entries, None, f)?;
+                if opts.keep {
+                    println!("  kept {}", dir.display());
+                } else {
+                    std::fs::remove_dir_all(&dir)?;
+                }
+                println!(
+                    "  appenders={k} v{f} run={r}: {:.0} entries/s, {:.1} MB/s, append p50 \
+                     {:.1} ms, p99 {:.1} ms; per entry: {:.0} B written, {:.0} B issued, {:.1} B \
+                     at rest",
+                    run.entries_per_s,
+                    run.mb_per_s,
+                    ms(run.p50),
+                    ms(run.p99),
+                    run.written_per_entry,
+                    run.issued_per_entry,
+                    run.at_rest_per_entry
+                );
+                runs.push((f, run));
+            }
         }
-        let med = median(runs.iter().map(|r| r.entries_per_s).collect());
-        println!("appenders={k}: median {med:.0} entries/s durable");
-        medians.push((k, med));
+        for &f in &opts.formats {
+            let of = |g: fn(&AppendRun) -> f64| {
+                median(
+                    runs.iter()
+                        .filter(|(x, _)| *x == f)
+                        .map(|(_, r)| g(r))
+                        .collect(),
+                )
+            };
+            let med = of(|r| r.entries_per_s);
+            println!(
+                "appenders={k} v{f}: median {med:.0} entries/s durable, p99 {:.1} ms, {:.0} B \
+                 written, {:.1} B at rest per entry",
+                of(|r| ms(r.p99)),
+                of(|r| r.written_per_entry),
+                of(|r| r.at_rest_per_entry)
+            );
+            medians.push((k, f, med));
+        }
     }
-    if let [(k1, m1), .., (kn, mn)] = medians.as_slice() {
-        println!("ratio appenders={kn} / appenders={k1}: {:.2}", mn / m1);
-    }
+    print_ratios(&medians);
     if opts.verify_entries > 0 {
-        verify_runs(opts)?;
+        for &f in &opts.formats {
+            verify_runs(opts, f)?;
+        }
     }
     Ok(())
 }
 
-fn verify_runs(opts: &Options) -> anyhow::Result<()> {
-    let dir = scratch(&opts.dir, "verify")?;
+/// The appender scaling per format, and each format against the first at the same setting.
+fn print_ratios(medians: &[(usize, u32, f64)]) {
+    let mut formats: Vec<u32> = medians.iter().map(|m| m.1).collect();
+    formats.sort_unstable();
+    formats.dedup();
+    for f in &formats {
+        let mine: Vec<_> = medians.iter().filter(|m| m.1 == *f).collect();
+        if let [(k1, _, m1), .., (kn, _, mn)] = mine.as_slice() {
+            println!("v{f} ratio appenders={kn} / appenders={k1}: {:.2}", mn / m1);
+        }
+    }
+    let Some(&(_, first, _)) = medians.first() else {
+        return;
+    };
+    for &(k, f, m) in medians.iter().filter(|m| m.1 != first) {
+        if let Some((_, _, base)) = medians.iter().find(|b| b.0 == k && b.1 == first) {
+            println!("ratio v{f} / v{first} at appenders={k}: {:.2}", m / base);
+        }
+    }
+}
+
+fn verify_runs(opts: &Options, format: u32) -> anyhow::Result<()> {
+    let dir = scratch(&opts.dir, &format!("verify-v{format}"))?;
     let fill_appenders = opts.appenders.iter().copied().max().unwrap_or(1);
     println!(
-        "verify: filling a ledger with {} entries ...",
+        "verify v{format}: filling a ledger with {} entries ...",
         opts.verify_entries
     );
-    append_run(&dir, opts, fill_appenders, opts.verify_entries, None)?;
+    let fill = Options {
+        rate: 0,
+        ..opts.clone()
+    };
+    append_run(
+        &dir,
+        &fill,
+        fill_appenders,
+        opts.verify_entries,
+        None,
+        format,
+    )?;
     let jobs = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -107,7 +188,7 @@ fn verify_runs(opts: &Options) -> anyhow::Result<()> {
         rates.push(report.entries_per_second);
     }
     println!(
-        "verify: median {:.0} entries/s over {} entries with {jobs} threads",
+        "verify v{format}: median {:.0} entries/s over {} entries with {jobs} threads",
         median(rates),
         opts.verify_entries
     );
@@ -123,9 +204,13 @@ pub(crate) fn append_run(
     k: usize,
     total: u64,
     sealing: Option<Duration>,
+    format: u32,
 ) -> anyhow::Result<AppendRun> {
     let mut cfg = StoreConfig::new(dir);
     cfg.segment_max_bytes = opts.segment_max_bytes;
+    cfg.segment_format = format;
+    cfg.segment_zstd_level = opts.zstd_level;
+    let before = io::Written::now();
     let (ledger, appender, reader) = store::open(cfg)?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sealer = match sealing {
@@ -145,7 +230,11 @@ pub(crate) fn append_run(
             .map(|t| {
                 let appender = appender.clone();
                 let n = per_thread.min(batches.saturating_sub(t as u64 * per_thread));
-                s.spawn(move || append_thread(&appender, opts, t, n))
+                // Each thread sends its share of the rate: a batch every `gap`.
+                let gap = (opts.rate > 0).then(|| {
+                    Duration::from_secs_f64(opts.batch as f64 * k as f64 / opts.rate as f64)
+                });
+                s.spawn(move || append_thread(&appender, opts, t, n, gap))
             })
             .collect();
         handles
@@ -162,6 +251,9 @@ pub(crate) fn append_run(
         let _ = h.join();
     }
     ledger.close()?;
+    io::flush(dir);
+    let written = io::Written::now().since(before);
+    let at_rest = io::dir_bytes(dir);
     let mut lat = Vec::new();
     let mut bytes = 0;
     for r in results {
@@ -176,6 +268,9 @@ pub(crate) fn append_run(
         mb_per_s: bytes as f64 / elapsed / 1e6,
         p50: percentile(&lat, 0.50),
         p99: percentile(&lat, 0.99),
+        written_per_entry: written.write_bytes as f64 / entries,
+        issued_per_entry: written.wchar as f64 / entries,
+        at_rest_per_entry: at_rest as f64 / entries,
     })
 }
 
@@ -187,13 +282,19 @@ fn append_thread(
     opts: &Options,
     t: usize,
     n: u64,
+    gap: Option<Duration>,
 ) -> anyhow::Result<(Vec<Duration>, u64)> {
     let pool: Vec<Batch> = (0..BATCH_POOL)
         .map(|b| make_batch(t, b, opts.batch, opts.line_bytes))
         .collect();
     let mut lat = Vec::new();
     let mut bytes = 0u64;
+    let start = Instant::now();
     for b in 0..n {
+        if let Some(gap) = gap {
+            let due = start + gap * b as u32;
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
         let batch = pool[b as usize % BATCH_POOL as usize].clone();
         bytes += batch
             .streams
@@ -221,40 +322,18 @@ fn append_retrying(appender: &store::Appender, batch: Batch) -> anyhow::Result<(
 const BATCH_POOL: u64 = 16;
 
 const HOSTS: usize = 16;
-const TEMPLATES: &[(&str, &str)] = &[
-    (
-        "sshd",
-        "sshd[{p}]: Failed password for invalid user admin from 203.0.113.{o} port {p} ssh2",
-    ),
-    (
-        "sshd",
-        "sshd[{p}]: Accepted publickey for deploy from 198.51.100.{o} port {p} ssh2: ED25519 SHA256:Qm9vYmFyYmF6cXV4",
-    ),
-    (
-        "sudo",
-        "sudo[{p}]:     ops : TTY=pts/{o} ; PWD=/home/ops ; USER=root ; COMMAND=/usr/bin/systemctl restart nginx",
-    ),
-    (
-        "auditd",
-        "type=SYSCALL msg=audit(1754400000.{p}:{o}): arch=c000003e syscall=59 success=yes exit=0 pid={p} auid=1000 comm=\"curl\" exe=\"/usr/bin/curl\" key=\"exec\"",
-    ),
-    (
-        "fail2ban",
-        "fail2ban.actions [{p}]: NOTICE [sshd] Ban 192.0.2.{o} after 5 failures within 600 seconds",
-    ),
-];
 
 /// A batch of realistic security lines from one host (as an agent sends them: one stream per
-/// job), `n` entries padded to about `line_bytes`.
+/// job), `n` entries, each padded with random fields to at least `line_bytes`.
 pub fn make_batch(thread: usize, batch: u64, n: usize, line_bytes: usize) -> Batch {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0);
     let host = format!("host-{:02}", (thread + batch as usize * 3) % HOSTS);
-    let mut streams: Vec<Stream> = TEMPLATES
+    let mut streams: Vec<Stream> = lines::JOBS
         .iter()
-        .map(|(job, _)| Stream {
+        .map(|job| Stream {
             labels: Pairs::new(vec![
                 ("host".into(), host.clone()),
                 ("job".into(), (*job).into()),
@@ -263,23 +342,21 @@ pub fn make_batch(thread: usize, batch: u64, n: usize, line_bytes: usize) -> Bat
             entries: Vec::new(),
         })
         .collect();
+    let mut rng = lines::Rng::new(((thread as u64) << 40) ^ batch);
     for i in 0..n {
-        let k = batch as usize * n + i;
-        let t = k % TEMPLATES.len();
-        let mut line = TEMPLATES[t]
-            .1
-            .replace("{p}", &(1000 + k % 60000).to_string())
-            .replace("{o}", &(k % 254).to_string());
+        let t = rng.below(lines::JOBS.len() as u64) as usize;
+        let ts_ns = now + i as i64;
+        let mut line = lines::line(lines::JOBS[t], (ts_ns / 1_000_000_000) as u64, &mut rng);
         while line.len() < line_bytes {
-            line.push_str(" pad=0123456789abcdef");
+            line.push_str(&format!(" id={:016x}", rng.next_u64()));
         }
-        line.truncate(line_bytes.max(1));
         streams[t].entries.push(NewEntry {
-            ts_ns: now + i as i64,
+            ts_ns,
             metadata: Pairs::default(),
             line: line.into_bytes(),
         });
     }
+    streams.retain(|s| !s.entries.is_empty());
     Batch {
         source: format!("bench-{thread}"),
         tenant: String::new(),

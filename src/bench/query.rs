@@ -20,7 +20,12 @@ pub struct Options {
     pub hosts: usize,
     pub span: Duration,
     pub runs: usize,
+    /// Segment layouts to build the ledger in, one after the other, each timed alike.
+    pub formats: Vec<u32>,
 }
+
+/// The one line of the data holding this word: what a needle search looks for.
+pub const NEEDLE: &str = "unique-needle-string";
 
 const JOBS: [&str; 5] = ["sshd", "sudo", "auditd", "app", "fail2ban"];
 
@@ -55,8 +60,14 @@ fn line(job: &str, k: u64) -> String {
 }
 
 /// Builds the ledger; returns it with its engine and the end of the data's time span.
-fn build(opts: &Options, dir: &std::path::Path) -> anyhow::Result<(store::Ledger, Engine, i64)> {
-    let (ledger, appender, reader) = store::open(StoreConfig::new(dir))?;
+fn build(
+    opts: &Options,
+    dir: &std::path::Path,
+    format: u32,
+) -> anyhow::Result<(store::Ledger, Engine, i64)> {
+    let mut cfg = StoreConfig::new(dir);
+    cfg.segment_format = format;
+    let (ledger, appender, reader) = store::open(cfg)?;
     let end = crate::clock::now_ns();
     let span = opts.span.as_nanos() as i64;
     let step = (span / opts.entries.max(1) as i64).max(1);
@@ -69,10 +80,14 @@ fn build(opts: &Options, dir: &std::path::Path) -> anyhow::Result<(store::Ledger
             let job = JOBS[(i % JOBS.len() as u64) as usize];
             let host = format!("h{:02}", (i / JOBS.len() as u64) % opts.hosts as u64);
             let labels = Pairs::new(vec![("host".into(), host), ("job".into(), job.into())])?;
+            let mut line = line(job, i);
+            if i == opts.entries / 3 {
+                line.push_str(&format!(" {NEEDLE}"));
+            }
             let entry = NewEntry {
                 ts_ns: start + i as i64 * step,
                 metadata: Pairs::default(),
-                line: line(job, i).into_bytes(),
+                line: line.into_bytes(),
             };
             match streams.iter_mut().find(|s| s.labels == labels) {
                 Some(s) => s.entries.push(entry),
@@ -132,6 +147,13 @@ const CASES: &[Case] = &[
         kind: Kind::Query,
     },
     Case {
+        name: "Needle: every stream |= one word, 24h, 1000 lines",
+        query: r#"{job=~".+"} |= "unique-needle-string""#,
+        range: Duration::from_secs(86400),
+        step: None,
+        kind: Kind::Query,
+    },
+    Case {
         name: "Log volume: sshd by detected_level, 24h, step 5m",
         query: r#"sum by (level, detected_level) (count_over_time({job="sshd"} | drop __error__ [5m]))"#,
         range: Duration::from_secs(86400),
@@ -176,17 +198,35 @@ const CASES: &[Case] = &[
 ];
 
 pub fn run(opts: &Options) -> anyhow::Result<()> {
-    let dir = super::scratch(&opts.dir, "query")?;
+    let mut medians: Vec<Vec<f64>> = Vec::new();
+    for &format in &opts.formats {
+        medians.push(run_format(opts, format)?);
+    }
+    if let [first, .., last] = medians.as_slice() {
+        let (a, b) = (opts.formats[0], opts.formats[opts.formats.len() - 1]);
+        println!("{:<55} {:>10}", "query", format!("v{a}/v{b}"));
+        for (c, (x, y)) in CASES.iter().zip(first.iter().zip(last)) {
+            println!("{:<55} {:>10.1}", c.name, x / y.max(1e-9));
+        }
+    }
+    Ok(())
+}
+
+/// Builds the ledger in segment layout `format` and times every case; the medians, in ms.
+fn run_format(opts: &Options, format: u32) -> anyhow::Result<Vec<f64>> {
+    let dir = super::scratch(&opts.dir, &format!("query-v{format}"))?;
     let t = Instant::now();
-    let (ledger, engine, end) = build(opts, &dir)?;
+    let (ledger, engine, end) = build(opts, &dir, format)?;
     println!(
-        "built {} entries over {:?} ({} hosts x {} jobs) in {:.1} s",
+        "built {} entries over {:?} ({} hosts x {} jobs) in segment format v{format} in {:.1} s, {:.1} B per entry on disk",
         opts.entries,
         opts.span,
         opts.hosts,
         JOBS.len(),
-        t.elapsed().as_secs_f64()
+        t.elapsed().as_secs_f64(),
+        super::io::dir_bytes(&dir) as f64 / opts.entries.max(1) as f64
     );
+    let mut out = Vec::new();
     println!(
         "{:<55} {:>10} {:>12} {:>14}",
         "query", "median ms", "lines read", "lines/s"
@@ -200,6 +240,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
             times.push(t.elapsed().as_secs_f64());
         }
         let med = super::median(times);
+        out.push(med * 1e3);
         let rate = if med > 0.0 { lines as f64 / med } else { 0.0 };
         println!(
             "{:<55} {:>10.1} {:>12} {:>14.0}",
@@ -211,7 +252,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     }
     ledger.close()?;
     std::fs::remove_dir_all(&dir)?;
-    Ok(())
+    Ok(out)
 }
 
 /// Runs one case; returns the lines it read.

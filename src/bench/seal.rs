@@ -71,6 +71,10 @@ pub fn ingest(
         verify_entries: 0,
         runs,
         segment_max_bytes,
+        formats: vec![crate::store::DEFAULT_SEGMENT_FORMAT],
+        rate: 0,
+        zstd_level: crate::store::StoreConfig::new(base).segment_zstd_level,
+        keep: false,
     };
     println!(
         "ingest: {entries} entries per run, 8 appenders, batches of 1000, {} MiB segments, \
@@ -82,7 +86,7 @@ pub fn ingest(
     for r in 0..runs {
         for sealing in [None, Some(Duration::from_secs(1))] {
             let dir = super::scratch(base, &format!("ingest-{r}-{}", sealing.is_some()))?;
-            let run = super::append_run(&dir, &opts, 8, entries, sealing)?;
+            let run = super::append_run(&dir, &opts, 8, entries, sealing, opts.formats[0])?;
             let label = if sealing.is_some() {
                 "sealing on "
             } else {

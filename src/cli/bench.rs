@@ -50,6 +50,9 @@ pub struct QueryArgs {
     /// Runs per query (the median is reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Segment layouts to build the ledger in (`1,2` times both, with their ratio).
+    #[arg(long, value_delimiter = ',', default_value = "2")]
+    segment_format: Vec<u32>,
 }
 
 fn parse_span(s: &str) -> Result<std::time::Duration, String> {
@@ -67,8 +70,9 @@ pub struct Args {
     /// Entries per append.
     #[arg(long, default_value_t = 1000)]
     batch: usize,
-    /// Bytes per line.
-    #[arg(long, default_value_t = 250)]
+    /// Bytes per line at least: shorter lines get random fields appended (0: lines as the
+    /// generator writes them, about 170 bytes on average).
+    #[arg(long, default_value_t = 0)]
     line_bytes: usize,
     /// Concurrent appenders, one run setting per value.
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
@@ -82,6 +86,19 @@ pub struct Args {
     /// Segment rotation size for the benchmark ledgers.
     #[arg(long, default_value_t = daftari::store::DEFAULT_SEGMENT_MAX_BYTES)]
     segment_max_bytes: u64,
+    /// Segment layouts to run, alternately (`1,2` compares them side by side).
+    #[arg(long, value_delimiter = ',', default_value = "2")]
+    segment_format: Vec<u32>,
+    /// Entries per second all appenders send together; 0 sends as fast as the ledger takes
+    /// them (saturation).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// zstd level of v2 blocks (the server's `segment_zstd_level`).
+    #[arg(long, default_value_t = daftari::store::StoreConfig::new("").segment_zstd_level)]
+    zstd_level: i32,
+    /// Keep each append run's ledger under --dir instead of removing it.
+    #[arg(long)]
+    keep: bool,
 }
 
 pub fn run(which: Which) -> anyhow::Result<u8> {
@@ -105,12 +122,18 @@ pub fn run(which: Which) -> anyhow::Result<u8> {
                 q.hosts > 0 && q.entries > 0,
                 "--hosts and --entries must be positive"
             );
+            anyhow::ensure!(
+                !q.segment_format.is_empty()
+                    && q.segment_format.iter().all(|f| (1..=2).contains(f)),
+                "--segment-format takes 1 and/or 2"
+            );
             daftari::bench::query::run(&daftari::bench::query::Options {
                 dir: q.dir,
                 entries: q.entries,
                 hosts: q.hosts,
                 span: q.span,
                 runs: q.runs,
+                formats: q.segment_format,
             })?;
             return Ok(0);
         }
@@ -123,6 +146,10 @@ pub fn run(which: Which) -> anyhow::Result<u8> {
         !a.appenders.is_empty() && !a.appenders.contains(&0),
         "--appenders must be positive"
     );
+    anyhow::ensure!(
+        !a.segment_format.is_empty() && a.segment_format.iter().all(|f| (1..=2).contains(f)),
+        "--segment-format takes 1 and/or 2"
+    );
     daftari::bench::run(&daftari::bench::Options {
         dir: a.dir,
         entries: a.entries,
@@ -132,6 +159,10 @@ pub fn run(which: Which) -> anyhow::Result<u8> {
         verify_entries: a.verify_entries,
         runs: a.runs,
         segment_max_bytes: a.segment_max_bytes,
+        formats: a.segment_format,
+        rate: a.rate,
+        zstd_level: a.zstd_level,
+        keep: a.keep,
     })?;
     Ok(0)
 }

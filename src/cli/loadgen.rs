@@ -54,6 +54,9 @@ pub struct Args {
     /// Target entries/s over all connections (0: as fast as acknowledgements come).
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// Segment layout of the spawned server (1 or 2; default: the server's).
+    #[arg(long)]
+    segment_format: Option<u32>,
 }
 
 pub(super) fn duration(s: &str) -> Result<Duration, String> {
@@ -73,7 +76,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             (addr, token.trim().to_string(), args.server_pid)
         }
         None => {
-            let s = Spawned::start(args.data_dir.clone(), UNLIMITED_TOKENS, &[])?;
+            let mut config = UNLIMITED_TOKENS.to_owned();
+            if let Some(f) = args.segment_format {
+                config.push_str(&format!("[store]\nsegment_format = {f}\n"));
+            }
+            let s = Spawned::start(args.data_dir.clone(), &config, &[])?;
             let out = (s.addr, s.token.clone(), Some(s.child.id()));
             spawned = Some(s);
             out
@@ -105,8 +112,24 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // The server's disk writes over the measured window, sampled beside the load.
+    let written = pid.map(|pid| {
+        let (warmup, duration) = (opts.warmup, opts.duration);
+        std::thread::spawn(move || {
+            std::thread::sleep(warmup);
+            let before = loadgen::write_bytes(pid);
+            std::thread::sleep(duration);
+            Some(loadgen::write_bytes(pid)?.saturating_sub(before?))
+        })
+    });
     let report = rt.block_on(loadgen::run(&opts));
     print(&report, pid);
+    if let Some(bytes) = written.and_then(|h| h.join().ok().flatten()) {
+        println!(
+            "server wrote {:.0} B per entry to disk in the measured window (/proc/PID/io write_bytes)",
+            bytes as f64 / report.entries.max(1) as f64
+        );
+    }
     if let Some(s) = spawned {
         s.stop()?;
     }

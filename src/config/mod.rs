@@ -163,6 +163,8 @@ struct LocalFile {
 #[serde(deny_unknown_fields)]
 struct StoreFile {
     segment_max_bytes: Option<u64>,
+    segment_format: Option<u32>,
+    segment_zstd_level: Option<i32>,
     segment_max_age: Option<String>,
     queue_max_batches: Option<usize>,
     queue_max_bytes: Option<usize>,
@@ -327,6 +329,12 @@ fn apply_store(
     }
     if let Some(v) = f.segment_max_bytes {
         s.segment_max_bytes = v;
+    }
+    if let Some(v) = f.segment_format {
+        s.segment_format = v;
+    }
+    if let Some(v) = f.segment_zstd_level {
+        s.segment_zstd_level = v;
     }
     s.segment_max_age = dur(
         "store.segment_max_age",

@@ -107,6 +107,7 @@ impl Stats {
     pub fn add(&mut self, o: &Stats) {
         self.scan.segments_opened += o.scan.segments_opened;
         self.scan.blocks_read += o.scan.blocks_read;
+        self.scan.blocks_skipped += o.scan.blocks_skipped;
         self.scan.records_decoded += o.scan.records_decoded;
         self.scan.bytes_read += o.scan.bytes_read;
         self.lines_processed += o.lines_processed;
@@ -173,6 +174,8 @@ impl Engine {
             start_ns: start,
             end_ns: end,
             order,
+            tokens: visitor
+                .required_tokens(&|name| labels.values().any(|l| l.iter().any(|(k, _)| k == name))),
         };
         let mut adapter = Adapter {
             labels: &labels,
@@ -289,6 +292,12 @@ pub trait ScanVisitor {
     fn wants(&self, _min_ts: i64, _max_ts: i64) -> bool {
         true
     }
+    /// Token hashes every record the visitor keeps holds (see
+    /// [`crate::query::pipeline::required_tokens`]; `stream_label` says whether a selected
+    /// stream has a label of that name); blocks without one are not read.
+    fn required_tokens(&self, _stream_label: &dyn Fn(&str) -> bool) -> Vec<u64> {
+        Vec::new()
+    }
     /// Returns `false` to stop the scan.
     fn record(&mut self, rec: &Rec<'_>, stats: &mut Stats) -> bool;
 }
@@ -396,6 +405,10 @@ fn held_by(e: &LogEntry) -> usize {
 }
 
 impl ScanVisitor for Collector<'_> {
+    fn required_tokens(&self, stream_label: &dyn Fn(&str) -> bool) -> Vec<u64> {
+        crate::query::pipeline::required_tokens(self.stages, stream_label)
+    }
+
     fn wants(&self, min_ts: i64, max_ts: i64) -> bool {
         if self.heap.len() < self.limit {
             return true;

@@ -12,11 +12,10 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::block;
 use super::chain::{self, Hash, LOG_ID_LEN};
 use super::checkpointer::Checkpointer;
 use super::error::StoreError;
-use super::schema::{self, SCHEMA_VERSION};
+use super::schema;
 use super::segment::{self, Meta};
 
 /// The open segment and the tip of the chain.
@@ -65,32 +64,32 @@ impl Active {
     }
 
     /// Closes this segment: close row (durable), then [`segment::finish_close`].
-    /// Returns the meta the next segment must carry.
-    pub fn close(mut self) -> Result<Meta, StoreError> {
+    /// Returns the meta the next segment must carry, which is of schema `version`.
+    pub fn close(mut self, version: u32) -> Result<Meta, StoreError> {
         drop(self.checkpointer.take());
-        segment::write_close_row(&self.conn, &self.path, self.count(), &self.head)?;
+        segment::write_close_row(&self.conn, &self.path, &self.meta, self.count(), &self.head)?;
         crate::failpoint::hit(crate::failpoint::at::CLOSE_AFTER_CLOSE_ROW);
         let Active {
             conn, path, meta, ..
         } = self;
         conn.close()
             .map_err(|(_, e)| StoreError::sqlite("close segment: close writer", &path)(e))?;
-        next_meta(&path, &meta)
+        next_meta(&path, &meta, version)
     }
 }
 
 /// Opens the newest segment for writing, first finishing whatever a crash interrupted:
 /// leftovers of a creation are removed, a segment with a close row is finished and succeeded,
-/// a segment of an older schema is closed and succeeded, an empty directory gets segment 0.
+/// a segment of another schema than `version` is closed and succeeded, an empty directory gets segment 0.
 /// `origin` names the log if it has to be created.
-pub(crate) fn advance(dir: &Path, origin: &str) -> Result<Active, StoreError> {
+pub(crate) fn advance(dir: &Path, origin: &str, version: u32) -> Result<Active, StoreError> {
     segment::remove_leftovers(dir)?;
     let Some((_, path)) = segment::list(dir)?.pop() else {
-        let meta = first_meta(origin)?;
+        let meta = first_meta(origin, version)?;
         return open(&segment::create(dir, &meta)?);
     };
     if segment::is_read_only(&path)? {
-        let meta = next_meta(&path, &read_meta_ro(&path)?)?;
+        let meta = next_meta(&path, &read_meta_ro(&path)?, version)?;
         return open(&segment::create(dir, &meta)?);
     }
     let active = open(&path)?;
@@ -105,21 +104,21 @@ pub(crate) fn advance(dir: &Path, origin: &str) -> Result<Active, StoreError> {
         } = active;
         drop(checkpointer);
         drop(conn);
-        let next = next_meta(&path, &meta)?;
+        let next = next_meta(&path, &meta, version)?;
         return open(&segment::create(dir, &next)?);
     }
-    if active.meta.schema_version < SCHEMA_VERSION {
-        let next = active.close()?;
+    if active.meta.schema_version != version {
+        let next = active.close(version)?;
         return open(&segment::create(dir, &next)?);
     }
     Ok(active)
 }
 
-fn first_meta(origin: &str) -> Result<Meta, StoreError> {
+fn first_meta(origin: &str, version: u32) -> Result<Meta, StoreError> {
     let mut log_id = [0u8; LOG_ID_LEN];
     getrandom::fill(&mut log_id).map_err(|e| StoreError::Config(format!("random log id: {e}")))?;
     Ok(Meta {
-        schema_version: SCHEMA_VERSION,
+        schema_version: version,
         origin: origin.to_owned(),
         log_id,
         segment_index: 0,
@@ -131,7 +130,7 @@ fn first_meta(origin: &str) -> Result<Meta, StoreError> {
 }
 
 /// Finishes closing the segment at `path` and builds its successor's meta from its close row.
-fn next_meta(path: &Path, meta: &Meta) -> Result<Meta, StoreError> {
+fn next_meta(path: &Path, meta: &Meta, version: u32) -> Result<Meta, StoreError> {
     let file_hash = segment::finish_close(path)?;
     let conn = segment::open_read_only(path).map_err(StoreError::sqlite("read close row", path))?;
     let (count, end_head): (i64, Hash) = conn
@@ -140,7 +139,7 @@ fn next_meta(path: &Path, meta: &Meta) -> Result<Meta, StoreError> {
         })
         .map_err(StoreError::sqlite("read close row", path))?;
     Ok(Meta {
-        schema_version: SCHEMA_VERSION,
+        schema_version: version,
         origin: meta.origin.clone(),
         log_id: meta.log_id,
         segment_index: meta.segment_index + 1,
@@ -169,21 +168,13 @@ fn open(path: &Path) -> Result<Active, StoreError> {
     let meta = segment::read_meta(&conn)
         .map_err(StoreError::sqlite("read meta", path))?
         .ok_or_else(|| corrupt(path, "no meta row"))?;
-    let last: Option<(i64, i64, Vec<u8>)> = conn
-        .query_row(
-            "SELECT first_seq, count, heads FROM blocks ORDER BY first_seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()
+    let last = segment::block_before(&conn, meta.schema_version, i64::MAX)
         .map_err(StoreError::sqlite("read last block", path))?;
     let (next_seq, head) = match last {
         None => (meta.first_seq, meta.prev_head),
-        Some((first, n, heads)) => {
+        Some((first, n, head)) => {
             let next = (first + n) as u64;
-            let head = (n > 0)
-                .then(|| block::head(&heads, n as usize - 1))
-                .flatten()
+            let head = head
                 .ok_or_else(|| corrupt(path, "the last block has no head for its last record"))?;
             if first < 0 || next <= meta.first_seq {
                 return Err(corrupt(

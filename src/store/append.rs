@@ -77,7 +77,6 @@ pub(crate) struct Prepared {
     pub canon: Range<usize>,
     /// The record's labels section, within the buffer.
     pub labels: Range<usize>,
-    pub ts_ns: i64,
 }
 
 /// One append waiting in the queue.
@@ -230,7 +229,6 @@ fn prepare(batch: &Batch, recv_ns: i64) -> Result<(Vec<u8>, Vec<Prepared>), Appe
             out.push(Prepared {
                 canon: start..buf.len(),
                 labels,
-                ts_ns: e.ts_ns,
             });
         }
     }

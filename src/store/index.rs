@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
-use rusqlite::OptionalExtension;
-
 use super::block::StreamSpan;
 use super::chain::{self, Hash, Pairs};
 use super::error::StoreError;
@@ -142,22 +140,9 @@ impl StreamIndex {
                 detail: "no meta row".into(),
             })?;
         let count: u64 = spans.iter().map(|s| s.count).sum();
-        let last_heads: Option<Vec<u8>> = conn
-            .query_row(
-                "SELECT heads FROM blocks ORDER BY first_seq DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
+        let last = segment::block_before(&conn, meta.schema_version, i64::MAX)
             .map_err(StoreError::sqlite("index: read the last head", path))?;
-        let head = match last_heads {
-            Some(h) if h.len() >= 32 => {
-                let mut a = [0u8; 32];
-                a.copy_from_slice(&h[h.len() - 32..]);
-                a
-            }
-            _ => meta.prev_head,
-        };
+        let head = last.and_then(|(_, _, h)| h).unwrap_or(meta.prev_head);
         let at = Position {
             segment: seg_index,
             first_seq: meta.first_seq,

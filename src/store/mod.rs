@@ -59,6 +59,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use append::{Appender, Batch, NewEntry, Receipt, Stream};
+pub use block::tokens::{needle_hashes, value_hashes};
 pub use chain::{Hash, Pairs, Record};
 pub use error::{AppendError, StoreError};
 pub use fatal::FATAL_EXIT_CODE;
@@ -100,6 +101,11 @@ pub const DEFAULT_GROUP_MAX_BYTES: usize = 32 << 20;
 /// Key `group_linger`.
 pub const DEFAULT_GROUP_LINGER: Duration = Duration::ZERO;
 
+/// Layout of new segments: 2 (compressed blocks, columns, token filters; VERIFY.md). 1, the
+/// raw layout, stays readable forever and is written only on request (side-by-side
+/// benchmarks, tests of v1 ledgers). Key `segment_format`.
+pub const DEFAULT_SEGMENT_FORMAT: u32 = schema::SCHEMA_VERSION;
+
 /// Origin name of a new log when none is configured. Key `origin`.
 pub const DEFAULT_ORIGIN: &str = "daftari";
 
@@ -116,6 +122,10 @@ pub struct StoreConfig {
     pub group_max_entries: usize,
     pub group_max_bytes: usize,
     pub group_linger: Duration,
+    /// Schema version (layout) of new segments.
+    pub segment_format: u32,
+    /// zstd level of v2 blocks.
+    pub segment_zstd_level: i32,
     /// Stamps receive times and ages segments: the system's, but for in-process tests.
     pub clock: crate::clock::Clock,
 }
@@ -133,6 +143,8 @@ impl StoreConfig {
             group_max_entries: DEFAULT_GROUP_MAX_ENTRIES,
             group_max_bytes: DEFAULT_GROUP_MAX_BYTES,
             group_linger: DEFAULT_GROUP_LINGER,
+            segment_format: DEFAULT_SEGMENT_FORMAT,
+            segment_zstd_level: block::frame::DEFAULT_LEVEL,
             clock: crate::clock::Clock::system(),
         }
     }
@@ -154,6 +166,12 @@ impl StoreConfig {
         }
         if self.segment_max_bytes < 64 * 1024 {
             return bad("segment_max_bytes", "must be at least 64 KiB");
+        }
+        if !(schema::OLDEST_VERSION..=schema::SCHEMA_VERSION).contains(&self.segment_format) {
+            return bad("segment_format", "must be 1 or 2");
+        }
+        if !(1..=block::frame::MAX_LEVEL).contains(&self.segment_zstd_level) {
+            return bad("segment_zstd_level", "must be 1 to 19");
         }
         if self.segment_max_age < Duration::from_secs(1) {
             return bad("segment_max_age", "must be at least 1s");
@@ -226,7 +244,7 @@ pub fn open(cfg: StoreConfig) -> Result<(Ledger, Appender, Reader), StoreError> 
     cfg.validate()?;
     let dir = cfg.segments_dir();
     std::fs::create_dir_all(&dir).map_err(StoreError::io("create segments directory", &dir))?;
-    let active = active::advance(&dir, &cfg.origin)?;
+    let active = active::advance(&dir, &cfg.origin, cfg.segment_format)?;
     let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue_max_batches);
     let queue = Arc::new(Queue {
         tx,
@@ -238,7 +256,8 @@ pub fn open(cfg: StoreConfig) -> Result<(Ledger, Appender, Reader), StoreError> 
     let index = Arc::new(StreamIndex::build(&dir)?);
     let reader = Reader::with_index(&cfg.data_dir, Arc::clone(&index));
     let pruner = Pruner::new(cfg.data_dir.clone());
-    let w = writer::Writer::new(cfg, active, rx, Arc::clone(&queue), index);
+    let w = writer::Writer::new(cfg, active, rx, Arc::clone(&queue), index)
+        .map_err(|e| StoreError::Config(format!("block compressor: {e}")))?;
     let handle = std::thread::Builder::new()
         .name("ledger-writer".into())
         .spawn(move || w.run())

@@ -158,8 +158,13 @@ pub(crate) fn each_record(
         path: path.into(),
         detail,
     };
+    let layout = segment::layout(conn).map_err(StoreError::sqlite("read records", path))?;
+    let sql = format!(
+        "SELECT {} FROM blocks WHERE first_seq + count > ?1 ORDER BY first_seq",
+        layout.records_columns()
+    );
     let mut stmt = conn
-        .prepare("SELECT records FROM blocks WHERE first_seq + count > ?1 ORDER BY first_seq")
+        .prepare(&sql)
         .map_err(StoreError::sqlite("read records", path))?;
     let mut rows = stmt
         .query(params![from as i64])
@@ -168,11 +173,15 @@ pub(crate) fn each_record(
         .next()
         .map_err(StoreError::sqlite("read records", path))?
     {
-        let blob = row
+        let stored = row
             .get_ref(0)
             .and_then(|v| v.as_blob().map_err(Into::into))
             .map_err(StoreError::sqlite("read records", path))?;
-        for canon in block::records(blob) {
+        let raw_bytes = row
+            .get(1)
+            .map_err(StoreError::sqlite("read records", path))?;
+        let blob = block::unpack(layout, stored, raw_bytes).map_err(corrupt)?;
+        for canon in block::records(&blob) {
             let canon =
                 canon.map_err(|at| corrupt(format!("block framing breaks at byte {at}")))?;
             if !f(canon).map_err(corrupt)? {

@@ -12,7 +12,10 @@ use rusqlite::Connection;
 pub const APPLICATION_ID: i32 = 0x4441_4654;
 
 /// Migrations, oldest first. Version N of the schema is the result of applying the first N.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/segment/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/segment/0001_init.sql"),
+    include_str!("../../migrations/segment/0002_compressed_blocks.sql"),
+];
 
 /// The schema version new segments are created with.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -53,20 +56,50 @@ pub fn objects(conn: &Connection) -> rusqlite::Result<Vec<SchemaObject>> {
     rows.collect()
 }
 
-/// The exact schema objects a segment of `version` must have, or `None` for an unknown version.
-pub fn expected_objects(version: u32) -> Option<Vec<SchemaObject>> {
+/// What the transaction that closes a segment of `version` adds to its schema.
+pub fn at_close(version: u32) -> &'static str {
+    if version >= 2 {
+        include_str!("../../migrations/segment/0002_close.sql")
+    } else {
+        ""
+    }
+}
+
+/// The exact schema objects a segment of `version` must have, open or `closed`, or `None` for
+/// an unknown version.
+pub fn expected_objects(version: u32, closed: bool) -> Option<Vec<SchemaObject>> {
     if version == 0 || version > SCHEMA_VERSION {
         return None;
     }
     let conn = Connection::open_in_memory().ok()?;
     apply(&conn, version).ok()?;
+    if closed {
+        conn.execute_batch(at_close(version)).ok()?;
+    }
     objects(&conn).ok()
 }
 
-/// Page size of new segments. Records live in blocks (blobs of up to 1 MiB), so large pages
-/// mean fewer overflow pages, WAL frames and write calls per byte (measured: +8% appends/s
-/// over 4 KiB).
-pub const PAGE_SIZE: i64 = 16 * 1024;
+/// The oldest schema version still written (on request: `segment_format = 1`).
+pub const OLDEST_VERSION: u32 = 1;
+
+/// Page size of new v1 segments. Records live in raw blocks (blobs of up to 1 MiB), so large
+/// pages mean fewer overflow pages, WAL frames and write calls per byte (measured: +8%
+/// appends/s over 4 KiB).
+const PAGE_SIZE_V1: i64 = 16 * 1024;
+
+/// Page size of new v2 segments. Compressed blocks are small (tens of KiB), so the half page
+/// a block's last overflow page wastes on average, and the leaf pages every commit rewrites,
+/// dominate what is written and kept: 4 KiB pages cut both (BENCHMARKS.md).
+const PAGE_SIZE_V2: i64 = 4 * 1024;
+
+/// Page size of new segments of schema `version`.
+pub fn page_size(version: u32) -> i64 {
+    if version >= 2 {
+        PAGE_SIZE_V2
+    } else {
+        PAGE_SIZE_V1
+    }
+}
 
 /// Pages after which the writer checkpoints the WAL itself: a backstop only (128 MiB), since
 /// the background checkpointer normally keeps the WAL far smaller.
@@ -75,7 +108,7 @@ pub const WAL_AUTOCHECKPOINT_PAGES: i64 = 8 * 1024;
 /// Size the WAL file is cut back to after a reset. Equal to the backstop, so that in normal
 /// operation the file is overwritten in place rather than truncated and extended again, which
 /// costs the kernel a page allocation per write.
-const JOURNAL_SIZE_LIMIT: i64 = WAL_AUTOCHECKPOINT_PAGES * PAGE_SIZE;
+const JOURNAL_SIZE_LIMIT: i64 = WAL_AUTOCHECKPOINT_PAGES * PAGE_SIZE_V1;
 
 /// Page cache of the writer connection, in KiB (negative `cache_size` means KiB).
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
@@ -130,20 +163,28 @@ mod tests {
     }
 
     #[test]
-    fn expected_schema_has_the_five_tables_and_the_index() {
-        let objs = expected_objects(SCHEMA_VERSION).unwrap();
-        let names: Vec<_> = objs.iter().map(|o| o.name.as_str()).collect();
+    fn expected_schema_has_the_five_tables_and_the_index_once_closed() {
+        let names = |version, closed| -> Vec<String> {
+            let objs = expected_objects(version, closed).unwrap();
+            objs.into_iter().map(|o| o.name).collect()
+        };
+        let tables = ["block_streams", "blocks", "close", "meta", "streams"];
+        let with = |indexes: &[&'static str]| -> Vec<String> {
+            indexes
+                .iter()
+                .chain(&tables)
+                .map(|s| s.to_string())
+                .collect()
+        };
+        // v1 keeps its index by stream throughout; v2 indexes by time and builds the index by
+        // stream when the segment closes.
+        assert_eq!(names(1, false), with(&["block_streams_by_stream"]));
+        assert_eq!(names(1, true), with(&["block_streams_by_stream"]));
+        assert_eq!(names(2, false), with(&["block_streams_by_time"]));
         assert_eq!(
-            names,
-            [
-                "block_streams_by_stream",
-                "block_streams",
-                "blocks",
-                "close",
-                "meta",
-                "streams"
-            ]
+            names(2, true),
+            with(&["block_streams_by_stream", "block_streams_by_time"])
         );
-        assert!(expected_objects(SCHEMA_VERSION + 1).is_none());
+        assert!(expected_objects(SCHEMA_VERSION + 1, false).is_none());
     }
 }

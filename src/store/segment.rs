@@ -14,9 +14,43 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+use super::block::{self, Layout};
 use super::chain::{self, Hash, LOG_ID_LEN};
 use super::error::StoreError;
 use super::schema;
+
+/// How the segment open on `conn` stores its blocks (from its schema version).
+pub fn layout(conn: &Connection) -> rusqlite::Result<Layout> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map(Layout::of)
+}
+
+/// The last block of a segment of schema `version` that starts before `seq` (`i64::MAX`:
+/// the last block): its first_seq, its count, and the head after its last record as stored
+/// (`None` if it is not stored as it should be).
+pub fn block_before(
+    conn: &Connection,
+    version: u32,
+    seq: i64,
+) -> rusqlite::Result<Option<(i64, i64, Option<Hash>)>> {
+    let layout = Layout::of(version);
+    let sql = match layout {
+        Layout::V1 => {
+            "SELECT first_seq, count, heads FROM blocks WHERE first_seq < ?1 \
+             ORDER BY first_seq DESC LIMIT 1"
+        }
+        Layout::V2 => {
+            "SELECT first_seq, count, end_head FROM blocks WHERE first_seq < ?1 \
+             ORDER BY first_seq DESC LIMIT 1"
+        }
+    };
+    conn.query_row(sql, [seq], |r| {
+        let (first, count): (i64, i64) = (r.get(0)?, r.get(1)?);
+        let blob = r.get_ref(2)?.as_blob()?;
+        Ok((first, count, block::end_head(layout, count, blob)))
+    })
+    .optional()
+}
 
 /// Name of the directory under the data dir that holds the segment files.
 pub const SEGMENTS_DIR: &str = "segments";
@@ -119,7 +153,7 @@ pub fn create(dir: &Path, meta: &Meta) -> Result<PathBuf, StoreError> {
         let conn = Connection::open(&tmp).map_err(StoreError::sqlite("create segment", &tmp))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(StoreError::sqlite("create segment: synchronous", &tmp))?;
-        conn.pragma_update(None, "page_size", schema::PAGE_SIZE)
+        conn.pragma_update(None, "page_size", schema::page_size(meta.schema_version))
             .map_err(StoreError::sqlite("create segment: page_size", &tmp))?;
         // WAL from birth: switching modes later is itself a journaled write a crash can cut.
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -185,20 +219,27 @@ pub fn is_closed(conn: &Connection) -> rusqlite::Result<bool> {
     conn.query_row("SELECT EXISTS (SELECT 1 FROM close)", [], |r| r.get(0))
 }
 
-/// Step 1 of closing: records the end head and count in the segment, durably. After this the
-/// segment takes no more records, whatever happens to the rest of the close procedure.
+/// Step 1 of closing: records the end head and count in the segment, durably, in one
+/// transaction with what the schema adds at close ([`schema::at_close`]: v2's index by
+/// stream, built once from the finished table). After this the segment takes no more
+/// records, whatever happens to the rest of the close procedure.
 pub fn write_close_row(
     conn: &Connection,
     path: &Path,
+    meta: &Meta,
     count: u64,
     end_head: &Hash,
 ) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT INTO close (id, count, end_head) VALUES (1, ?1, ?2)",
-        params![count as i64, &end_head[..]],
-    )
-    .map_err(StoreError::sqlite("close segment: close row", path))?;
-    Ok(())
+    let write = || -> rusqlite::Result<()> {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute(
+            "INSERT INTO close (id, count, end_head) VALUES (1, ?1, ?2)",
+            params![count as i64, &end_head[..]],
+        )?;
+        tx.execute_batch(schema::at_close(meta.schema_version))?;
+        tx.commit()
+    };
+    write().map_err(StoreError::sqlite("close segment: close row", path))
 }
 
 /// Steps 2 to 4 of closing, idempotent so that recovery can finish an interrupted close:

@@ -1,9 +1,10 @@
 //! The writer thread: the one owner of the writable connection, and group commit.
 //!
 //! Owns: taking appends off the queue, grouping them (bounded by entries, bytes and a linger
-//! time), numbering and chaining their records, committing the group in one transaction, and
-//! only then resolving every waiter of the group with the same outcome; rotating segments by
-//! size and age; stopping the process on an fsync failure.
+//! time), numbering and chaining their records, packing them into blocks of the segment's
+//! layout (v2: compressed, with columns and a token filter), committing the group in one
+//! transaction, and only then resolving every waiter of the group with the same outcome;
+//! rotating segments by size and age; stopping the process on an fsync failure.
 //!
 //! Must not: resolve an append before its transaction committed, or be reachable from
 //! anything but the queue.
@@ -17,11 +18,12 @@ use rusqlite::{ErrorCode, params};
 
 use super::active::{self, Active};
 use super::append::{Job, Msg, Queue, Receipt};
+use super::block::{self, Layout, frame};
+use super::chain;
 use super::error::{AppendError, StoreError};
 use super::fatal::stop_if_fatal;
 use super::index::{Position, StreamIndex};
 use super::{StoreConfig, segment};
-use super::{block, chain};
 
 /// How often an idle writer wakes to check the segment's age.
 const IDLE_TICK: Duration = Duration::from_secs(1);
@@ -36,6 +38,8 @@ pub(crate) struct Writer {
     queue: Arc<Queue>,
     /// Told about every commit before its waiters are answered.
     index: Arc<StreamIndex>,
+    /// Compresses v2 blocks (one context, reused).
+    compressor: frame::Compressor,
 }
 
 impl Writer {
@@ -45,15 +49,16 @@ impl Writer {
         rx: Receiver<Msg>,
         queue: Arc<Queue>,
         index: Arc<StreamIndex>,
-    ) -> Self {
-        Self {
-            cfg,
+    ) -> std::io::Result<Self> {
+        Ok(Self {
             active: Some(active),
             hasher: chain::Hasher::default(),
             rx,
             queue,
             index,
-        }
+            compressor: frame::Compressor::new(cfg.segment_zstd_level)?,
+            cfg,
+        })
     }
 
     /// Runs until close, then checkpoints and closes the connection (the segment stays open
@@ -128,7 +133,14 @@ impl Writer {
         let started = std::time::Instant::now();
         let outcome = match self.ensure_active() {
             Ok(()) => match self.active.as_mut() {
-                Some(active) => commit(active, &self.hasher, &mut group, &self.index),
+                Some(active) => {
+                    let ctx = Context {
+                        hasher: &self.hasher,
+                        index: &self.index,
+                        compressor: &mut self.compressor,
+                    };
+                    commit(active, ctx, &mut group)
+                }
                 None => Err(AppendError::Storage("no writable segment".into())),
             },
             Err(e) => Err(e),
@@ -163,7 +175,7 @@ impl Writer {
     fn ensure_active(&mut self) -> Result<(), AppendError> {
         if self.active.is_none() {
             let dir = self.cfg.segments_dir();
-            match active::advance(&dir, &self.cfg.origin) {
+            match active::advance(&dir, &self.cfg.origin, self.cfg.segment_format) {
                 Ok(a) => self.active = Some(a),
                 Err(e) => {
                     tracing::error!(error = %e, "ledger: cannot open the next segment");
@@ -198,10 +210,10 @@ impl Writer {
         let dir = self.cfg.segments_dir();
         let (started, index) = (Instant::now(), active.meta.segment_index);
         let result = active
-            .close()
+            .close(self.cfg.segment_format)
             .inspect(|_| crate::failpoint::hit(crate::failpoint::at::CLOSE_AFTER_FINISH))
             .and_then(|next| segment::create(&dir, &next))
-            .and_then(|_| active::advance(&dir, &self.cfg.origin));
+            .and_then(|_| active::advance(&dir, &self.cfg.origin, self.cfg.segment_format));
         match result {
             Ok(next) => {
                 // Appends wait for this: the close is on the writer's path (BENCHMARKS.md).
@@ -219,18 +231,26 @@ impl Writer {
     }
 }
 
+/// What a commit uses beside the segment: the hasher, the stream index it tells, and the
+/// block compressor.
+struct Context<'a> {
+    hasher: &'a chain::Hasher,
+    index: &'a StreamIndex,
+    compressor: &'a mut frame::Compressor,
+}
+
 /// Numbers, chains and inserts every entry of `group` in one transaction. On success the tip
 /// advances and one receipt per job is returned; on failure the tip is unchanged.
 fn commit(
     active: &mut Active,
-    hasher: &chain::Hasher,
+    ctx: Context<'_>,
     group: &mut [Job],
-    index: &StreamIndex,
 ) -> Result<Vec<Receipt>, AppendError> {
     let (start_seq, start_head) = (active.next_seq, active.head);
     let mut new_streams: Vec<(i64, Vec<u8>)> = Vec::new();
     let mut spans: Vec<block::StreamSpan> = Vec::new();
-    let result = insert_group(active, hasher, group, &mut new_streams, &mut spans);
+    let index = ctx.index;
+    let result = insert_group(active, ctx, group, &mut new_streams, &mut spans);
     match result {
         Ok(receipts) => {
             let at = Position {
@@ -264,11 +284,12 @@ fn commit(
 
 fn insert_group(
     active: &mut Active,
-    hasher: &chain::Hasher,
+    ctx: Context<'_>,
     group: &mut [Job],
     new_streams: &mut Vec<(i64, Vec<u8>)>,
     spans: &mut Vec<block::StreamSpan>,
 ) -> rusqlite::Result<Vec<Receipt>> {
+    let layout = Layout::of(active.meta.schema_version);
     let Active {
         conn,
         next_seq,
@@ -280,22 +301,28 @@ fn insert_group(
     let mut receipts = Vec::with_capacity(group.len());
     {
         let mut sql = Statements {
-            block: tx.prepare_cached(INSERT_BLOCK)?,
+            block: tx.prepare_cached(match layout {
+                Layout::V1 => INSERT_BLOCK_V1,
+                Layout::V2 => INSERT_BLOCK_V2,
+            })?,
             span: tx.prepare_cached(INSERT_SPAN)?,
             stream: tx.prepare_cached(INSERT_STREAM)?,
             spans,
+            compressor: ctx.compressor,
         };
-        let mut block = block::Builder::new(*next_seq);
+        let mut block = block::Builder::new(*next_seq, layout);
         for job in group.iter_mut() {
             let first_seq = *next_seq;
             for p in &job.entries {
                 if block.is_full_for(p.canon.len()) {
-                    sql.insert_block(&block)?;
-                    block = block::Builder::new(*next_seq);
+                    sql.insert_block(&mut block)?;
+                    block = block::Builder::new(*next_seq, layout);
                 }
                 chain::set_seq(&mut job.buf[p.canon.clone()], *next_seq);
                 let canon = &job.buf[p.canon.clone()];
-                *head = hasher.next_head(head, canon);
+                let view = chain::decode(canon)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                *head = ctx.hasher.next_head(head, canon);
                 let labels = &job.buf[p.labels.clone()];
                 let stream_id = match streams.get(labels) {
                     Some(id) => *id,
@@ -306,7 +333,7 @@ fn insert_group(
                         id
                     }
                 };
-                block.push(canon, head, job.recv_ns, p.ts_ns, stream_id);
+                block.push(canon, &view, head, stream_id);
                 *next_seq += 1;
             }
             receipts.push(Receipt {
@@ -316,15 +343,18 @@ fn insert_group(
             });
         }
         if block.count > 0 {
-            sql.insert_block(&block)?;
+            sql.insert_block(&mut block)?;
         }
     }
     tx.commit()?;
     Ok(receipts)
 }
 
-const INSERT_BLOCK: &str = "INSERT INTO blocks (first_seq, count, recv_ns, min_ts_ns, max_ts_ns, records, heads) \
-                            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const INSERT_BLOCK_V1: &str = "INSERT INTO blocks (first_seq, count, recv_ns, min_ts_ns, max_ts_ns, records, heads) \
+                               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const INSERT_BLOCK_V2: &str = "INSERT INTO blocks (first_seq, count, recv_ns, min_ts_ns, max_ts_ns, raw_bytes, \
+                               end_head, columns, tokens, records) \
+                               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 const INSERT_SPAN: &str = "INSERT INTO block_streams (first_seq, stream_id, count, min_ts_ns, max_ts_ns) \
                            VALUES (?1, ?2, ?3, ?4, ?5)";
 const INSERT_STREAM: &str = "INSERT INTO streams (labels) VALUES (?1)";
@@ -335,20 +365,38 @@ struct Statements<'c, 's> {
     span: rusqlite::CachedStatement<'c>,
     stream: rusqlite::CachedStatement<'c>,
     spans: &'s mut Vec<block::StreamSpan>,
+    compressor: &'s mut frame::Compressor,
 }
 
 impl Statements<'_, '_> {
-    fn insert_block(&mut self, b: &block::Builder) -> rusqlite::Result<()> {
+    fn insert_block(&mut self, b: &mut block::Builder) -> rusqlite::Result<()> {
         let first = b.first_seq as i64;
-        self.block.execute(params![
-            first,
-            b.count as i64,
-            b.recv_ns,
-            b.min_ts_ns,
-            b.max_ts_ns,
-            b.records,
-            b.heads
-        ])?;
+        let (count, recv, min, max) = (b.count as i64, b.recv_ns, b.min_ts_ns, b.max_ts_ns);
+        match b.layout {
+            Layout::V1 => {
+                self.block
+                    .execute(params![first, count, recv, min, max, b.records, b.heads])?;
+            }
+            Layout::V2 => {
+                let derived = b.derived();
+                let fail = |e: std::io::Error| rusqlite::Error::ToSqlConversionFailure(e.into());
+                let records = self.compressor.compress(&b.records).map_err(fail)?;
+                let columns = self.compressor.compress(&derived.columns).map_err(fail)?;
+                let raw = b.records.len() as i64;
+                self.block.execute(params![
+                    first,
+                    count,
+                    recv,
+                    min,
+                    max,
+                    raw,
+                    b.end_head,
+                    columns,
+                    derived.tokens,
+                    records
+                ])?;
+            }
+        }
         for s in &b.streams {
             self.span.execute(params![
                 first,

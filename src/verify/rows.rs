@@ -3,10 +3,12 @@
 //!
 //! For every block: it starts where the previous one ended, its records decode and carry
 //! consecutive sequence numbers, each stored head equals `link(previous stored head,
-//! leaf(record))`, and every derived column (count, recv_ns, time span, the block_streams rows)
-//! matches the records. Because each record is checked against its predecessor's stored head,
-//! chunks are independent and run in parallel, and one changed record shows up at exactly its
-//! sequence number.
+//! leaf(record))` (v2: the records decompress to `raw_bytes` and chain from the previous
+//! block's end head to their own), and every derived column (count, recv_ns, time span, the
+//! block_streams rows; v2: the columns and the token filter) matches the records. Because each
+//! record (v2: each block) is checked against the stored head before it, chunks are independent
+//! and run in parallel, and one changed record shows up at exactly its sequence number (v2: its
+//! block's range).
 //!
 //! Must not: write, or stop at the first finding (it caps them instead).
 
@@ -17,8 +19,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::report::{At, Finding, Kind};
-use crate::store::audit::{BlockRow as Block, SegmentFile, StreamSpan};
-use crate::store::block;
+use crate::store::audit::{BlockRow as Block, SegmentFile, Stored, StreamSpan};
+use crate::store::block::{self, frame};
 use crate::store::chain::{self, Hash};
 use crate::store::merkle;
 
@@ -112,13 +114,11 @@ fn walk_blocks(
 fn start(chunk: &Chunk, file: &SegmentFile) -> Result<Cursor, String> {
     let before = file.block_before(chunk.lo).map_err(|e| e.to_string())?;
     Ok(match before {
-        Some((first, count, heads)) if chunk.lo > chunk.seg_first => {
+        Some((first, count, head)) if chunk.lo > chunk.seg_first => {
             let expected = (first + count) as u64;
             Cursor {
                 expected,
-                prev: usize::try_from(count - 1)
-                    .ok()
-                    .and_then(|last| block::head(&heads, last)),
+                prev: head,
                 tree: expected
                     .checked_sub(chunk.seg_first)
                     .map(merkle::Pieces::starting_at),
@@ -143,8 +143,19 @@ fn check_block(
     out: &mut Vec<Finding>,
 ) -> u64 {
     check_placement(&chunk.at, b, cur, out);
-    let mut derived = block::Builder::new(b.first_seq);
-    let (walked, broke) = walk_records(chunk, file, hasher, b, cur, &mut derived, out);
+    let mut derived = block::Builder::new(b.first_seq, file.layout());
+    let (walked, broke) = match b.raw_records() {
+        Ok(raw) => walk_records(chunk, file, hasher, b, &raw, cur, &mut derived, out),
+        Err(e) => {
+            let what = "blocks.records (compressed frame)";
+            let expected = "one zstd frame of raw_bytes bytes";
+            let f = chunk
+                .at
+                .finding(Kind::Modified, Some(b.first_seq), what, expected, e);
+            out.push(f);
+            (0, true)
+        }
+    };
     // Once the walk broke, the derived columns can only disagree with a partial block, and
     // the walk goes on after the records the block claims to hold, with no trusted head.
     if broke {
@@ -153,9 +164,50 @@ fn check_block(
         cur.tree = None;
     } else {
         cur.expected = b.first_seq + walked;
-        check_derived(&chunk.at, b, &derived, stored_spans, out);
+        if let Stored::V2 { end_head, .. } = b.stored {
+            check_end_head(&chunk.at, b, end_head, cur, out);
+        }
+        check_derived(&chunk.at, b, &mut derived, stored_spans, out);
     }
     walked
+}
+
+/// A v2 block's records must chain to its stored end head; the walk goes on from the stored
+/// head (as it does from each stored head of v1), so blocks stay independent.
+fn check_end_head(
+    at: &At,
+    b: &Block<'_>,
+    end_head: &[u8],
+    cur: &mut Cursor,
+    out: &mut Vec<Finding>,
+) {
+    let Ok(stored) = Hash::try_from(end_head) else {
+        let found = format!("{} bytes", end_head.len());
+        out.push(at.finding(
+            Kind::Modified,
+            Some(b.first_seq),
+            "blocks.end_head",
+            "32 bytes",
+            found,
+        ));
+        cur.prev = None;
+        return;
+    };
+    if let Some(computed) = cur.prev.filter(|c| *c != stored) {
+        let last = b.first_seq + (b.count.max(1) as u64) - 1;
+        let what = format!(
+            "records {}..={last} or end_head (the block's records do not chain to its end head)",
+            b.first_seq
+        );
+        out.push(at.finding(
+            Kind::Modified,
+            Some(b.first_seq),
+            &what,
+            hex::encode(stored),
+            hex::encode(computed),
+        ));
+    }
+    cur.prev = Some(stored);
 }
 
 /// A block must start where the previous one ended; if it does not, the chain and the Merkle
@@ -188,18 +240,20 @@ fn check_placement(at: &At, b: &Block<'_>, cur: &mut Cursor, out: &mut Vec<Findi
 /// Walks the block's records: each decodes, sits at its own seq, has a stream and a stored
 /// head, and chains from its predecessor. Returns the records walked and whether the walk
 /// broke off (a record that cannot be read or placed).
+#[allow(clippy::too_many_arguments)]
 fn walk_records(
     chunk: &Chunk,
     file: &SegmentFile,
     hasher: &chain::Hasher,
     b: &Block<'_>,
+    raw: &[u8],
     cur: &mut Cursor,
     derived: &mut block::Builder,
     out: &mut Vec<Finding>,
 ) -> (u64, bool) {
     let at = &chunk.at;
     let mut walked = 0u64;
-    for (i, canon) in block::records(b.records).enumerate() {
+    for (i, canon) in block::records(raw).enumerate() {
         let seq = b.first_seq + i as u64;
         let view = match canon.map(|c| (c, chain::decode(c))) {
             Ok((canon, Ok(v))) => (canon, v),
@@ -220,21 +274,31 @@ fn walk_records(
             out.push(misplaced(at, file, b, i, view.seq));
             return (walked, true);
         }
-        let stored_head = block::head(b.heads, i);
         let stream_id = chunk.streams.get(view.labels).copied().unwrap_or(-1);
-        let head = stored_head.unwrap_or_default();
-        derived.push(canon, &head, view.recv_ns, view.ts_ns, stream_id);
-        walked += 1;
         if stream_id < 0 {
             let what = "streams (no stream holds the record's labels)";
             out.push(at.finding(Kind::Modified, Some(seq), what, "a streams row", "none"));
         }
+        let leaf = hasher.leaf(canon);
+        let Stored::V1 { heads } = b.stored else {
+            // v2: the heads inside a block are recomputed, and checked at its end head.
+            if let Some(t) = cur.tree.as_mut() {
+                t.push_leaf(leaf);
+            }
+            cur.prev = cur.prev.map(|p| hasher.link(&p, &leaf));
+            derived.push(canon, &view, &cur.prev.unwrap_or_default(), stream_id);
+            walked += 1;
+            continue;
+        };
+        let stored_head = block::head(heads, i);
+        derived.push(canon, &view, &stored_head.unwrap_or_default(), stream_id);
+        walked += 1;
         let Some(stored_head) = stored_head else {
             let what = "blocks.heads (too short)";
             out.push(at.finding(Kind::Modified, Some(seq), what, "a head", "none"));
             return (walked, true);
         };
-        chain_record(at, seq, hasher.leaf(canon), stored_head, hasher, cur, out);
+        chain_record(at, seq, leaf, stored_head, hasher, cur, out);
     }
     (walked, false)
 }
@@ -273,7 +337,7 @@ fn chain_record(
 fn check_derived(
     at: &At,
     b: &Block<'_>,
-    derived: &block::Builder,
+    derived: &mut block::Builder,
     stored: &[StreamSpan],
     out: &mut Vec<Finding>,
 ) {
@@ -281,13 +345,20 @@ fn check_derived(
     let mut mismatch = |what: &str, expected: String, found: String| {
         out.push(at.finding(Kind::Modified, seq, what, expected, found));
     };
-    if b.count != derived.count as i64 || b.heads.len() != b.count.max(0) as usize * 32 {
-        let found = format!("count {}, {} head bytes", b.count, b.heads.len());
+    if b.count != derived.count as i64 {
+        let what = "blocks.count";
         mismatch(
-            "blocks.count/heads",
+            what,
             format!("{} records", derived.count),
-            found,
+            b.count.to_string(),
         );
+        return;
+    }
+    if let Stored::V1 { heads } = b.stored
+        && heads.len() != b.count.max(0) as usize * 32
+    {
+        let found = format!("{} head bytes", heads.len());
+        mismatch("blocks.heads", format!("{} records", derived.count), found);
         return;
     }
     if derived.count == 0 {
@@ -314,6 +385,51 @@ fn check_derived(
     if spans != stored {
         mismatch("block_streams", format!("{spans:?}"), format!("{stored:?}"));
     }
+    if let Stored::V2 {
+        columns, tokens, ..
+    } = b.stored
+    {
+        check_indexes(derived.derived(), columns, tokens, &mut mismatch);
+    }
+}
+
+/// A v2 block's columns (compared decompressed, so any zstd encoder may have written them)
+/// and token filter (compared byte for byte) against what its records give.
+fn check_indexes(
+    derived: block::Derived,
+    columns: &[u8],
+    tokens: &[u8],
+    mismatch: &mut impl FnMut(&str, String, String),
+) {
+    match frame::decompress(columns, None) {
+        Ok(c) if c == derived.columns => {}
+        Ok(c) => mismatch(
+            "blocks.columns (they disagree with the records)",
+            format!(
+                "{} bytes {}",
+                derived.columns.len(),
+                digest(&derived.columns)
+            ),
+            format!("{} bytes {}", c.len(), digest(&c)),
+        ),
+        Err(e) => mismatch(
+            "blocks.columns (compressed frame)",
+            "one zstd frame".into(),
+            e.to_string(),
+        ),
+    }
+    if tokens != derived.tokens {
+        mismatch(
+            "blocks.tokens (the filter disagrees with the records)",
+            format!("{} bytes {}", derived.tokens.len(), digest(&derived.tokens)),
+            format!("{} bytes {}", tokens.len(), digest(tokens)),
+        );
+    }
+}
+
+/// A short fingerprint of bytes too long to print in a finding.
+fn digest(bytes: &[u8]) -> String {
+    format!("blake3:{}", &blake3::hash(bytes).to_hex()[..16])
 }
 
 /// A block whose records belong elsewhere: a copy of the block that still sits at its own

@@ -191,7 +191,8 @@ fn check_schema(scan: &mut Scan, file: &SegmentFile) -> Result<bool, String> {
         scan.findings.push(f);
         return Ok(false);
     }
-    let Some(expected) = audit::expected_objects(version) else {
+    let closed = file.is_closed().unwrap_or(false);
+    let Some(expected) = audit::expected_objects(version, closed) else {
         let f = scan.at.finding(
             Kind::SchemaChanged,
             None,

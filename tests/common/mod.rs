@@ -39,6 +39,8 @@ pub fn entry(line: &str, ts_ns: i64) -> NewEntry {
 /// A batch of `n` entries from `source` over three streams, lines tagged with `tag` and
 /// numbered in append order ("<tag> entry <i>: ...").
 pub fn batch(source: &str, tag: &str, n: usize) -> Batch {
+    // Each line carries a session id, so blocks compress about as much as real logs do.
+    let mut rng = rng::Rng::new(tag.bytes().fold(n as u64, |h, b| h * 31 + u64::from(b)));
     let streams = ["sshd", "sudo", "auditd"]
         .iter()
         .enumerate()
@@ -47,8 +49,10 @@ pub fn batch(source: &str, tag: &str, n: usize) -> Batch {
             entries: (j * n / 3..(j + 1) * n / 3)
                 .map(|i| {
                     let line = format!(
-                        "{tag} entry {i}: Failed password for root from 203.0.113.{} port 22",
-                        i % 250
+                        "{tag} entry {i}: Failed password for root from 203.0.113.{} port 22 \
+                         session={}",
+                        i % 250,
+                        rng.hex(24)
                     );
                     entry(&line, 1_754_400_000_000_000_000 + i as i64)
                 })
@@ -72,7 +76,12 @@ pub fn small_config(dir: &Path, segment_max_bytes: u64) -> StoreConfig {
 
 /// Appends `batches` batches of `n` entries one after another, then closes the ledger.
 pub fn build_ledger(dir: &Path, segment_max_bytes: u64, batches: usize, n: usize) {
-    let (ledger, appender, _reader) = store::open(small_config(dir, segment_max_bytes)).unwrap();
+    build_ledger_with(small_config(dir, segment_max_bytes), batches, n);
+}
+
+/// [`build_ledger`] with a config of its own (a segment layout, say).
+pub fn build_ledger_with(cfg: StoreConfig, batches: usize, n: usize) {
+    let (ledger, appender, _reader) = store::open(cfg).unwrap();
     for b in 0..batches {
         appender
             .append_blocking(batch("host-a", &format!("b{b}"), n))
@@ -176,7 +185,8 @@ pub fn python_venv(name: &str, requirement: &str, import: &str) -> PathBuf {
             .unwrap();
         assert!(status.success(), "python3 -m venv failed");
         let pip = Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", requirement])
+            .args(["install", "--quiet"])
+            .args(requirement.split_whitespace())
             .status()
             .unwrap();
         assert!(

@@ -19,6 +19,16 @@ impl Rng {
         z ^ (z >> 31)
     }
 
+    /// `n` random hex digits: text that does not compress, as session ids and hashes do not.
+    pub fn hex(&mut self, n: usize) -> String {
+        let mut s = String::with_capacity(n + 16);
+        while s.len() < n {
+            s.push_str(&format!("{:016x}", self.next_u64()));
+        }
+        s.truncate(n);
+        s
+    }
+
     /// A number in `0..n` (n > 0).
     pub fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize

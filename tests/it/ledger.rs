@@ -155,7 +155,7 @@ fn a_restart_continues_the_same_chain() {
 #[test]
 fn rotation_by_size_closes_segments_read_only_and_links_them() {
     let tmp = tempfile::tempdir().unwrap();
-    common::build_ledger(tmp.path(), 256 * 1024, 30, 200);
+    common::build_ledger(tmp.path(), 64 * 1024, 30, 200);
     let files = segment_files(tmp.path());
     assert!(files.len() >= 3, "{files:?}");
     let reader = store::Reader::new(tmp.path());

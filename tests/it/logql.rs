@@ -786,10 +786,13 @@ fn a_query_opens_only_the_segments_holding_its_streams_in_range() {
     // 64 KiB segments: each batch below fills one.
     let (ledger, appender, reader) =
         store::open(common::small_config(tmp.path(), 64 * 1024)).unwrap();
-    let filler = "x".repeat(200);
+    let mut rng = common::rng::Rng::new(7);
     for k in 0..4i64 {
         let entries = (0..400)
-            .map(|i| common::entry(&format!("{k} {i} {filler}"), T0 + (k * 1000 + i) * S))
+            .map(|i| {
+                let filler = rng.hex(200);
+                common::entry(&format!("{k} {i} {filler}"), T0 + (k * 1000 + i) * S)
+            })
             .collect();
         let batch = Batch {
             source: "t".into(),

@@ -11,6 +11,7 @@ mod crash_points;
 mod deploy;
 mod disk_full;
 mod export;
+mod formats;
 mod golden_chain;
 mod hostile_connections;
 mod hostile_push;

@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 use common::server::{Server, pushed, request};
 
 fn batch(k: usize) -> String {
+    let mut rng = common::rng::Rng::new(k as u64);
     let values: Vec<String> = (0..200)
         .map(|i| {
             format!(
                 r#"["{}","push {k} entry {i}: {}"]"#,
                 1_754_400_000_000_000_000i64 + i,
-                "x".repeat(200)
+                rng.hex(200)
             )
         })
         .collect();

@@ -155,6 +155,10 @@ const RAW_SAMPLE_BYTES: usize = 16;
 const POINT_BYTES: usize = 16;
 
 impl ScanVisitor for RangeAcc<'_> {
+    fn required_tokens(&self, stream_label: &dyn Fn(&str) -> bool) -> Vec<u64> {
+        crate::query::pipeline::required_tokens(&self.r.log.pipeline, stream_label)
+    }
+
     fn record(&mut self, rec: &Rec<'_>, stats: &mut Stats) -> bool {
         let Some(out) = run_pipeline(&self.r.log.pipeline, rec) else {
             return true;

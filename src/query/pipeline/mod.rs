@@ -84,6 +84,56 @@ pub fn only_line_filters(stages: &[Stage]) -> bool {
     stages.iter().all(|s| matches!(s, Stage::Line(_)))
 }
 
+/// Token hashes every entry that passes `stages` holds as whole words in its stored line or
+/// metadata values: from the `|= "text"` filters that see the stored line (those before any
+/// stage that rewrites it), and from the `| name="value"` filters (non-empty value) on a label
+/// only metadata can hold there (no selected stream has it, and no parser, template or
+/// `label_format` ran before). A scan may skip a block whose token filter lacks one; the
+/// filters still run on every entry read.
+pub fn required_tokens(stages: &[Stage], stream_label: &dyn Fn(&str) -> bool) -> Vec<u64> {
+    let mut out = Vec::new();
+    let (mut line_as_stored, mut labels_as_stored) = (true, true);
+    for s in stages {
+        match s {
+            Stage::LineFormat(_) => (line_as_stored, labels_as_stored) = (false, false),
+            Stage::Decolorize => line_as_stored = false,
+            Stage::Parse(_) | Stage::LabelFormat(_) => labels_as_stored = false,
+            Stage::Line(LineFilter {
+                op: LineOp::Contains,
+                args,
+            }) if line_as_stored => {
+                if let [FilterArg::Text(t)] = args.as_slice() {
+                    out.extend(crate::store::needle_hashes(t));
+                }
+            }
+            Stage::Label(p) if labels_as_stored => metadata_tokens(p, stream_label, &mut out),
+            _ => {}
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The tokens of the values a label filter requires of metadata (both sides of an `and`).
+fn metadata_tokens(p: &LabelPred, stream_label: &dyn Fn(&str) -> bool, out: &mut Vec<u64>) {
+    match p {
+        LabelPred::And(a, b) => {
+            metadata_tokens(a, stream_label, out);
+            metadata_tokens(b, stream_label, out);
+        }
+        LabelPred::Str(m)
+            if m.op == MatchOp::Eq
+                && !m.value.is_empty()
+                && !m.name.starts_with("__")
+                && !stream_label(&m.name) =>
+        {
+            out.extend(crate::store::value_hashes(&m.value));
+        }
+        _ => {}
+    }
+}
+
 /// Applies just the line filters (the fast path).
 pub fn line_filters_pass(stages: &[Stage], line: &str) -> bool {
     stages.iter().all(|s| match s {
@@ -195,6 +245,36 @@ mod tests {
         match logql::parse(q).unwrap() {
             Expr::Log(l) => l.pipeline,
             Expr::Metric(_) => panic!("not a log query"),
+        }
+    }
+
+    #[test]
+    fn required_tokens_come_only_from_what_the_stored_entry_must_hold() {
+        let req = |q: &str| required_tokens(&pipe(q), &|name| name == "job");
+        let h = |words: &[&str]| {
+            let mut v: Vec<u64> = words
+                .iter()
+                .map(|w| crate::store::value_hashes(w)[0])
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(req(r#"{job="a"} |= "x root y""#), h(&["root"]));
+        assert_eq!(req(r#"{job="a"} | trace_id="abc""#), h(&["abc"]));
+        assert_eq!(req(r#"{job="a"} | t="a" and u="b""#), h(&["a", "b"]));
+        for none in [
+            r#"{job="a"} | job="sshd""#,
+            r#"{job="a"} | t="" "#,
+            r#"{job="a"} | t="a" or u="b""#,
+            r#"{job="a"} | t!="a""#,
+            r#"{job="a"} | json | t="a""#,
+            r#"{job="a"} | label_format t=u | t="a""#,
+            r#"{job="a"} | line_format "{{.x}}" |= " root ""#,
+            r#"{job="a"} | decolorize |= " root ""#,
+            r#"{job="a"} |= " a " or " b ""#,
+            r#"{job="a"} |~ " root ""#,
+        ] {
+            assert_eq!(req(none), Vec::<u64>::new(), "{none}");
         }
     }
 

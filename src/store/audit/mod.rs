@@ -24,7 +24,8 @@ pub use super::segment::{Meta, file_hash, file_name, is_read_only};
 pub use super::segment_files;
 pub use recover::RecoveredCopy;
 
-use super::chain::Hash;
+use super::block::Layout;
+use super::chain::{self, Hash};
 use super::{block, schema, segment};
 
 /// A read of a segment file failed (SQLite's message, as it gave it).
@@ -63,23 +64,56 @@ pub struct BlockRow<'a> {
     pub recv_ns: i64,
     pub min_ts_ns: i64,
     pub max_ts_ns: i64,
+    /// The records as stored (raw for v1, one compressed frame for v2).
     pub records: &'a [u8],
-    pub heads: &'a [u8],
+    pub stored: Stored<'a>,
+}
+
+/// The columns of a `blocks` row that depend on the segment's layout.
+#[derive(Debug)]
+pub enum Stored<'a> {
+    V1 {
+        heads: &'a [u8],
+    },
+    V2 {
+        raw_bytes: i64,
+        end_head: &'a [u8],
+        columns: &'a [u8],
+        tokens: &'a [u8],
+    },
+}
+
+impl BlockRow<'_> {
+    /// The raw records, decompressed if need be; `Err` says why they cannot be had.
+    pub fn raw_records(&self) -> Result<std::borrow::Cow<'_, [u8]>, String> {
+        match self.stored {
+            Stored::V1 { .. } => block::unpack(Layout::V1, self.records, 0),
+            Stored::V2 { raw_bytes, .. } => block::unpack(Layout::V2, self.records, raw_bytes),
+        }
+    }
 }
 
 /// A segment file opened for reading only.
 #[derive(Debug)]
 pub struct SegmentFile {
     conn: Connection,
+    /// From the stored schema version; v1 for a version verify does not know (the structure
+    /// check reports that).
+    layout: Layout,
 }
 
 impl SegmentFile {
     /// Opens `path` read-only (a closed, read-only file also `immutable`, which needs no lock
     /// and no `-shm`, so copies on read-only media open too).
     pub fn open(path: &Path) -> Result<SegmentFile, AuditError> {
-        Ok(SegmentFile {
-            conn: segment::open_read_only(path)?,
-        })
+        let conn = segment::open_read_only(path)?;
+        let layout = segment::layout(&conn).unwrap_or(Layout::V1);
+        Ok(SegmentFile { conn, layout })
+    }
+
+    /// How this segment stores its blocks.
+    pub fn layout(&self) -> Layout {
+        self.layout
     }
 
     /// SQLite's own check of every page: `"ok"` or its first complaint.
@@ -169,30 +203,20 @@ impl SegmentFile {
         })
     }
 
-    /// The stored head of the last record of the last block, if it can be read.
+    /// The stored head after the last record of the last block, if it can be read.
     pub fn last_head(&self) -> Option<Hash> {
-        let (count, heads) = self
-            .conn
-            .query_row(
-                "SELECT count, heads FROM blocks ORDER BY first_seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
-            )
-            .ok()?;
-        block::head(&heads, usize::try_from(count - 1).ok()?)
+        self.block_before(i64::MAX as u64).ok()??.2
     }
 
-    /// `(first_seq, count, heads)` of the last block that starts before `seq`.
-    pub fn block_before(&self, seq: u64) -> Result<Option<(i64, i64, Vec<u8>)>, AuditError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT first_seq, count, heads FROM blocks WHERE first_seq < ?1 \
-                 ORDER BY first_seq DESC LIMIT 1",
-                [seq as i64],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?)
+    /// `(first_seq, count, stored head after its last record)` of the last block that starts
+    /// before `seq`.
+    pub fn block_before(&self, seq: u64) -> Result<Option<(i64, i64, Option<Hash>)>, AuditError> {
+        let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+        Ok(segment::block_before(
+            &self.conn,
+            self.layout.version(),
+            seq,
+        )?)
     }
 
     /// The stored records of the block that starts at `first_seq`, if there is one.
@@ -207,8 +231,43 @@ impl SegmentFile {
             .optional()?)
     }
 
-    /// The stored head of record `seq`, if a block holds it.
+    /// The head after record `seq`, if a block holds it: as stored (v1), or recomputed from
+    /// the end head of the block before (or the segment's prev_head) over the records (v2).
     pub fn head_of(&self, seq: u64) -> Option<Hash> {
+        match self.layout {
+            Layout::V1 => self.stored_head_of(seq),
+            Layout::V2 => self.recomputed_head_of(seq),
+        }
+    }
+
+    fn recomputed_head_of(&self, seq: u64) -> Option<Hash> {
+        let (first, count, _) = self.block_before(seq.checked_add(1)?).ok()??;
+        let first = u64::try_from(first).ok()?;
+        let offset = usize::try_from(seq.checked_sub(first)?).ok()?;
+        if offset >= usize::try_from(count).ok()? {
+            return None;
+        }
+        let mut head = match self.block_before(first).ok()? {
+            Some((_, _, end)) => end?,
+            None => self.meta().ok()??.prev_head,
+        };
+        let (stored, raw_bytes): (Vec<u8>, i64) = self
+            .conn
+            .query_row(
+                "SELECT records, raw_bytes FROM blocks WHERE first_seq = ?1",
+                [first as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .ok()?;
+        let raw = block::unpack(Layout::V2, &stored, raw_bytes).ok()?;
+        let hasher = chain::Hasher::default();
+        for canon in block::records(&raw).take(offset + 1) {
+            head = hasher.next_head(&head, canon.ok()?);
+        }
+        Some(head)
+    }
+
+    fn stored_head_of(&self, seq: u64) -> Option<Hash> {
         let (first_seq, heads): (i64, Vec<u8>) = self
             .conn
             .query_row(
@@ -256,14 +315,30 @@ impl SegmentFile {
         hi: u64,
         mut f: impl FnMut(&BlockRow<'_>) -> ControlFlow<()>,
     ) -> Result<(), AuditError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT first_seq, count, recv_ns, min_ts_ns, max_ts_ns, records, heads FROM blocks \
-             WHERE first_seq >= ?1 AND first_seq < ?2 ORDER BY first_seq",
-        )?;
+        let mut stmt = self.conn.prepare(match self.layout {
+            Layout::V1 => {
+                "SELECT first_seq, count, recv_ns, min_ts_ns, max_ts_ns, records, heads \
+                 FROM blocks WHERE first_seq >= ?1 AND first_seq < ?2 ORDER BY first_seq"
+            }
+            Layout::V2 => {
+                "SELECT first_seq, count, recv_ns, min_ts_ns, max_ts_ns, records, raw_bytes, \
+                 end_head, columns, tokens \
+                 FROM blocks WHERE first_seq >= ?1 AND first_seq < ?2 ORDER BY first_seq"
+            }
+        })?;
         let mut rows = stmt.query([lo as i64, hi as i64])?;
         while let Some(r) = rows.next()? {
             let blob = |i| -> Result<&[u8], AuditError> {
                 Ok(r.get_ref(i)?.as_blob().map_err(rusqlite::Error::from)?)
+            };
+            let stored = match self.layout {
+                Layout::V1 => Stored::V1 { heads: blob(6)? },
+                Layout::V2 => Stored::V2 {
+                    raw_bytes: r.get(6)?,
+                    end_head: blob(7)?,
+                    columns: blob(8)?,
+                    tokens: blob(9)?,
+                },
             };
             let b = BlockRow {
                 first_seq: r.get::<_, i64>(0)? as u64,
@@ -272,7 +347,7 @@ impl SegmentFile {
                 min_ts_ns: r.get(3)?,
                 max_ts_ns: r.get(4)?,
                 records: blob(5)?,
-                heads: blob(6)?,
+                stored,
             };
             if f(&b).is_break() {
                 break;

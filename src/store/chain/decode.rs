@@ -92,6 +92,17 @@ pub fn decode_pairs(
     Ok(out)
 }
 
+/// The (name, value) byte pairs of a section [`decode`] already checked, without copying;
+/// a section that breaks off ends the walk early.
+pub fn raw_pairs(section: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut cur = Cursor {
+        bytes: section,
+        pos: 0,
+    };
+    let n = cur.u32("pairs").unwrap_or(0);
+    (0..n).map_while(move |_| Some((cur.bstr("pairs").ok()?, cur.bstr("pairs").ok()?)))
+}
+
 struct Cursor<'a> {
     bytes: &'a [u8],
     pos: usize,

@@ -10,7 +10,7 @@ mod decode;
 
 use std::ops::Range;
 
-pub use decode::{View, decode, decode_pairs};
+pub use decode::{View, decode, decode_pairs, raw_pairs};
 
 /// A blake3 digest.
 pub type Hash = [u8; 32];

@@ -1,7 +1,5 @@
-//! The tamper suite: real segment files are changed with SQLite (and by hand) the way an
-//! attacker or a bad disk would, and `daftari verify` must exit 1 and name the segment and the
-//! sequence number at fault.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// The tamper suite for one segment layout: `FORMAT` (1 or 2) is defined by the module that
+// includes this file (see mod.rs).
 
 use crate::common;
 
@@ -11,20 +9,50 @@ use std::sync::OnceLock;
 use common::{Verdict, open_rw, segment_files, verify};
 use rusqlite::params;
 
-/// Segment size of the fixture: small, so that it has several closed segments.
-const SEGMENT_BYTES: u64 = 256 * 1024;
-const BATCHES: usize = 42;
+/// Segment size of the fixture: small, so that it has several closed segments (v2 blocks are
+/// compressed, so its segments hold more in fewer bytes).
+const SEGMENT_BYTES: u64 = if FORMAT == 1 { 256 * 1024 } else { 64 * 1024 };
+
+/// The columns of a block beside its placement and time figures, as stored.
+const PAYLOAD: &str = if FORMAT == 1 {
+    "records, heads"
+} else {
+    "raw_bytes, end_head, columns, tokens, records"
+};
 const PER_BATCH: usize = 200;
 
 /// The untouched ledger every test copies: several closed segments and an open one, each
 /// block one batch of `PER_BATCH` records.
 fn base() -> &'static Path {
-    static BASE: OnceLock<PathBuf> = OnceLock::new();
+    &fixture().0
+}
+
+/// Batches in the fixture.
+fn batches() -> usize {
+    fixture().1
+}
+
+/// Appends batches until there are 4 segments and the open one has 2 blocks.
+fn fixture() -> &'static (PathBuf, usize) {
+    static BASE: OnceLock<(PathBuf, usize)> = OnceLock::new();
     BASE.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("tamper-base-{}", std::process::id()));
+            .join(format!("tamper-base-v{FORMAT}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        common::build_ledger(&dir, SEGMENT_BYTES, BATCHES, PER_BATCH);
+        let mut cfg = common::small_config(&dir, SEGMENT_BYTES);
+        cfg.segment_format = FORMAT;
+        let (ledger, appender, _reader) = daftari::store::open(cfg).unwrap();
+        let mut n = 0;
+        while n < 200 {
+            let b = common::batch("host-a", &format!("b{n}"), PER_BATCH);
+            appender.append_blocking(b).unwrap();
+            n += 1;
+            let files = segment_files(&dir);
+            if files.len() >= 4 && blocks(files.last().unwrap()).len() >= 2 {
+                break;
+            }
+        }
+        ledger.close().unwrap();
         let v = verify(&dir);
         assert_eq!(v.code, 0, "the untouched fixture must verify: {:?}", v.json);
         let files = segment_files(&dir);
@@ -37,7 +65,7 @@ fn base() -> &'static Path {
             blocks(files.last().unwrap()).len() >= 2,
             "the open segment needs 2+ blocks"
         );
-        dir
+        (dir, n)
     })
 }
 
@@ -110,7 +138,7 @@ fn the_untouched_fixture_verifies_intact() {
     let v = verify(base());
     assert_eq!(v.code, 0);
     assert_eq!(v.json["verdict"], "intact");
-    assert_eq!(v.json["entries"], (BATCHES * PER_BATCH) as u64);
+    assert_eq!(v.json["entries"], (batches() * PER_BATCH) as u64);
     assert!(v.json["first_break"].is_null());
 }
 
@@ -142,14 +170,31 @@ fn every_column_of_a_block_is_covered() {
             "UPDATE blocks SET max_ts_ns = max_ts_ns + 1 WHERE first_seq = ?1",
             0,
         ),
-        // Handled by `flip_record_byte`: one byte of the 4th record's line.
-        ("records", "", 3),
-        // Handled by `flip_head_byte`: one byte of the 6th head.
+        // v1: one byte of the 4th record's line; v2: a byte in the compressed frame, which
+        // only the block as a whole can be blamed for.
+        ("records", "", if FORMAT == 1 { 3 } else { 0 }),
+        // v1: one byte of the 6th head.
         ("heads", "", 5),
+        // v2: the derived columns, each changed in turn.
+        (
+            "raw_bytes",
+            "UPDATE blocks SET raw_bytes = raw_bytes + 1 WHERE first_seq = ?1",
+            0,
+        ),
+        ("end_head", "", 0),
+        ("columns", "", 0),
+        ("tokens", "", 0),
     ] {
+        let v1_only = matches!(column, "heads");
+        let v2_only = matches!(column, "raw_bytes" | "end_head" | "columns" | "tokens");
+        if (FORMAT == 1 && v2_only) || (FORMAT == 2 && v1_only) {
+            continue;
+        }
         let (v, first) = match column {
-            "records" => flip_record_byte(3),
+            "records" if FORMAT == 1 => flip_record_byte(3),
+            "records" | "columns" | "tokens" => flip_blob_byte(column, |b| b.len() / 2),
             "heads" => flip_head_byte(5),
+            "end_head" => flip_blob_byte(column, |_| 7),
             _ => on_middle_block(sql),
         };
         assert_break(&v, &name(1), Some(first + at_record), None);
@@ -309,8 +354,11 @@ fn an_inserted_block_past_a_closed_segment_is_reported() {
         end = f + n;
         let conn = open_rw(&path);
         conn.execute(
-            "INSERT INTO blocks SELECT ?1, count, recv_ns, min_ts_ns, max_ts_ns, randomblob(length(records)), heads \
-             FROM blocks WHERE first_seq = ?2",
+            &format!(
+                "INSERT INTO blocks SELECT ?1, count, recv_ns, min_ts_ns, max_ts_ns, {} \
+                 FROM blocks WHERE first_seq = ?2",
+                PAYLOAD.replace("records", "randomblob(length(records))")
+            ),
             [end, f],
         )
         .unwrap();
@@ -326,21 +374,18 @@ fn swapped_block_contents_are_reported_as_reordered() {
         first = f;
         let g = f + PER_BATCH as i64;
         let conn = open_rw(&path);
-        let read = |s: i64| -> (Vec<u8>, Vec<u8>) {
-            conn.query_row(
-                "SELECT records, heads FROM blocks WHERE first_seq = ?1",
-                [s],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap()
+        let columns: Vec<&str> = PAYLOAD.split(", ").collect();
+        let read = |s: i64| -> Vec<rusqlite::types::Value> {
+            let sql = format!("SELECT {PAYLOAD} FROM blocks WHERE first_seq = ?1");
+            conn.query_row(&sql, [s], |r| (0..columns.len()).map(|i| r.get(i)).collect())
+                .unwrap()
         };
         let (a, b) = (read(f), read(g));
-        for (s, (records, heads)) in [(f, b), (g, a)] {
-            conn.execute(
-                "UPDATE blocks SET records = ?2, heads = ?3 WHERE first_seq = ?1",
-                params![s, records, heads],
-            )
-            .unwrap();
+        for (s, values) in [(f, b), (g, a)] {
+            for (column, value) in columns.iter().zip(values) {
+                let sql = format!("UPDATE blocks SET {column} = ?2 WHERE first_seq = ?1");
+                conn.execute(&sql, params![s, value]).unwrap();
+            }
         }
     });
     assert_break(&v, &name(1), Some(first), Some("reordered"));
@@ -354,7 +399,13 @@ fn a_duplicated_block_is_reported_as_duplicated() {
         let (f, n) = *blocks(&path).last().unwrap();
         end = f + n;
         open_rw(&path)
-            .execute("INSERT INTO blocks SELECT ?1, count, recv_ns, min_ts_ns, max_ts_ns, records, heads FROM blocks WHERE first_seq = ?2", [end, f])
+            .execute(
+                &format!(
+                    "INSERT INTO blocks SELECT ?1, count, recv_ns, min_ts_ns, max_ts_ns, \
+                     {PAYLOAD} FROM blocks WHERE first_seq = ?2"
+                ),
+                [end, f],
+            )
             .unwrap();
     });
     let last = segment_files(base()).len() - 1;
