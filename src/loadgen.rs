@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
+use crate::bench::lines::Rng;
 use crate::push::proto::{EntryAdapter, PushRequest, StreamAdapter, Timestamp, encode_snappy};
 
 /// Distinct pre-encoded bodies per connection, so consecutive requests differ.
@@ -211,8 +212,7 @@ async fn connect(addr: SocketAddr) -> Option<Sender> {
 
 /// A batch of `opts.batch_entries` entries spread over `opts.streams` streams.
 fn make_body(opts: &Options, seed: usize) -> Body {
-    let mut rng =
-        Rng(0x9E37_79B9_7F4A_7C15 ^ (seed as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    let mut rng = Rng::new((seed as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
     let base_ns = crate::clock::now_ns();
     let mut streams: Vec<StreamAdapter> = (0..opts.streams.max(1))
         .map(|s| StreamAdapter {
@@ -282,20 +282,6 @@ fn security_line(job: &str, r: &mut Rng) -> String {
             "kernel: [UFW BLOCK] IN=eth0 OUT= MAC=52:54:00:12:34:56 SRC={ip} DST=198.51.100.10 LEN=60 TTL=49 PROTO=TCP SPT={} DPT=22 SYN",
             1024 + r.below(60_000)
         ),
-    }
-}
-
-/// splitmix64: varied lines without a dependency.
-#[derive(Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n.max(1)
     }
 }
 

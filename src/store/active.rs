@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension};
 
+use super::block::Layout;
 use super::chain::{self, Hash, LOG_ID_LEN};
 use super::checkpointer::Checkpointer;
 use super::error::StoreError;
@@ -168,7 +169,7 @@ fn open(path: &Path) -> Result<Active, StoreError> {
     let meta = segment::read_meta(&conn)
         .map_err(StoreError::sqlite("read meta", path))?
         .ok_or_else(|| corrupt(path, "no meta row"))?;
-    let last = segment::block_before(&conn, meta.schema_version, i64::MAX)
+    let last = segment::block_before(&conn, Layout::of(meta.schema_version), i64::MAX)
         .map_err(StoreError::sqlite("read last block", path))?;
     let (next_seq, head) = match last {
         None => (meta.first_seq, meta.prev_head),

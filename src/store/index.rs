@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
-use super::block::StreamSpan;
+use super::block::{Layout, StreamSpan};
 use super::chain::{self, Hash, Pairs};
 use super::error::StoreError;
 use super::segment;
@@ -140,7 +140,7 @@ impl StreamIndex {
                 detail: "no meta row".into(),
             })?;
         let count: u64 = spans.iter().map(|s| s.count).sum();
-        let last = segment::block_before(&conn, meta.schema_version, i64::MAX)
+        let last = segment::block_before(&conn, Layout::of(meta.schema_version), i64::MAX)
             .map_err(StoreError::sqlite("index: read the last head", path))?;
         let head = last.and_then(|(_, _, h)| h).unwrap_or(meta.prev_head);
         let at = Position {

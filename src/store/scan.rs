@@ -197,12 +197,12 @@ fn scan_segment(
     stats: &mut ScanStats,
 ) -> Result<bool, StoreError> {
     let conn = segment::open_read_only(path).map_err(StoreError::sqlite("scan: open", path))?;
-    let mut blocks = matching_blocks(&conn, path, scan, plan)?;
+    let layout = segment::layout(&conn).map_err(StoreError::sqlite("scan: open", path))?;
+    let mut blocks = matching_blocks(&conn, path, layout, scan, plan)?;
     match scan.order {
         Order::Forward => blocks.sort_by_key(|b| (b.1, b.0)),
         Order::Backward => blocks.sort_by_key(|b| std::cmp::Reverse((b.2, b.0))),
     }
-    let layout = segment::layout(&conn).map_err(StoreError::sqlite("scan: open", path))?;
     let sql = format!(
         "SELECT {} FROM blocks WHERE first_seq = ?1",
         layout.records_columns()
@@ -265,6 +265,7 @@ fn scan_segment(
 fn matching_blocks(
     conn: &Connection,
     path: &Path,
+    layout: Layout,
     scan: &Scan,
     plan: &SegPlan,
 ) -> Result<Vec<(i64, i64, i64)>, StoreError> {
@@ -273,7 +274,6 @@ fn matching_blocks(
     // less than half of the streams' span there, its blocks are found by time (which the
     // planner would pass over for the primary key's order); otherwise reading every row in
     // key order is cheaper than the index and a sort.
-    let layout = segment::layout(conn).map_err(StoreError::sqlite("scan: plan blocks", path))?;
     let closed = segment::is_closed(conn).map_err(StoreError::sqlite("scan: plan blocks", path))?;
     let span = plan.max_ts.saturating_sub(plan.min_ts).max(1);
     let covered = plan.max_ts.saturating_sub(scan.start_ns.max(plan.min_ts));

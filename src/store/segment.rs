@@ -25,15 +25,14 @@ pub fn layout(conn: &Connection) -> rusqlite::Result<Layout> {
         .map(Layout::of)
 }
 
-/// The last block of a segment of schema `version` that starts before `seq` (`i64::MAX`:
-/// the last block): its first_seq, its count, and the head after its last record as stored
-/// (`None` if it is not stored as it should be).
+/// The last block of a segment of `layout` that starts before `seq` (`i64::MAX`: the last
+/// block): its first_seq, its count, and the head after its last record as stored (`None` if
+/// it is not stored as it should be).
 pub fn block_before(
     conn: &Connection,
-    version: u32,
+    layout: Layout,
     seq: i64,
 ) -> rusqlite::Result<Option<(i64, i64, Option<Hash>)>> {
-    let layout = Layout::of(version);
     let sql = match layout {
         Layout::V1 => {
             "SELECT first_seq, count, heads FROM blocks WHERE first_seq < ?1 \

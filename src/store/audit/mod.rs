@@ -212,11 +212,7 @@ impl SegmentFile {
     /// before `seq`.
     pub fn block_before(&self, seq: u64) -> Result<Option<(i64, i64, Option<Hash>)>, AuditError> {
         let seq = i64::try_from(seq).unwrap_or(i64::MAX);
-        Ok(segment::block_before(
-            &self.conn,
-            self.layout.version(),
-            seq,
-        )?)
+        Ok(segment::block_before(&self.conn, self.layout, seq)?)
     }
 
     /// The stored records of the block that starts at `first_seq`, if there is one.

@@ -50,14 +50,6 @@ impl Layout {
         }
     }
 
-    /// The schema version that introduced this layout.
-    pub fn version(self) -> u32 {
-        match self {
-            Layout::V1 => 1,
-            Layout::V2 => 2,
-        }
-    }
-
     /// The two `blocks` columns that give a block's records: the stored `records` and the
     /// size they decompress to (0 for v1, whose records are stored raw).
     pub fn records_columns(self) -> &'static str {

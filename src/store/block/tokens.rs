@@ -30,13 +30,20 @@ pub fn tokens(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|t| !t.is_empty())
 }
 
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
 /// The hash of one token.
 pub fn hash(token: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in token {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    finish(token.iter().fold(FNV_OFFSET, |h, &b| fnv(h, b)))
+}
+
+fn fnv(h: u64, b: u8) -> u64 {
+    (h ^ u64::from(b)).wrapping_mul(FNV_PRIME)
+}
+
+/// splitmix64's mixer over the FNV-1a state.
+fn finish(mut h: u64) -> u64 {
     h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^ (h >> 31)
@@ -50,8 +57,22 @@ pub struct TokensBuilder {
 
 impl TokensBuilder {
     /// Adds every token of `bytes` (a line or a metadata value).
+    /// One pass over the bytes, hashing as it goes (the writer runs this over every line).
     pub fn add(&mut self, bytes: &[u8]) {
-        self.hashes.extend(tokens(bytes).map(hash));
+        let mut h = FNV_OFFSET;
+        let mut in_token = false;
+        for &b in bytes {
+            if is_token_byte(b) {
+                h = fnv(h, b);
+                in_token = true;
+            } else if in_token {
+                self.hashes.push(finish(h));
+                (h, in_token) = (FNV_OFFSET, false);
+            }
+        }
+        if in_token {
+            self.hashes.push(finish(h));
+        }
     }
 
     /// The filter bytes.
@@ -162,6 +183,25 @@ mod tests {
             .count();
         assert!(false_positives < 300, "{false_positives} of 10000");
         assert!(!may_contain(&TokensBuilder::default().encode(), hash(b"x")));
+    }
+
+    #[test]
+    fn the_one_pass_tokenizer_hashes_what_tokens_splits() {
+        let texts: [&[u8]; 7] = [
+            b"",
+            b"a",
+            b" a b ",
+            b"x\xff\xfey",
+            b"__init__()",
+            b"1.2.3.4:22",
+            "é-ü ".as_bytes(),
+        ];
+        for text in texts {
+            let mut b = TokensBuilder::default();
+            b.add(text);
+            let split: Vec<u64> = tokens(text).map(hash).collect();
+            assert_eq!(b.hashes, split, "{text:?}");
+        }
     }
 
     #[test]
