@@ -55,6 +55,7 @@ pub(super) struct QueryFile {
     max_series: Option<usize>,
     max_range_series: Option<usize>,
     max_memory_bytes: Option<usize>,
+    scan_workers: Option<usize>,
     timeout: Option<String>,
     max_concurrent: Option<usize>,
     max_concurrent_per_token: Option<usize>,
@@ -108,6 +109,7 @@ pub(super) fn build(f: &QueryFile) -> Result<QueryConfig, ConfigError> {
         max_memory_bytes: f
             .max_memory_bytes
             .unwrap_or(engine::DEFAULT_MAX_MEMORY_BYTES),
+        scan_workers: f.scan_workers.unwrap_or(engine::DEFAULT_SCAN_WORKERS),
         timeout: dur("query.timeout", &f.timeout, engine::DEFAULT_TIMEOUT)?,
     };
     let out = QueryConfig {
@@ -133,6 +135,7 @@ pub(super) fn build(f: &QueryFile) -> Result<QueryConfig, ConfigError> {
         ("query.max_series", out.limits.max_series),
         ("query.max_range_series", out.limits.max_range_series),
         ("query.max_memory_bytes", out.limits.max_memory_bytes),
+        ("query.scan_workers", out.limits.scan_workers),
         ("query.max_concurrent", out.max_concurrent),
         (
             "query.max_concurrent_per_token",
@@ -151,6 +154,12 @@ pub(super) fn build(f: &QueryFile) -> Result<QueryConfig, ConfigError> {
         if v == 0 {
             return Err(bad(key, "must be at least 1"));
         }
+    }
+    if out.limits.scan_workers > crate::store::MAX_SCAN_WORKERS {
+        return Err(bad(
+            "query.scan_workers",
+            format!("at most {}", crate::store::MAX_SCAN_WORKERS),
+        ));
     }
     if out.limits.timeout.is_zero() {
         return Err(bad("query.timeout", "must be more than zero"));

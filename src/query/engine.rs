@@ -1,7 +1,7 @@
 //! The query engine: selects streams through the index, scans their records, runs the
-//! pipeline, and answers log queries and the label and series endpoints. Metric queries
-//! (`metric`), stats (`index_stats`), volume and Drilldown's fields and patterns are built
-//! on [`Engine::scan`].
+//! pipeline, and answers log queries and the label and series endpoints. Drilldown's fields
+//! and patterns are built on [`Engine::scan`]; metric queries (`metric`), stats
+//! (`index_stats`) and volume on [`Engine::fold`] (in `fold`), which scans on worker threads.
 //!
 //! Owns: [`Engine`] and [`Limits`]; every scan checks the query's [`Budget`] (defined in
 //! `budget`), so a query past its timeout stops reading and answers 504.
@@ -39,11 +39,17 @@ pub const DEFAULT_MAX_RANGE_SERIES: usize = 20_000;
 /// Typical Explore, volume and alert queries hold a few MiB. Key `query.max_memory_bytes`.
 pub const DEFAULT_MAX_MEMORY_BYTES: usize = 128 << 20;
 
+/// Threads one aggregation (metric query, volume, stats) scans on: both cores of the box
+/// this is sized for, so a dashboard's log volume answers twice as fast; ingest runs on its
+/// own threads and the push plane's budgets do not depend on these. Key `query.scan_workers`
+/// (1 to [`crate::store::MAX_SCAN_WORKERS`]).
+pub const DEFAULT_SCAN_WORKERS: usize = 2;
+
 /// How long one query may run: Loki's `query_timeout`. Key `query.timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Records between two deadline checks during a scan.
-const CHECK_EVERY: u32 = 4096;
+pub(super) const CHECK_EVERY: u32 = 4096;
 
 /// The limits every query runs under.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +58,7 @@ pub struct Limits {
     pub max_series: usize,
     pub max_range_series: usize,
     pub max_memory_bytes: usize,
+    pub scan_workers: usize,
     pub timeout: Duration,
 }
 
@@ -62,6 +69,7 @@ impl Default for Limits {
             max_series: DEFAULT_MAX_SERIES,
             max_range_series: DEFAULT_MAX_RANGE_SERIES,
             max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
+            scan_workers: DEFAULT_SCAN_WORKERS,
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -108,6 +116,7 @@ impl Stats {
         self.scan.segments_opened += o.scan.segments_opened;
         self.scan.blocks_read += o.scan.blocks_read;
         self.scan.blocks_skipped += o.scan.blocks_skipped;
+        self.scan.blocks_from_columns += o.scan.blocks_from_columns;
         self.scan.records_decoded += o.scan.records_decoded;
         self.scan.bytes_read += o.scan.bytes_read;
         self.lines_processed += o.lines_processed;
@@ -119,6 +128,10 @@ impl Stats {
 impl Engine {
     pub fn new(reader: Reader, limits: Limits) -> Engine {
         Engine { reader, limits }
+    }
+
+    pub(super) fn reader(&self) -> &Reader {
+        &self.reader
     }
 
     /// A new query's budget under these limits, its clock starting now.

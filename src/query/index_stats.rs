@@ -9,10 +9,11 @@
 use std::collections::HashSet;
 
 use super::budget::Budget;
-use super::engine::{Engine, Rec, ScanVisitor, Stats, entry_bytes};
+use super::engine::{Engine, Rec, Stats, entry_bytes};
 use super::error::QueryError;
+use super::fold::Fold;
 use super::logql::ast::Matcher;
-use crate::store::{Order, StreamId};
+use crate::store::{BlockFacts, Row, StreamId};
 
 impl Engine {
     /// `index/stats` for `matchers` over `[start, end)`: the streams with entries there, and
@@ -25,8 +26,7 @@ impl Engine {
         end: i64,
         budget: Budget,
     ) -> Result<IndexStats, QueryError> {
-        let mut counter = StatsCounter::default();
-        self.scan(matchers, (start, end), Order::Forward, budget, &mut counter)?;
+        let (counter, _) = self.fold(matchers, (start, end), budget, &StatsCounter::default)?;
         Ok(IndexStats {
             streams: counter.streams.len() as u64,
             chunks: counter.streams.len() as u64,
@@ -55,14 +55,36 @@ struct StatsCounter {
     bytes: u64,
 }
 
-impl ScanVisitor for StatsCounter {
-    fn record(&mut self, rec: &Rec<'_>, _stats: &mut Stats) -> bool {
-        if self.last != Some(rec.id) {
-            self.streams.insert(rec.id);
-            self.last = Some(rec.id);
+impl StatsCounter {
+    fn count(&mut self, id: StreamId, bytes: u64) -> bool {
+        if self.last != Some(id) {
+            self.streams.insert(id);
+            self.last = Some(id);
         }
         self.entries += 1;
-        self.bytes += entry_bytes(rec.view);
+        self.bytes += bytes;
         true
+    }
+}
+
+impl Fold for StatsCounter {
+    /// Stats count streams, entries and line bytes: the columns hold all three.
+    fn columns_suffice(&self, _facts: &BlockFacts<'_>) -> bool {
+        true
+    }
+
+    fn row(&mut self, id: StreamId, _stream: &[(String, String)], row: &Row<'_>) -> bool {
+        self.count(id, row.line_len)
+    }
+
+    fn record(&mut self, rec: &Rec<'_>, _stats: &mut Stats) -> bool {
+        self.count(rec.id, entry_bytes(rec.view))
+    }
+
+    fn merge(&mut self, other: Self) {
+        self.streams.extend(other.streams);
+        self.last = None;
+        self.entries += other.entries;
+        self.bytes += other.bytes;
     }
 }

@@ -14,6 +14,7 @@
 //! - `pipeline`: one entry through line filters, parsers, label filters and formatting;
 //! - `engine`: stream selection, scans, log queries, labels, series; `index_stats`: stats;
 //! - `budget`: a query's deadline and memory bound;
+//! - `fold`: aggregations over the store's tallies, one fold per scan worker, merged;
 //! - `metric`: metric query evaluation;
 //! - `volume`: `index/volume` and `index/volume_range`;
 //! - `detected`, `drilldown`, `patterns`: Logs Drilldown's fields, labels, limits and
@@ -31,6 +32,7 @@ pub use routes::endpoint_name;
 pub mod encode;
 pub mod engine;
 pub mod error;
+mod fold;
 mod index_stats;
 mod info;
 pub mod logql;

@@ -13,14 +13,15 @@ use serde_json::json;
 
 use super::Audit;
 use super::encode::{Envelope, QueryData, json_response, sample};
-use super::engine::{Budget, Engine, Rec, ScanVisitor, Stats, entry_bytes};
+use super::engine::{Budget, Engine, Rec, Stats, entry_bytes};
 use super::error::QueryError;
+use super::fold::Fold;
 use super::logql::ast::Matcher;
 use super::logql::{self, Expr};
 use super::params::Params;
 use super::value::Series;
 use crate::clock::now_ns;
-use crate::store::Order;
+use crate::store::{BlockFacts, Row, StreamId};
 
 use super::drilldown::VOLUME_MAX_SERIES;
 
@@ -116,7 +117,7 @@ fn count(
     budget: Budget,
     r: &Request<'_>,
 ) -> Result<Vec<(Series, u64, Vec<u64>)>, QueryError> {
-    let mut acc = Acc {
+    let make = || Acc {
         targets: &r.targets,
         by_labels: r.by_labels,
         first: if r.ranged {
@@ -126,15 +127,11 @@ fn count(
         },
         step: r.step,
         buckets: r.times.len(),
-        sums: HashMap::new(),
+        sums: Vec::new(),
+        ids: HashMap::new(),
+        keys: HashMap::new(),
     };
-    engine.scan(
-        &r.matchers,
-        (r.start, r.end + 1),
-        Order::Forward,
-        budget,
-        &mut acc,
-    )?;
+    let (acc, _) = engine.fold(&r.matchers, (r.start, r.end + 1), budget, &make)?;
     let mut totals: Vec<(Series, u64, Vec<u64>)> = acc
         .sums
         .into_iter()
@@ -194,17 +191,54 @@ struct Acc<'a> {
     first: i64,
     step: i64,
     buckets: usize,
-    sums: HashMap<Series, Vec<u64>>,
+    /// Each series with its bytes per bucket.
+    sums: Vec<(Series, Vec<u64>)>,
+    ids: HashMap<Series, usize>,
+    /// The series each stream counts in, found once per stream.
+    keys: HashMap<StreamId, Vec<usize>>,
 }
 
-impl ScanVisitor for Acc<'_> {
+impl Fold for Acc<'_> {
+    /// Volume counts line bytes per stream: the columns hold them.
+    fn columns_suffice(&self, _facts: &BlockFacts<'_>) -> bool {
+        true
+    }
+
+    fn row(&mut self, id: StreamId, stream: &[(String, String)], row: &Row<'_>) -> bool {
+        self.add(id, stream, row.ts_ns, row.line_len)
+    }
+
     fn record(&mut self, rec: &Rec<'_>, _stats: &mut Stats) -> bool {
-        let ts = rec.view.ts_ns;
+        self.add(rec.id, rec.stream, rec.view.ts_ns, entry_bytes(rec.view))
+    }
+
+    fn merge(&mut self, other: Self) {
+        for (key, b) in other.sums {
+            let i = self.series_index(key);
+            for (m, o) in self.sums[i].1.iter_mut().zip(b) {
+                *m += o;
+            }
+        }
+    }
+}
+
+impl Acc<'_> {
+    fn add(&mut self, id: StreamId, stream: &[(String, String)], ts: i64, bytes: u64) -> bool {
         let k = ((ts - self.first).max(0) / self.step) as usize;
         let k = k.min(self.buckets - 1);
-        let bytes = entry_bytes(rec.view);
-        let labels: BTreeMap<&str, &str> = rec
-            .stream
+        if !self.keys.contains_key(&id) {
+            let keys = self.keys_of(stream);
+            self.keys.insert(id, keys);
+        }
+        for &i in &self.keys[&id] {
+            self.sums[i].1[k] += bytes;
+        }
+        true
+    }
+
+    /// The series (indexes into `sums`, added if new) a stream with these labels counts in.
+    fn keys_of(&mut self, stream: &[(String, String)]) -> Vec<usize> {
+        let labels: BTreeMap<&str, &str> = stream
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
@@ -222,13 +256,15 @@ impl ScanVisitor for Acc<'_> {
                     .collect(),
             ]
         };
-        for key in keys {
-            let b = self
-                .sums
-                .entry(key)
-                .or_insert_with(|| vec![0; self.buckets]);
-            b[k] += bytes;
+        keys.into_iter().map(|key| self.series_index(key)).collect()
+    }
+
+    fn series_index(&mut self, key: Series) -> usize {
+        if let Some(&i) = self.ids.get(&key) {
+            return i;
         }
-        true
+        self.ids.insert(key.clone(), self.sums.len());
+        self.sums.push((key, vec![0; self.buckets]));
+        self.sums.len() - 1
     }
 }

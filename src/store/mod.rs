@@ -25,6 +25,8 @@
 //! - `stats`: the writer's counters for `/metrics`;
 //! - `space`: the free-space reserve that stops pushes before seals run out of disk;
 //! - `scan`: reading the records of chosen streams in a time range, newest or oldest first;
+//! - `tally`: the scans behind aggregations, on worker threads, from v2 columns where they
+//!   suffice;
 //! - `merkle`: the per-segment Merkle tree (no I/O);
 //! - `archive`: closed segments summarized for their close seal, and inclusion proofs;
 //! - `audit`: a segment file read-only, in plain data, for `verify`;
@@ -50,6 +52,7 @@ mod schema;
 mod segment;
 mod space;
 mod stats;
+mod tally;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -70,6 +73,7 @@ pub use scan::{Estimate, Order, Scan, ScanStats, Visit};
 pub use segment::Meta;
 pub use space::{DEFAULT_DISK_RESERVE, DiskReserve, Reserve, Space, space};
 pub use stats::{COMMIT_BUCKETS, GROUP_BUCKETS, WriterStats};
+pub use tally::{BlockFacts, MAX_SCAN_WORKERS, Row, Tally};
 
 use append::{Msg, Queue};
 

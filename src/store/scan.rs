@@ -65,6 +65,8 @@ pub struct ScanStats {
     pub blocks_read: u64,
     /// Blocks left unread because their token filter lacks a required token.
     pub blocks_skipped: u64,
+    /// Blocks answered from their columns, their records left compressed (tallies only).
+    pub blocks_from_columns: u64,
     pub records_decoded: u64,
     pub bytes_read: u64,
 }
@@ -81,14 +83,16 @@ pub struct Estimate {
 }
 
 /// Segment index to that segment's part of the plan.
-type Plan = BTreeMap<u64, SegPlan>;
+pub(super) type Plan = BTreeMap<u64, SegPlan>;
 
 /// One segment's part of the plan.
 #[derive(Debug, Default)]
-struct SegPlan {
-    local_ids: Vec<i64>,
-    min_ts: i64,
-    max_ts: i64,
+pub(super) struct SegPlan {
+    pub local_ids: Vec<i64>,
+    /// Each chosen stream's id in the ledger, by its id in the segment.
+    pub ids: HashMap<i64, StreamId>,
+    pub min_ts: i64,
+    pub max_ts: i64,
 }
 
 impl Reader {
@@ -133,7 +137,10 @@ impl Reader {
 
     /// Segments holding the chosen streams in range (with their local ids and time span),
     /// and the labels section of each chosen stream.
-    fn plan(&self, scan: &Scan) -> Result<(Plan, HashMap<Vec<u8>, StreamId>), StoreError> {
+    pub(super) fn plan(
+        &self,
+        scan: &Scan,
+    ) -> Result<(Plan, HashMap<Vec<u8>, StreamId>), StoreError> {
         let index = self.index()?;
         let mut wanted: HashMap<Vec<u8>, StreamId> = HashMap::new();
         let mut plan = Plan::new();
@@ -148,10 +155,12 @@ impl Reader {
             {
                 let p = plan.entry(span.segment).or_insert(SegPlan {
                     local_ids: Vec::new(),
+                    ids: HashMap::new(),
                     min_ts: i64::MAX,
                     max_ts: i64::MIN,
                 });
                 p.local_ids.push(span.local_id);
+                p.ids.insert(span.local_id, id);
                 p.min_ts = p.min_ts.min(span.min_ts_ns);
                 p.max_ts = p.max_ts.max(span.max_ts_ns);
             }
@@ -262,7 +271,7 @@ fn scan_segment(
 
 /// `(first_seq, min_ts, max_ts)` of every block holding one of `local_ids` in range, the
 /// times being those of the chosen streams only.
-fn matching_blocks(
+pub(super) fn matching_blocks(
     conn: &Connection,
     path: &Path,
     layout: Layout,

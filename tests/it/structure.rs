@@ -258,6 +258,10 @@ fn functions(text: &str) -> Vec<(String, usize, usize)> {
         let Some(c) = head.captures(line) else {
             continue;
         };
+        if line.trim_end().ends_with(';') {
+            // A trait's declaration: no body.
+            continue;
+        }
         let close = format!("{}}}", &c[1]);
         if let Some(end) = lines[i..].iter().position(|l| *l == close) {
             out.push((c[2].to_string(), i + 1, end + 1));

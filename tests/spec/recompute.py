@@ -86,9 +86,16 @@ def zigzag(v):
 
 
 def columns(records, streams, min_ts):
-    ts, ids, lens, idx, levels = [], [], [], [], []
+    ts, ids, lens, idx, levels, names = [], [], [], [], [], []
     for canon in records:
         _, t, labels, metadata, line = parse(canon)
+        for k, _ in metadata:
+            if k == b"detected_level" or names is None or k in names:
+                continue
+            if len(names) < 32 and len(k) <= 64:
+                names.append(k)
+            else:
+                names = None
         ts.append(t)
         ids.append(streams[labels])
         lens.append(len(line))
@@ -101,7 +108,7 @@ def columns(records, streams, min_ts):
             levels.append(level)
             idx.append(len(levels))
         else:
-            idx.append(0)
+            idx.append(33)
     out = bytearray(varint(len(records)))
     prev = min_ts
     for t in ts:
@@ -115,6 +122,12 @@ def columns(records, streams, min_ts):
         out += varint(len(level)) + level
     for v in idx:
         out += varint(v)
+    if names is None:
+        out += varint(33)
+    else:
+        out += varint(len(names))
+        for name in names:
+            out += varint(len(name)) + name
     return bytes(out)
 
 

@@ -8,15 +8,21 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use std::collections::btree_map::Entry;
+
 use super::window::{Agg, window_value};
 use super::{Builder, Cx, Matrix, STEPS_PER_CHECK, group_labels, render_series, series_limit};
-use crate::query::engine::{Budget, Rec, ScanVisitor, Stats, run_pipeline};
+use crate::query::engine::{Budget, Rec, Stats, run_pipeline};
 use crate::query::error::QueryError;
+use crate::query::fold::Fold;
 use crate::query::logql::ast::*;
 use crate::query::logql::{parse_bytes, parse_duration};
 use crate::query::pipeline::{ERROR_DETAILS_LABEL, ERROR_LABEL, set_error};
 use crate::query::value::{Labels, Series};
-use crate::store::Order;
+use crate::store::{BlockFacts, Row, StreamId};
+
+/// The metadata a block's level column holds, as a label.
+const LEVEL_LABEL: &str = "detected_level";
 
 impl Cx<'_> {
     /// Evaluates a range aggregation whose samples are grouped by `grouping` (its own, or the
@@ -36,24 +42,28 @@ impl Cx<'_> {
         let first = edges.first().copied().unwrap_or(0);
         let last = edges.last().copied().unwrap_or(0);
         let keep_raw = matches!(r.op, RangeOp::Quantile | RangeOp::RateCounter);
-        let mut acc = RangeAcc {
+        let budget = self.budget.clone();
+        let max_series = self.engine.limits.max_range_series;
+        let columnar = from_columns(r);
+        let make = || RangeAcc {
             r,
             grouping,
             edges: &edges,
             keep_raw,
+            columnar,
             ids: HashMap::new(),
             series: Vec::new(),
             buckets: Vec::new(),
+            rows: HashMap::new(),
             error: None,
-            max_series: self.engine.limits.max_range_series,
-            budget: self.budget.clone(),
+            max_series,
+            budget: budget.clone(),
         };
-        let stats = self.engine.scan(
+        let (acc, stats) = self.engine.fold(
             &r.log.matchers,
             (first.saturating_add(1), last.saturating_add(1)),
-            Order::Forward,
             self.budget.clone(),
-            &mut acc,
+            &make,
         )?;
         self.stats.add(&stats);
         if let Some(e) = acc.error {
@@ -133,13 +143,31 @@ impl Cx<'_> {
     }
 }
 
+/// Whether a range aggregation can be answered from a block's columns (time, stream, line
+/// length, level): a count or a byte count of every line, with no stage that could drop a
+/// line or change its labels (`| drop __error__` changes nothing when nothing parses).
+fn from_columns(r: &RangeAgg) -> bool {
+    let counts = matches!(
+        r.op,
+        RangeOp::Count | RangeOp::Rate | RangeOp::Bytes | RangeOp::BytesRate | RangeOp::Absent
+    );
+    counts
+        && r.unwrap.is_none()
+        && r.post_unwrap.is_empty()
+        && crate::query::pipeline::keeps_every_line_as_stored(&r.log.pipeline)
+}
+
 /// Folds lines into per-series buckets.
 struct RangeAcc<'a> {
     r: &'a RangeAgg,
     grouping: Option<&'a Grouping>,
     edges: &'a [i64],
     keep_raw: bool,
+    /// [`from_columns`] of `r`.
+    columnar: bool,
     ids: HashMap<Series, usize>,
+    /// The series of a stream's rows, by level: rows skip building their labels.
+    rows: HashMap<StreamId, Vec<(Option<String>, usize)>>,
     series: Vec<Series>,
     buckets: Vec<BTreeMap<u32, Agg>>,
     error: Option<QueryError>,
@@ -154,9 +182,72 @@ const RAW_SAMPLE_BYTES: usize = 16;
 /// What one point of a result holds.
 const POINT_BYTES: usize = 16;
 
-impl ScanVisitor for RangeAcc<'_> {
+impl Fold for RangeAcc<'_> {
     fn required_tokens(&self, stream_label: &dyn Fn(&str) -> bool) -> Vec<u64> {
         crate::query::pipeline::required_tokens(&self.r.log.pipeline, stream_label)
+    }
+
+    fn order_sensitive(&self) -> bool {
+        self.r.unwrap.is_some()
+    }
+
+    fn columns_suffice(&self, facts: &BlockFacts<'_>) -> bool {
+        if !self.columnar {
+            return false;
+        }
+        if self.r.op == RangeOp::Absent {
+            return true;
+        }
+        let Some(names) = facts.names else {
+            return false;
+        };
+        let shown = |name: &str| self.shown(name);
+        let hidden = names
+            .iter()
+            .all(|n| std::str::from_utf8(n).is_ok_and(|n| !shown(n)));
+        hidden && (facts.levels_listed || !shown(LEVEL_LABEL))
+    }
+
+    fn row(&mut self, id: StreamId, stream: &[(String, String)], row: &Row<'_>) -> bool {
+        let sid = match self.row_series(id, stream, row.level) {
+            Some(sid) => sid,
+            None => return false,
+        };
+        let value = match self.r.op {
+            RangeOp::Bytes | RangeOp::BytesRate => row.line_len as f64,
+            _ => 1.0,
+        };
+        self.add(sid, row.ts_ns, value)
+    }
+
+    fn merge(&mut self, other: Self) {
+        if self.error.is_none() {
+            self.error = other.error;
+        }
+        for (series, buckets) in other.series.into_iter().zip(other.buckets) {
+            if self.error.is_some() {
+                return;
+            }
+            // The other worker held this series and its buckets: what is merged into one
+            // already held here is released.
+            let bytes = series_bytes(&series);
+            let Some(sid) = self.series_id(series) else {
+                return;
+            };
+            self.budget.release(bytes);
+            let mine = &mut self.buckets[sid];
+            for (b, agg) in buckets {
+                match mine.entry(b) {
+                    Entry::Vacant(e) => {
+                        e.insert(agg);
+                    }
+                    Entry::Occupied(mut e) => {
+                        e.get_mut().merge(&agg, self.keep_raw);
+                        self.budget.release(BUCKET_BYTES);
+                    }
+                }
+            }
+        }
     }
 
     fn record(&mut self, rec: &Rec<'_>, stats: &mut Stats) -> bool {
@@ -165,7 +256,13 @@ impl ScanVisitor for RangeAcc<'_> {
         };
         stats.post_filter_lines += 1;
         let mut labels = out.labels;
-        let Some(value) = self.value(out.line.len(), &mut labels) else {
+        // A line no stage rewrote counts its stored bytes (also where they are not UTF-8), as
+        // the columns and Loki count them.
+        let line_len = match out.line {
+            std::borrow::Cow::Borrowed(_) => rec.view.line.len(),
+            std::borrow::Cow::Owned(l) => l.len(),
+        };
+        let Some(value) = self.value(line_len, &mut labels) else {
             return true;
         };
         for p in &self.r.post_unwrap {
@@ -189,11 +286,59 @@ impl ScanVisitor for RangeAcc<'_> {
         } else if let Some(g) = self.grouping {
             group_labels(&mut series, g);
         }
-        let ts = rec.view.ts_ns;
-        let bucket = self.edges.partition_point(|&e| e < ts) as u32;
         let Some(sid) = self.series_id(series) else {
             return false;
         };
+        self.add(sid, rec.view.ts_ns, value)
+    }
+}
+
+impl RangeAcc<'_> {
+    /// Whether a label of this name stays in the samples' series after grouping.
+    fn shown(&self, name: &str) -> bool {
+        match self.grouping {
+            _ if self.r.op == RangeOp::Absent => false,
+            None => true,
+            Some(g) if g.without => !g.labels.iter().any(|l| l == name),
+            Some(g) => g.labels.iter().any(|l| l == name),
+        }
+    }
+
+    /// The series of a row of stream `id` with this level (its labels, the level as
+    /// `detected_level` metadata would give it, grouped), found once per stream and level.
+    fn row_series(
+        &mut self,
+        id: StreamId,
+        stream: &[(String, String)],
+        level: Option<&str>,
+    ) -> Option<usize> {
+        let level = level.filter(|_| self.shown(LEVEL_LABEL));
+        if let Some(known) = self.rows.get(&id)
+            && let Some((_, sid)) = known.iter().find(|(l, _)| l.as_deref() == level)
+        {
+            return Some(*sid);
+        }
+        let mut series: Series = stream.iter().cloned().collect();
+        if let Some(l) = level {
+            series.insert(LEVEL_LABEL.to_owned(), l.to_owned());
+        }
+        if self.r.op == RangeOp::Absent {
+            series.clear();
+        } else if let Some(g) = self.grouping {
+            group_labels(&mut series, g);
+        }
+        let sid = self.series_id(series)?;
+        self.rows
+            .entry(id)
+            .or_default()
+            .push((level.map(str::to_owned), sid));
+        Some(sid)
+    }
+
+    /// Folds one sample of series `sid` into its bucket; `false` (with the error set) when
+    /// the budget is spent.
+    fn add(&mut self, sid: usize, ts: i64, value: f64) -> bool {
+        let bucket = self.edges.partition_point(|&e| e < ts) as u32;
         let buckets = &mut self.buckets[sid];
         let mut held = if self.keep_raw { RAW_SAMPLE_BYTES } else { 0 };
         if !buckets.contains_key(&bucket) {

@@ -79,6 +79,16 @@ pub fn run<'a>(
     Some(Output { line, labels })
 }
 
+/// Whether `stages` pass every entry with its stored line and labels unchanged: none, or only
+/// `| drop` of the error labels, which nothing sets where nothing parses.
+pub fn keeps_every_line_as_stored(stages: &[Stage]) -> bool {
+    stages.iter().all(|s| {
+        matches!(s, Stage::Drop(sels) if sels
+            .iter()
+            .all(|sel| sel.name == ERROR_LABEL || sel.name == ERROR_DETAILS_LABEL))
+    })
+}
+
 /// Whether a pipeline needs labels at all (otherwise only line filters run).
 pub fn only_line_filters(stages: &[Stage]) -> bool {
     stages.iter().all(|s| matches!(s, Stage::Line(_)))

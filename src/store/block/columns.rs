@@ -6,7 +6,13 @@
 //! `count`, then `count` zigzag timestamp deltas (the first from the block's `min_ts_ns`),
 //! then `count` stream ids, then `count` line lengths, then the level dictionary (`n`, then
 //! `n` × (`len`, bytes), in order of first appearance) and `count` level indexes (0: the
-//! record has no `detected_level` metadata, `i`: the dictionary's `i`-th).
+//! record has no `detected_level` metadata, `i` ≤ `n`: the dictionary's `i`-th,
+//! [`LEVEL_UNLISTED`]: one the dictionary could not hold), then the other metadata names
+//! the block's records hold (`m`, then `m` × (`len`, bytes), in order of first appearance; or
+//! `m` = [`NAMES_UNLISTED`] and nothing after it, when there are too many to list).
+//!
+//! The names let a query know, without reading records, that no record of the block carries
+//! a label its answer would show (so time, stream, length and level are all it needs).
 //!
 //! Owns: [`ColumnsBuilder`] and [`Columns::decode`]. Must not: compress or do I/O.
 
@@ -21,14 +27,44 @@ pub const MAX_LEVELS: usize = 32;
 /// Bytes of one level value at most, for the same reason.
 pub const MAX_LEVEL_BYTES: usize = 32;
 
+/// The level index of a record whose level the dictionary could not hold (past
+/// [`MAX_LEVELS`], or longer than [`MAX_LEVEL_BYTES`]): read it from the record.
+pub const LEVEL_UNLISTED: u64 = MAX_LEVELS as u64 + 1;
+
+/// Distinct metadata names (besides `detected_level`) one block lists at most: past it the
+/// block says only that it holds more ([`NAMES_UNLISTED`]), and queries that would show one
+/// read the records. Key: none (part of the format).
+pub const MAX_NAMES: usize = 32;
+
+/// Bytes of one listed metadata name at most; a longer one makes the list [`NAMES_UNLISTED`].
+pub const MAX_NAME_BYTES: usize = 64;
+
+/// The name count that says the block holds more names than it lists (and lists none).
+pub const NAMES_UNLISTED: u64 = MAX_NAMES as u64 + 1;
+
 /// Columns being gathered for one block.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct ColumnsBuilder {
     ts: Vec<i64>,
     stream: Vec<i64>,
     line_len: Vec<u64>,
     level: Vec<u64>,
     levels: Vec<Vec<u8>>,
+    /// `None` once there are more than can be listed.
+    names: Option<Vec<Vec<u8>>>,
+}
+
+impl Default for ColumnsBuilder {
+    fn default() -> Self {
+        ColumnsBuilder {
+            ts: Vec::new(),
+            stream: Vec::new(),
+            line_len: Vec::new(),
+            level: Vec::new(),
+            levels: Vec::new(),
+            names: Some(Vec::new()),
+        }
+    }
 }
 
 impl ColumnsBuilder {
@@ -45,10 +81,25 @@ impl ColumnsBuilder {
             return i as u64 + 1;
         }
         if self.levels.len() >= MAX_LEVELS || level.len() > MAX_LEVEL_BYTES {
-            return 0;
+            return LEVEL_UNLISTED;
         }
         self.levels.push(level.to_vec());
         self.levels.len() as u64
+    }
+
+    /// Notes a metadata name (other than [`LEVEL_NAME`]) of a record pushed.
+    pub fn note_name(&mut self, name: &[u8]) {
+        let Some(names) = self.names.as_mut() else {
+            return;
+        };
+        if names.iter().any(|n| n == name) {
+            return;
+        }
+        if names.len() >= MAX_NAMES || name.len() > MAX_NAME_BYTES {
+            self.names = None;
+        } else {
+            names.push(name.to_vec());
+        }
     }
 
     /// The uncompressed column bytes, timestamps relative to `min_ts_ns`.
@@ -74,6 +125,16 @@ impl ColumnsBuilder {
         for &i in &self.level {
             varint(&mut out, i);
         }
+        match &self.names {
+            None => varint(&mut out, NAMES_UNLISTED),
+            Some(names) => {
+                varint(&mut out, names.len() as u64);
+                for n in names {
+                    varint(&mut out, n.len() as u64);
+                    out.extend_from_slice(n);
+                }
+            }
+        }
         out
     }
 }
@@ -84,9 +145,28 @@ pub struct Columns {
     pub ts_ns: Vec<i64>,
     pub stream_id: Vec<i64>,
     pub line_len: Vec<u64>,
-    /// Index into `levels` plus one, 0 for none.
+    /// Index into `levels` plus one, 0 for none, [`LEVEL_UNLISTED`] for one not listed.
     pub level: Vec<u64>,
     pub levels: Vec<Vec<u8>>,
+    /// The other metadata names the records hold; `None` when there are too many to list.
+    pub names: Option<Vec<Vec<u8>>>,
+}
+
+impl Columns {
+    /// The `i`-th record's level: `Some(None)` when it has none, `None` when the dictionary
+    /// does not hold it.
+    pub fn level_of(&self, i: usize) -> Option<Option<&[u8]>> {
+        match self.level[i] {
+            0 => Some(None),
+            LEVEL_UNLISTED => None,
+            k => Some(Some(&self.levels[k as usize - 1])),
+        }
+    }
+
+    /// Whether every record's level is in the dictionary.
+    pub fn levels_listed(&self) -> bool {
+        !self.level.contains(&LEVEL_UNLISTED)
+    }
 }
 
 impl Columns {
@@ -115,9 +195,20 @@ impl Columns {
             Ok(r.take(len)?.to_vec())
         })?;
         let level = r.many(count, |r| match r.varint()? {
-            i if i as usize <= n => Ok(i),
+            i if i as usize <= n || i == LEVEL_UNLISTED => Ok(i),
             i => Err(format!("level index {i} past the dictionary")),
         })?;
+        let names = match r.varint()? {
+            NAMES_UNLISTED => None,
+            m if m as usize <= MAX_NAMES => Some(r.many(m as usize, |r| {
+                let len = r.varint()? as usize;
+                if len > MAX_NAME_BYTES {
+                    return Err(format!("a metadata name of {len} bytes"));
+                }
+                Ok(r.take(len)?.to_vec())
+            })?),
+            m => Err(format!("{m} metadata names, more than {MAX_NAMES}"))?,
+        };
         if r.pos != bytes.len() {
             return Err(format!("{} bytes after the columns", bytes.len() - r.pos));
         }
@@ -127,6 +218,7 @@ impl Columns {
             line_len,
             level,
             levels,
+            names,
         })
     }
 }
@@ -213,6 +305,7 @@ mod tests {
         assert_eq!(c.line_len, [120, 0, 70_000, 5]);
         assert_eq!(c.levels, [b"info".to_vec(), b"error".to_vec()]);
         assert_eq!(c.level, [1, 0, 2, 1]);
+        assert_eq!(c.names, Some(vec![]));
         assert!(Columns::decode(&bytes, 3, i64::MIN).is_err());
         for cut in 0..bytes.len() {
             assert!(Columns::decode(&bytes[..cut], 4, i64::MIN).is_err());
@@ -226,9 +319,40 @@ mod tests {
             b.push(0, 1, 0, Some(format!("l{i}").as_bytes()));
         }
         b.push(0, 1, 0, Some(&[b'x'; MAX_LEVEL_BYTES + 1]));
-        let c = Columns::decode(&b.encode(0), MAX_LEVELS + 3, 0).unwrap();
+        b.push(0, 1, 0, None);
+        let c = Columns::decode(&b.encode(0), MAX_LEVELS + 4, 0).unwrap();
         assert_eq!(c.levels.len(), MAX_LEVELS);
-        assert_eq!(&c.level[MAX_LEVELS..], [0, 0, 0]);
+        assert_eq!(
+            &c.level[MAX_LEVELS..],
+            [LEVEL_UNLISTED; 3]
+                .into_iter()
+                .chain([0])
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(c.level_of(MAX_LEVELS), None);
+        assert_eq!(c.level_of(MAX_LEVELS + 3), Some(None));
+        assert_eq!(c.level_of(0), Some(Some(&b"l0"[..])));
+        assert!(!c.levels_listed());
+    }
+
+    #[test]
+    fn metadata_names_are_listed_until_there_are_too_many() {
+        let mut b = ColumnsBuilder::default();
+        b.push(0, 1, 0, None);
+        b.note_name(b"trace_id");
+        b.note_name(b"level");
+        b.note_name(b"trace_id");
+        let c = Columns::decode(&b.encode(0), 1, 0).unwrap();
+        assert_eq!(c.names, Some(vec![b"trace_id".to_vec(), b"level".to_vec()]));
+        for i in 0..MAX_NAMES {
+            b.note_name(format!("n{i}").as_bytes());
+        }
+        let c = Columns::decode(&b.encode(0), 1, 0).unwrap();
+        assert_eq!(c.names, None);
+        let mut long = ColumnsBuilder::default();
+        long.push(0, 1, 0, None);
+        long.note_name(&[b'x'; MAX_NAME_BYTES + 1]);
+        assert_eq!(Columns::decode(&long.encode(0), 1, 0).unwrap().names, None);
     }
 
     #[test]

@@ -178,6 +178,8 @@ impl Builder {
             self.tokens.add(value);
             if name == columns::LEVEL_NAME {
                 level = Some(value);
+            } else {
+                self.columns.note_name(name);
             }
         }
         self.columns

@@ -57,6 +57,19 @@ fn a_column_that_disagrees_with_its_records_is_reported() {
 }
 
 #[test]
+fn a_forged_list_of_metadata_names_is_reported() {
+    // The records hold no metadata: the list, last in the columns, is empty (one 0 byte). Any
+    // other list (here one name) is not what the records give.
+    let (v, first) = recompressed("columns", |raw| {
+        assert_eq!(raw.last(), Some(&0));
+        raw.pop();
+        raw.extend_from_slice(b"\x01\x08trace_id");
+    });
+    assert_break(&v, &name(1), Some(first), Some("modified"));
+    assert_names(&v, "what", "blocks.columns");
+}
+
+#[test]
 fn a_forged_token_filter_that_hides_the_records_is_reported() {
     // An empty filter: searches would skip the block as holding no word at all.
     for forged in ["x''", "zeroblob(length(tokens))"] {
