@@ -22,6 +22,8 @@ pub struct Options {
     pub runs: usize,
     /// Segment layouts to build the ledger in, one after the other, each timed alike.
     pub formats: Vec<u32>,
+    /// Times only the cases whose name contains this (case-insensitive; empty: every case).
+    pub only: String,
 }
 
 /// The one line of the data holding this word: what a needle search looks for.
@@ -205,11 +207,19 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     if let [first, .., last] = medians.as_slice() {
         let (a, b) = (opts.formats[0], opts.formats[opts.formats.len() - 1]);
         println!("{:<55} {:>10}", "query", format!("v{a}/v{b}"));
-        for (c, (x, y)) in CASES.iter().zip(first.iter().zip(last)) {
+        for (c, (x, y)) in cases(opts).zip(first.iter().zip(last)) {
             println!("{:<55} {:>10.1}", c.name, x / y.max(1e-9));
         }
     }
     Ok(())
+}
+
+/// The cases `--only` selects.
+fn cases(opts: &Options) -> impl Iterator<Item = &'static Case> + '_ {
+    let only = opts.only.to_lowercase();
+    CASES
+        .iter()
+        .filter(move |c| c.name.to_lowercase().contains(&only))
 }
 
 /// Builds the ledger in segment layout `format` and times every case; the medians, in ms.
@@ -231,7 +241,7 @@ fn run_format(opts: &Options, format: u32) -> anyhow::Result<Vec<f64>> {
         "{:<55} {:>10} {:>12} {:>14}",
         "query", "median ms", "lines read", "lines/s"
     );
-    for c in CASES {
+    for c in cases(opts) {
         let mut times = Vec::new();
         let mut lines = 0;
         for _ in 0..opts.runs.max(1) {

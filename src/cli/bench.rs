@@ -53,6 +53,9 @@ pub struct QueryArgs {
     /// Segment layouts to build the ledger in (`1,2` times both, with their ratio).
     #[arg(long, value_delimiter = ',', default_value = "2")]
     segment_format: Vec<u32>,
+    /// Times only the queries whose name contains this text (case-insensitive).
+    #[arg(long, default_value = "")]
+    only: String,
 }
 
 fn parse_span(s: &str) -> Result<std::time::Duration, String> {
@@ -134,6 +137,7 @@ pub fn run(which: Which) -> anyhow::Result<u8> {
                 span: q.span,
                 runs: q.runs,
                 formats: q.segment_format,
+                only: q.only,
             })?;
             return Ok(0);
         }

@@ -6,8 +6,6 @@
 //! the query's deadline and count what was read, and the merge). Must not: read records
 //! other than through [`Reader::tally`](crate::store::Reader::tally).
 
-use std::collections::HashMap;
-
 use super::engine::{Budget, CHECK_EVERY, Engine, Rec, Stats, StreamLabels};
 use super::error::QueryError;
 use super::logql::ast::Matcher;
@@ -51,7 +49,7 @@ impl Engine {
         make: &(dyn Fn() -> F + Sync),
     ) -> Result<(F, Stats), QueryError> {
         let (start, end) = range;
-        let labels: HashMap<StreamId, StreamLabels> =
+        let labels: foldhash::HashMap<StreamId, StreamLabels> =
             self.select(matchers, start, end)?.into_iter().collect();
         let mut out = make();
         let scan = Scan {
@@ -91,7 +89,7 @@ impl Engine {
 
 /// A worker's fold with the labels of the selected streams, its deadline and its counts.
 struct Adapter<'a, F> {
-    labels: &'a HashMap<StreamId, StreamLabels>,
+    labels: &'a foldhash::HashMap<StreamId, StreamLabels>,
     inner: F,
     budget: Budget,
     timed_out: bool,

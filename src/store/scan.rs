@@ -89,8 +89,8 @@ pub(super) type Plan = BTreeMap<u64, SegPlan>;
 #[derive(Debug, Default)]
 pub(super) struct SegPlan {
     pub local_ids: Vec<i64>,
-    /// Each chosen stream's id in the ledger, by its id in the segment.
-    pub ids: HashMap<i64, StreamId>,
+    /// Each chosen stream's id in the ledger, by its id in the segment (looked up per row).
+    pub ids: foldhash::HashMap<i64, StreamId>,
     pub min_ts: i64,
     pub max_ts: i64,
 }
@@ -155,7 +155,7 @@ impl Reader {
             {
                 let p = plan.entry(span.segment).or_insert(SegPlan {
                     local_ids: Vec::new(),
-                    ids: HashMap::new(),
+                    ids: foldhash::HashMap::default(),
                     min_ts: i64::MAX,
                     max_ts: i64::MIN,
                 });

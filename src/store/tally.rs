@@ -80,7 +80,7 @@ struct Job {
 struct Seg {
     path: PathBuf,
     layout: Layout,
-    ids: HashMap<i64, StreamId>,
+    ids: foldhash::HashMap<i64, StreamId>,
 }
 
 impl Reader {
@@ -227,11 +227,15 @@ impl BlockReader<'_> {
         stats: &mut ScanStats,
     ) -> Result<bool, StoreError> {
         if self.seg.layout == Layout::V2 {
+            // The filter is read only when the scan has tokens to look for.
+            let sql = if self.scan.tokens.is_empty() {
+                "SELECT count, min_ts_ns, columns, x'' FROM blocks WHERE first_seq = ?1"
+            } else {
+                "SELECT count, min_ts_ns, columns, tokens FROM blocks WHERE first_seq = ?1"
+            };
             let mut stmt = self
                 .conn
-                .prepare_cached(
-                    "SELECT count, min_ts_ns, columns, tokens FROM blocks WHERE first_seq = ?1",
-                )
+                .prepare_cached(sql)
                 .map_err(StoreError::sqlite("tally: read block", &self.seg.path))?;
             let row: Option<(i64, i64, Vec<u8>, Vec<u8>)> = stmt
                 .query_row(params![first_seq], |r| {

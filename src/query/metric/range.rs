@@ -54,7 +54,8 @@ impl Cx<'_> {
             ids: HashMap::new(),
             series: Vec::new(),
             buckets: Vec::new(),
-            rows: HashMap::new(),
+            rows: foldhash::HashMap::default(),
+            last_bucket: (i64::MAX, i64::MIN, 0),
             error: None,
             max_series,
             budget: budget.clone(),
@@ -167,9 +168,12 @@ struct RangeAcc<'a> {
     columnar: bool,
     ids: HashMap<Series, usize>,
     /// The series of a stream's rows, by level: rows skip building their labels.
-    rows: HashMap<StreamId, Vec<(Option<String>, usize)>>,
+    rows: foldhash::HashMap<StreamId, Vec<(Option<String>, usize)>>,
     series: Vec<Series>,
     buckets: Vec<BTreeMap<u32, Agg>>,
+    /// The last bucket found and the edges around it, `(after, up to, bucket)`: rows come in
+    /// time order mostly, so most need no search.
+    last_bucket: (i64, i64, u32),
     error: Option<QueryError>,
     max_series: usize,
     budget: Budget,
@@ -338,23 +342,34 @@ impl RangeAcc<'_> {
     /// Folds one sample of series `sid` into its bucket; `false` (with the error set) when
     /// the budget is spent.
     fn add(&mut self, sid: usize, ts: i64, value: f64) -> bool {
-        let bucket = self.edges.partition_point(|&e| e < ts) as u32;
-        let buckets = &mut self.buckets[sid];
-        let mut held = if self.keep_raw { RAW_SAMPLE_BYTES } else { 0 };
-        if !buckets.contains_key(&bucket) {
-            held += BUCKET_BYTES;
-        }
+        let bucket = self.bucket_of(ts);
+        let raw = if self.keep_raw { RAW_SAMPLE_BYTES } else { 0 };
+        let entry = self.buckets[sid].entry(bucket);
+        let held = match entry {
+            Entry::Occupied(_) => raw,
+            Entry::Vacant(_) => raw + BUCKET_BYTES,
+        };
         if held > 0
             && let Err(e) = self.budget.hold(held)
         {
             self.error = Some(e);
             return false;
         }
-        buckets
-            .entry(bucket)
-            .or_default()
-            .add(ts, value, self.keep_raw);
+        entry.or_default().add(ts, value, self.keep_raw);
         true
+    }
+
+    /// The bucket of a sample at `ts`: how many edges lie before it.
+    fn bucket_of(&mut self, ts: i64) -> u32 {
+        let (after, up_to, bucket) = self.last_bucket;
+        if after < ts && ts <= up_to {
+            return bucket;
+        }
+        let b = self.edges.partition_point(|&e| e < ts);
+        let after = b.checked_sub(1).map_or(i64::MIN, |i| self.edges[i]);
+        let up_to = self.edges.get(b).copied().unwrap_or(i64::MAX);
+        self.last_bucket = (after, up_to, b as u32);
+        b as u32
     }
 }
 

@@ -256,6 +256,17 @@ impl<'a> Reader<'a> {
     /// A minimal varint of at most 10 bytes (a non-minimal one is not what the encoder
     /// writes, so it is refused).
     fn varint(&mut self) -> Result<u64, String> {
+        // Most values of every column fit one byte.
+        if let Some(&b) = self.bytes.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
+        self.long_varint()
+    }
+
+    fn long_varint(&mut self) -> Result<u64, String> {
         let mut v = 0u64;
         for shift in (0..70).step_by(7) {
             let b = self.take(1)?[0];
