@@ -113,12 +113,7 @@ pub struct Stats {
 
 impl Stats {
     pub fn add(&mut self, o: &Stats) {
-        self.scan.segments_opened += o.scan.segments_opened;
-        self.scan.blocks_read += o.scan.blocks_read;
-        self.scan.blocks_skipped += o.scan.blocks_skipped;
-        self.scan.blocks_from_columns += o.scan.blocks_from_columns;
-        self.scan.records_decoded += o.scan.records_decoded;
-        self.scan.bytes_read += o.scan.bytes_read;
+        self.scan.add(&o.scan);
         self.lines_processed += o.lines_processed;
         self.bytes_processed += o.bytes_processed;
         self.post_filter_lines += o.post_filter_lines;

@@ -71,6 +71,18 @@ pub struct ScanStats {
     pub bytes_read: u64,
 }
 
+impl ScanStats {
+    /// Adds what another scan (or another worker of one) read.
+    pub fn add(&mut self, o: &ScanStats) {
+        self.segments_opened += o.segments_opened;
+        self.blocks_read += o.blocks_read;
+        self.blocks_skipped += o.blocks_skipped;
+        self.blocks_from_columns += o.blocks_from_columns;
+        self.records_decoded += o.records_decoded;
+        self.bytes_read += o.bytes_read;
+    }
+}
+
 /// What a scan would read, estimated from the block index without reading a record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Estimate {

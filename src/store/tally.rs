@@ -56,7 +56,9 @@ pub struct BlockFacts<'a> {
 
 /// One worker's fold.
 pub trait Tally: Send {
-    /// Whether [`Row`]s can stand for the records of a block with these facts.
+    /// Whether [`Row`]s can stand for the records of a block with these facts. Monotone: a
+    /// block listing no names and every level is the most a block offers, and a tally that
+    /// refuses it is never handed columns (they are not even read).
     fn columns_suffice(&self, facts: &BlockFacts<'_>) -> bool;
 
     /// One record of a chosen stream inside the range, from the columns. `false` ends the
@@ -144,11 +146,7 @@ impl Reader {
         let mut tallies = Vec::with_capacity(results.len());
         for r in results {
             let (t, s) = r?;
-            stats.blocks_read += s.blocks_read;
-            stats.blocks_skipped += s.blocks_skipped;
-            stats.blocks_from_columns += s.blocks_from_columns;
-            stats.records_decoded += s.records_decoded;
-            stats.bytes_read += s.bytes_read;
+            stats.add(&s);
             tallies.push(t);
         }
         Ok((tallies, stats))
@@ -169,6 +167,10 @@ impl Shared<'_> {
     /// One worker: takes chunks of blocks until none are left or the tally is stopped.
     fn work<T: Tally>(&self, mut tally: T) -> Result<(T, ScanStats), StoreError> {
         let mut stats = ScanStats::default();
+        let columns = tally.columns_suffice(&BlockFacts {
+            names: Some(&[]),
+            levels_listed: true,
+        });
         let mut conns: HashMap<usize, Connection> = HashMap::new();
         loop {
             let from = self.next.fetch_add(CHUNK_BLOCKS, Ordering::Relaxed);
@@ -192,6 +194,7 @@ impl Shared<'_> {
                     seg,
                     scan: self.scan,
                     wanted: self.wanted,
+                    columns,
                 };
                 if !reader.read(job.first_seq, &mut tally, &mut stats)? {
                     self.stop.store(true, Ordering::Relaxed);
@@ -209,6 +212,8 @@ struct BlockReader<'a> {
     seg: &'a Seg,
     scan: &'a Scan,
     wanted: &'a HashMap<Vec<u8>, StreamId>,
+    /// Whether the tally may take a block's columns at all.
+    columns: bool,
 }
 
 impl BlockReader<'_> {
@@ -226,12 +231,19 @@ impl BlockReader<'_> {
         tally: &mut T,
         stats: &mut ScanStats,
     ) -> Result<bool, StoreError> {
-        if self.seg.layout == Layout::V2 {
-            // The filter is read only when the scan has tokens to look for.
-            let sql = if self.scan.tokens.is_empty() {
-                "SELECT count, min_ts_ns, columns, x'' FROM blocks WHERE first_seq = ?1"
-            } else {
-                "SELECT count, min_ts_ns, columns, tokens FROM blocks WHERE first_seq = ?1"
+        let tokens = !self.scan.tokens.is_empty();
+        if self.seg.layout == Layout::V2 && (self.columns || tokens) {
+            // Only what this tally can use is read: the columns, the filter, or both.
+            let sql = match (self.columns, tokens) {
+                (true, false) => {
+                    "SELECT count, min_ts_ns, columns, x'' FROM blocks WHERE first_seq = ?1"
+                }
+                (false, _) => {
+                    "SELECT count, min_ts_ns, x'', tokens FROM blocks WHERE first_seq = ?1"
+                }
+                (true, true) => {
+                    "SELECT count, min_ts_ns, columns, tokens FROM blocks WHERE first_seq = ?1"
+                }
             };
             let mut stmt = self
                 .conn
@@ -249,6 +261,9 @@ impl BlockReader<'_> {
             if !self.scan.tokens.iter().all(|&h| may_contain(&tokens, h)) {
                 stats.blocks_skipped += 1;
                 return Ok(true);
+            }
+            if !self.columns {
+                return self.fold_records(first_seq, tally, stats);
             }
             let raw = frame::decompress(&columns, None)
                 .map_err(|e| self.corrupt(format!("block {first_seq}: columns: {e}")))?;
