@@ -17,6 +17,9 @@ CREATE INDEX block_streams_by_time ON block_streams (max_ts_ns);
 --            decompressed; raw_bytes is that decompressed length.
 -- end_head:  the chain head after the block's last record; the heads before it are
 --            recomputed from the records.
+-- summary:   the records summed by stream and detected level (counts and line bytes), with
+--            the block's level dictionary and metadata names; raw, a few hundred bytes, so
+--            that a query counting a block that lies inside one of its steps reads no more.
 -- columns:   one zstd frame of per-record columns (timestamps, stream ids, line lengths,
 --            detected levels) that queries read instead of the records.
 -- tokens:    a bloom filter over the words of the lines and metadata values.
@@ -30,6 +33,7 @@ CREATE TABLE blocks (
     max_ts_ns  INTEGER NOT NULL,
     raw_bytes  INTEGER NOT NULL,
     end_head   BLOB    NOT NULL,
+    summary    BLOB    NOT NULL,
     columns    BLOB    NOT NULL,
     tokens     BLOB    NOT NULL,
     records    BLOB    NOT NULL

@@ -10,7 +10,7 @@ use super::engine::{Budget, CHECK_EVERY, Engine, Rec, Stats, StreamLabels};
 use super::error::QueryError;
 use super::logql::ast::Matcher;
 use crate::store::chain::View;
-use crate::store::{BlockFacts, Order, Row, Scan, StreamId, Tally};
+use crate::store::{BlockFacts, Group, Order, Row, Scan, StreamId, Tally};
 
 /// One worker's part of an aggregation.
 pub trait Fold: Send + Sized {
@@ -33,6 +33,14 @@ pub trait Fold: Send + Sized {
 
     /// One record, decoded. `false` stops the scan.
     fn record(&mut self, rec: &Rec<'_>, stats: &mut Stats) -> bool;
+
+    /// Whether every record in `[min_ts_ns, max_ts_ns]` lands in the same buckets, so that a
+    /// block lying there may be handed as [`Group`]s.
+    fn folds_alike(&self, min_ts_ns: i64, max_ts_ns: i64) -> bool;
+
+    /// The records of one stream and level of a block lying in such a span. `false` stops
+    /// the scan.
+    fn group(&mut self, id: StreamId, stream: &[(String, String)], group: &Group<'_>) -> bool;
 
     /// Adds what another worker folded.
     fn merge(&mut self, other: Self);
@@ -93,20 +101,22 @@ struct Adapter<'a, F> {
     inner: F,
     budget: Budget,
     timed_out: bool,
-    n: u32,
+    n: u64,
     stats: Stats,
 }
 
 impl<F> Adapter<'_, F> {
-    /// Counts one record; `false` once the deadline has passed.
-    fn tick(&mut self, line_len: u64) -> bool {
-        self.n += 1;
-        if self.n.is_multiple_of(CHECK_EVERY) && self.budget.expired() {
+    /// Counts `lines` records of `bytes` line bytes; `false` once the deadline has passed
+    /// (checked every [`CHECK_EVERY`] records).
+    fn tick(&mut self, lines: u64, bytes: u64) -> bool {
+        let before = self.n / CHECK_EVERY as u64;
+        self.n += lines;
+        if self.n / CHECK_EVERY as u64 != before && self.budget.expired() {
             self.timed_out = true;
             return false;
         }
-        self.stats.lines_processed += 1;
-        self.stats.bytes_processed += line_len;
+        self.stats.lines_processed += lines;
+        self.stats.bytes_processed += bytes;
         true
     }
 }
@@ -117,7 +127,7 @@ impl<F: Fold> Tally for Adapter<'_, F> {
     }
 
     fn row(&mut self, stream: StreamId, row: &Row<'_>) -> bool {
-        if !self.tick(row.line_len) {
+        if !self.tick(1, row.line_len) {
             return false;
         }
         let Some(labels) = self.labels.get(&stream) else {
@@ -127,7 +137,7 @@ impl<F: Fold> Tally for Adapter<'_, F> {
     }
 
     fn record(&mut self, stream: StreamId, view: &View<'_>) -> bool {
-        if !self.tick(view.line.len() as u64) {
+        if !self.tick(1, view.line.len() as u64) {
             return false;
         }
         let Some(labels) = self.labels.get(&stream) else {
@@ -139,5 +149,19 @@ impl<F: Fold> Tally for Adapter<'_, F> {
             view,
         };
         self.inner.record(&rec, &mut self.stats)
+    }
+
+    fn folds_alike(&self, min_ts_ns: i64, max_ts_ns: i64) -> bool {
+        self.inner.folds_alike(min_ts_ns, max_ts_ns)
+    }
+
+    fn group(&mut self, stream: StreamId, group: &Group<'_>) -> bool {
+        if !self.tick(group.count, group.line_bytes) {
+            return false;
+        }
+        let Some(labels) = self.labels.get(&stream) else {
+            return true;
+        };
+        self.inner.group(stream, labels, group)
     }
 }

@@ -13,7 +13,7 @@ use super::engine::{Engine, Rec, Stats, entry_bytes};
 use super::error::QueryError;
 use super::fold::Fold;
 use super::logql::ast::Matcher;
-use crate::store::{BlockFacts, Row, StreamId};
+use crate::store::{BlockFacts, Group, Row, StreamId};
 
 impl Engine {
     /// `index/stats` for `matchers` over `[start, end)`: the streams with entries there, and
@@ -57,11 +57,15 @@ struct StatsCounter {
 
 impl StatsCounter {
     fn count(&mut self, id: StreamId, bytes: u64) -> bool {
+        self.count_many(id, 1, bytes)
+    }
+
+    fn count_many(&mut self, id: StreamId, entries: u64, bytes: u64) -> bool {
         if self.last != Some(id) {
             self.streams.insert(id);
             self.last = Some(id);
         }
-        self.entries += 1;
+        self.entries += entries;
         self.bytes += bytes;
         true
     }
@@ -79,6 +83,15 @@ impl Fold for StatsCounter {
 
     fn record(&mut self, rec: &Rec<'_>, _stats: &mut Stats) -> bool {
         self.count(rec.id, entry_bytes(rec.view))
+    }
+
+    /// Stats have no buckets: every span folds alike.
+    fn folds_alike(&self, _min_ts_ns: i64, _max_ts_ns: i64) -> bool {
+        true
+    }
+
+    fn group(&mut self, id: StreamId, _stream: &[(String, String)], g: &Group<'_>) -> bool {
+        self.count_many(id, g.count, g.line_bytes)
     }
 
     fn merge(&mut self, other: Self) {

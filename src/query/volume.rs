@@ -21,7 +21,7 @@ use super::logql::{self, Expr};
 use super::params::Params;
 use super::value::Series;
 use crate::clock::now_ns;
-use crate::store::{BlockFacts, Row, StreamId};
+use crate::store::{BlockFacts, Group, Row, StreamId};
 
 use super::drilldown::VOLUME_MAX_SERIES;
 
@@ -212,6 +212,14 @@ impl Fold for Acc<'_> {
         self.add(rec.id, rec.stream, rec.view.ts_ns, entry_bytes(rec.view))
     }
 
+    fn folds_alike(&self, min_ts_ns: i64, max_ts_ns: i64) -> bool {
+        self.bucket(min_ts_ns) == self.bucket(max_ts_ns)
+    }
+
+    fn group(&mut self, id: StreamId, stream: &[(String, String)], g: &Group<'_>) -> bool {
+        self.add(id, stream, g.min_ts_ns, g.line_bytes)
+    }
+
     fn merge(&mut self, other: Self) {
         for (key, b) in other.sums {
             let i = self.series_index(key);
@@ -223,9 +231,14 @@ impl Fold for Acc<'_> {
 }
 
 impl Acc<'_> {
-    fn add(&mut self, id: StreamId, stream: &[(String, String)], ts: i64, bytes: u64) -> bool {
+    /// The bucket a line at `ts` counts in.
+    fn bucket(&self, ts: i64) -> usize {
         let k = ((ts - self.first).max(0) / self.step) as usize;
-        let k = k.min(self.buckets - 1);
+        k.min(self.buckets - 1)
+    }
+
+    fn add(&mut self, id: StreamId, stream: &[(String, String)], ts: i64, bytes: u64) -> bool {
+        let k = self.bucket(ts);
         if !self.keys.contains_key(&id) {
             let keys = self.keys_of(stream);
             self.keys.insert(id, keys);

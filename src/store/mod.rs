@@ -73,7 +73,7 @@ pub use scan::{Estimate, Order, Scan, ScanStats, Visit};
 pub use segment::Meta;
 pub use space::{DEFAULT_DISK_RESERVE, DiskReserve, Reserve, Space, space};
 pub use stats::{COMMIT_BUCKETS, GROUP_BUCKETS, WriterStats};
-pub use tally::{BlockFacts, MAX_SCAN_WORKERS, Row, Tally};
+pub use tally::{BlockFacts, Group, MAX_SCAN_WORKERS, Row, Tally};
 
 use append::{Msg, Queue};
 

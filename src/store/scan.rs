@@ -67,6 +67,8 @@ pub struct ScanStats {
     pub blocks_skipped: u64,
     /// Blocks answered from their columns, their records left compressed (tallies only).
     pub blocks_from_columns: u64,
+    /// Of those, the blocks answered from their summary alone (no row read).
+    pub blocks_from_summary: u64,
     pub records_decoded: u64,
     pub bytes_read: u64,
 }
@@ -78,6 +80,7 @@ impl ScanStats {
         self.blocks_read += o.blocks_read;
         self.blocks_skipped += o.blocks_skipped;
         self.blocks_from_columns += o.blocks_from_columns;
+        self.blocks_from_summary += o.blocks_from_summary;
         self.records_decoded += o.records_decoded;
         self.bytes_read += o.bytes_read;
     }

@@ -353,8 +353,8 @@ fn insert_group(
 const INSERT_BLOCK_V1: &str = "INSERT INTO blocks (first_seq, count, recv_ns, min_ts_ns, max_ts_ns, records, heads) \
                                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const INSERT_BLOCK_V2: &str = "INSERT INTO blocks (first_seq, count, recv_ns, min_ts_ns, max_ts_ns, raw_bytes, \
-                               end_head, columns, tokens, records) \
-                               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+                               end_head, summary, columns, tokens, records) \
+                               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 const INSERT_SPAN: &str = "INSERT INTO block_streams (first_seq, stream_id, count, min_ts_ns, max_ts_ns) \
                            VALUES (?1, ?2, ?3, ?4, ?5)";
 const INSERT_STREAM: &str = "INSERT INTO streams (labels) VALUES (?1)";
@@ -391,6 +391,7 @@ impl Statements<'_, '_> {
                     max,
                     raw,
                     b.end_head,
+                    derived.summary,
                     columns,
                     derived.tokens,
                     records

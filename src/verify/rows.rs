@@ -386,21 +386,52 @@ fn check_derived(
         mismatch("block_streams", format!("{spans:?}"), format!("{stored:?}"));
     }
     if let Stored::V2 {
-        columns, tokens, ..
+        summary,
+        columns,
+        tokens,
+        ..
     } = b.stored
     {
-        check_indexes(derived.derived(), columns, tokens, &mut mismatch);
+        let stored = StoredIndexes {
+            summary,
+            columns,
+            tokens,
+        };
+        check_indexes(derived.derived(), &stored, &mut mismatch);
     }
 }
 
-/// A v2 block's columns (compared decompressed, so any zstd encoder may have written them)
-/// and token filter (compared byte for byte) against what its records give.
+/// What a v2 block stores beside its records, derived from them.
+struct StoredIndexes<'a> {
+    summary: &'a [u8],
+    columns: &'a [u8],
+    tokens: &'a [u8],
+}
+
+/// A v2 block's column summary and token filter (compared byte for byte) and its columns
+/// (compared decompressed, so any zstd encoder may have written them) against what its
+/// records give.
 fn check_indexes(
     derived: block::Derived,
-    columns: &[u8],
-    tokens: &[u8],
+    stored: &StoredIndexes<'_>,
     mismatch: &mut impl FnMut(&str, String, String),
 ) {
+    let StoredIndexes {
+        summary,
+        columns,
+        tokens,
+    } = *stored;
+    if summary != derived.summary {
+        mismatch(
+            "blocks.summary (it disagrees with the records)",
+            format!(
+                "{} bytes {}",
+                derived.summary.len(),
+                digest(&derived.summary)
+            ),
+            format!("{} bytes {}", summary.len(), digest(summary)),
+        );
+    }
     match frame::decompress(columns, None) {
         Ok(c) if c == derived.columns => {}
         Ok(c) => mismatch(

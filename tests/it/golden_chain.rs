@@ -276,6 +276,7 @@ fn library_block() -> Value {
         "raw_bytes": block.records.len(),
         "raw_records_hex": hex::encode(&block.records),
         "end_head": hex::encode(block.end_head),
+        "summary_hex": hex::encode(&derived.summary),
         "columns_hex": hex::encode(&derived.columns),
         "tokens_hex": hex::encode(&derived.tokens),
     })

@@ -186,7 +186,7 @@ fn every_byte_is_covered(format: u32) {
         (&["records", "heads"], &[])
     } else {
         (
-            &["records", "end_head", "columns", "tokens"],
+            &["records", "end_head", "summary", "columns", "tokens"],
             &["raw_bytes"],
         )
     };

@@ -86,6 +86,7 @@ def zigzag(v):
 
 
 def columns(records, streams, min_ts):
+    """The summary and the (uncompressed) columns of a v2 block."""
     ts, ids, lens, idx, levels, names = [], [], [], [], [], []
     for canon in records:
         _, t, labels, metadata, line = parse(canon)
@@ -110,25 +111,32 @@ def columns(records, streams, min_ts):
         else:
             idx.append(33)
     out = bytearray(varint(len(records)))
-    prev = min_ts
-    for t in ts:
-        delta = (t - prev + 2**63) % 2**64 - 2**63
-        out += varint(zigzag(delta))
-        prev = t
-    for v in ids + lens:
-        out += varint(v)
     out += varint(len(levels))
     for level in levels:
         out += varint(len(level)) + level
-    for v in idx:
-        out += varint(v)
     if names is None:
         out += varint(33)
     else:
         out += varint(len(names))
         for name in names:
             out += varint(len(name)) + name
-    return bytes(out)
+    groups = {}
+    for stream, level, length in zip(ids, idx, lens):
+        count, size = groups.get((stream, level), (0, 0))
+        groups[(stream, level)] = (count + 1, size + length)
+    out += varint(len(groups))
+    for (stream, level), (count, size) in groups.items():
+        out += varint(stream) + varint(level) + varint(count) + varint(size)
+    summary = bytes(out)
+    out = bytearray()
+    prev = min_ts
+    for t in ts:
+        delta = (t - prev + 2**63) % 2**64 - 2**63
+        out += varint(zigzag(delta))
+        prev = t
+    for v in ids + lens + idx:
+        out += varint(v)
+    return summary, bytes(out)
 
 
 def fnv_splitmix(token):
@@ -162,12 +170,15 @@ def tokens(records):
 
 def v2_block(name, row, streams):
     """The raw records of a v2 block, after checking its derived columns."""
-    block_first, count, min_ts, raw_bytes, end_head, cols, toks, frame = row
+    block_first, count, min_ts, raw_bytes, end_head, summ, cols, toks, frame = row
     raw = zstandard.ZstdDecompressor().decompress(frame)
     if len(raw) != raw_bytes:
         fail(f"{name}: block {block_first} decompresses to {len(raw)}, not raw_bytes")
     records = split_records(raw, count)
-    if zstandard.ZstdDecompressor().decompress(cols) != columns(records, streams, min_ts):
+    want_summary, want_columns = columns(records, streams, min_ts)
+    if summ != want_summary:
+        fail(f"{name}: block {block_first} summary differs from its records")
+    if zstandard.ZstdDecompressor().decompress(cols) != want_columns:
         fail(f"{name}: block {block_first} columns differ from its records")
     if toks != tokens(records):
         fail(f"{name}: block {block_first} token filter differs from its records")
@@ -184,7 +195,7 @@ def blocks(name, db):
         return
     streams = dict(db.execute("SELECT labels, id FROM streams"))
     rows = db.execute(
-        "SELECT first_seq, count, min_ts_ns, raw_bytes, end_head, columns, tokens, records "
+        "SELECT first_seq, count, min_ts_ns, raw_bytes, end_head, summary, columns, tokens, records "
         "FROM blocks ORDER BY first_seq"
     )
     for row in rows:

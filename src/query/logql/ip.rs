@@ -58,6 +58,29 @@ impl IpMatcher {
         }
     }
 
+    /// Words every line this matcher matches holds whole (as the token filter splits lines):
+    /// the second and third octets of an IPv4 match that all its addresses share. A match is
+    /// a run that parses as `a.b.c.d` (no leading zeros), so `b` and `c` stand between dots;
+    /// `a` and `d` may be glued to letters (`host10.0.0.1x`), so they are never required.
+    pub fn line_words(&self) -> Vec<String> {
+        let (lo, hi) = match *self {
+            IpMatcher::Single(IpAddr::V4(a)) => (u32::from(a), u32::from(a)),
+            IpMatcher::Range(IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a), u32::from(b)),
+            IpMatcher::Cidr(IpAddr::V4(net), bits) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+                (u32::from(net) & mask, u32::from(net) | !mask)
+            }
+            _ => return Vec::new(),
+        };
+        let same_top = |bits: u32| (lo ^ hi) >> (32 - bits) == 0;
+        let octet = |i: u32| ((lo >> (24 - 8 * i)) & 0xff).to_string();
+        [(1, 16), (2, 24)]
+            .into_iter()
+            .filter(|&(_, bits)| same_top(bits))
+            .map(|(i, _)| octet(i))
+            .collect()
+    }
+
     /// Whether a label value is a matching address.
     pub fn matches_value(&self, v: &str) -> bool {
         v.trim().parse().is_ok_and(|ip| self.contains(ip))
@@ -105,6 +128,30 @@ fn key(ip: IpAddr) -> u128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_words_are_the_shared_middle_octets() {
+        let words = |s: &str| IpMatcher::parse(s).unwrap().line_words();
+        assert_eq!(words("203.0.113.7"), ["0", "113"]);
+        assert_eq!(words("10.20.30.0/24"), ["20", "30"]);
+        assert_eq!(words("10.20.30.0/20"), ["20"]);
+        assert_eq!(words("10.0.0.0/8"), Vec::<String>::new());
+        assert_eq!(words("0.0.0.0/0"), Vec::<String>::new());
+        assert_eq!(words("192.168.0.1-192.168.0.10"), ["168", "0"]);
+        assert_eq!(words("192.168.0.1-192.169.0.1"), Vec::<String>::new());
+        assert_eq!(words("::1"), Vec::<String>::new());
+        // Every match holds the words whole, however the address is glued into the line.
+        let m = IpMatcher::parse("203.0.113.7").unwrap();
+        for line in ["host203.0.113.7x", "[203.0.113.7]:22", "from 203.0.113.7."] {
+            assert!(m.matches_line(line), "{line}");
+            for w in m.line_words() {
+                let whole = line
+                    .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                    .any(|t| t == w);
+                assert!(whole, "{w} in {line}");
+            }
+        }
+    }
 
     #[test]
     fn cidr_range_and_single() {

@@ -19,7 +19,7 @@ use crate::query::logql::ast::*;
 use crate::query::logql::{parse_bytes, parse_duration};
 use crate::query::pipeline::{ERROR_DETAILS_LABEL, ERROR_LABEL, set_error};
 use crate::query::value::{Labels, Series};
-use crate::store::{BlockFacts, Row, StreamId};
+use crate::store::{BlockFacts, Group, Row, StreamId};
 
 /// The metadata a block's level column holds, as a label.
 const LEVEL_LABEL: &str = "detected_level";
@@ -224,6 +224,33 @@ impl Fold for RangeAcc<'_> {
         self.add(sid, row.ts_ns, value)
     }
 
+    /// A span folds alike when no window edge lies inside it (and the columns answer the
+    /// query, which then reads only counts and sums).
+    fn folds_alike(&self, min_ts_ns: i64, max_ts_ns: i64) -> bool {
+        let bucket = |ts: i64| self.edges.partition_point(|&e| e < ts);
+        self.columnar && bucket(min_ts_ns) == bucket(max_ts_ns)
+    }
+
+    fn group(&mut self, id: StreamId, stream: &[(String, String)], g: &Group<'_>) -> bool {
+        let Some(sid) = self.row_series(id, stream, g.level) else {
+            return false;
+        };
+        let sum = match self.r.op {
+            RangeOp::Bytes | RangeOp::BytesRate => g.line_bytes as f64,
+            _ => g.count as f64,
+        };
+        let bucket = self.bucket_of(g.min_ts_ns);
+        if !self.hold_bucket(sid, bucket) {
+            return false;
+        }
+        self.buckets[sid].entry(bucket).or_default().add_many(
+            (g.min_ts_ns, g.max_ts_ns),
+            g.count,
+            sum,
+        );
+        true
+    }
+
     fn merge(&mut self, other: Self) {
         if self.error.is_none() {
             self.error = other.error;
@@ -343,11 +370,25 @@ impl RangeAcc<'_> {
     /// the budget is spent.
     fn add(&mut self, sid: usize, ts: i64, value: f64) -> bool {
         let bucket = self.bucket_of(ts);
+        if !self.hold_bucket(sid, bucket) {
+            return false;
+        }
+        let keep_raw = self.keep_raw;
+        self.buckets[sid]
+            .entry(bucket)
+            .or_default()
+            .add(ts, value, keep_raw);
+        true
+    }
+
+    /// Counts in the budget what one more sample of series `sid` in `bucket` holds (the
+    /// bucket, if it is new, and the raw sample, if samples are kept); `false` (with the
+    /// error set) when the budget is spent.
+    fn hold_bucket(&mut self, sid: usize, bucket: u32) -> bool {
         let raw = if self.keep_raw { RAW_SAMPLE_BYTES } else { 0 };
-        let entry = self.buckets[sid].entry(bucket);
-        let held = match entry {
-            Entry::Occupied(_) => raw,
-            Entry::Vacant(_) => raw + BUCKET_BYTES,
+        let held = match self.buckets[sid].contains_key(&bucket) {
+            true => raw,
+            false => raw + BUCKET_BYTES,
         };
         if held > 0
             && let Err(e) = self.budget.hold(held)
@@ -355,7 +396,6 @@ impl RangeAcc<'_> {
             self.error = Some(e);
             return false;
         }
-        entry.or_default().add(ts, value, self.keep_raw);
         true
     }
 

@@ -53,6 +53,30 @@ impl Agg {
         );
     }
 
+    /// `count` samples adding up to `sum`, the first at `first_ts` and the last at
+    /// `last_ts`, for the functions that read only the count and the sum (count, rate,
+    /// bytes, absent): the other figures are those of `count` equal samples.
+    pub(super) fn add_many(&mut self, (first_ts, last_ts): (i64, i64), count: u64, sum: f64) {
+        if count == 0 {
+            return;
+        }
+        let mean = sum / count as f64;
+        self.merge(
+            &Agg {
+                count,
+                sum,
+                min: mean,
+                max: mean,
+                first: (first_ts, mean),
+                last: (last_ts, mean),
+                mean,
+                m2: 0.0,
+                raw: Vec::new(),
+            },
+            false,
+        );
+    }
+
     pub(super) fn merge(&mut self, o: &Agg, keep_raw: bool) {
         if o.count == 0 {
             return;

@@ -111,11 +111,15 @@ pub fn required_tokens(stages: &[Stage], stream_label: &dyn Fn(&str) -> bool) ->
             Stage::Line(LineFilter {
                 op: LineOp::Contains,
                 args,
-            }) if line_as_stored => {
-                if let [FilterArg::Text(t)] = args.as_slice() {
-                    out.extend(crate::store::needle_hashes(t));
-                }
-            }
+            }) if line_as_stored => match args.as_slice() {
+                [FilterArg::Text(t)] => out.extend(crate::store::needle_hashes(t)),
+                [FilterArg::Ip(_, ip)] => out.extend(
+                    ip.line_words()
+                        .iter()
+                        .flat_map(|w| crate::store::value_hashes(w)),
+                ),
+                _ => {}
+            },
             Stage::Label(p) if labels_as_stored => metadata_tokens(p, stream_label, &mut out),
             _ => {}
         }
@@ -271,6 +275,7 @@ mod tests {
         };
         assert_eq!(req(r#"{job="a"} |= "x root y""#), h(&["root"]));
         assert_eq!(req(r#"{job="a"} | trace_id="abc""#), h(&["abc"]));
+        assert_eq!(req(r#"{job="a"} |= ip("203.0.113.7")"#), h(&["0", "113"]));
         assert_eq!(req(r#"{job="a"} | t="a" and u="b""#), h(&["a", "b"]));
         for none in [
             r#"{job="a"} | job="sshd""#,
@@ -283,6 +288,9 @@ mod tests {
             r#"{job="a"} | decolorize |= " root ""#,
             r#"{job="a"} |= " a " or " b ""#,
             r#"{job="a"} |~ " root ""#,
+            r#"{job="a"} |= ip("10.0.0.0/8")"#,
+            r#"{job="a"} != ip("203.0.113.7")"#,
+            r#"{job="a"} |= ip("203.0.113.7") or ip("198.51.100.1")"#,
         ] {
             assert_eq!(req(none), Vec::<u64>::new(), "{none}");
         }

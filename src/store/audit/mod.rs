@@ -78,6 +78,7 @@ pub enum Stored<'a> {
     V2 {
         raw_bytes: i64,
         end_head: &'a [u8],
+        summary: &'a [u8],
         columns: &'a [u8],
         tokens: &'a [u8],
     },
@@ -318,7 +319,7 @@ impl SegmentFile {
             }
             Layout::V2 => {
                 "SELECT first_seq, count, recv_ns, min_ts_ns, max_ts_ns, records, raw_bytes, \
-                 end_head, columns, tokens \
+                 end_head, summary, columns, tokens \
                  FROM blocks WHERE first_seq >= ?1 AND first_seq < ?2 ORDER BY first_seq"
             }
         })?;
@@ -332,8 +333,9 @@ impl SegmentFile {
                 Layout::V2 => Stored::V2 {
                     raw_bytes: r.get(6)?,
                     end_head: blob(7)?,
-                    columns: blob(8)?,
-                    tokens: blob(9)?,
+                    summary: blob(8)?,
+                    columns: blob(9)?,
+                    tokens: blob(10)?,
                 },
             };
             let b = BlockRow {

@@ -5,8 +5,8 @@
 //! stored depends on the segment's [`Layout`]:
 //! - v1: `records` raw, and `heads`, `count × 32` bytes (the chain head after each record);
 //! - v2: `records` as one compressed [`frame`] with its `raw_bytes`, one `end_head` (the head
-//!   after the last record; the others are recomputed), the derived [`columns`] (compressed
-//!   too) and the [`tokens`] filter.
+//!   after the last record; the others are recomputed), the derived [`columns`] (a raw
+//!   summary and compressed rows) and the [`tokens`] filter.
 //!
 //! Storing many records per row amortises SQLite's per-row cost, which otherwise caps the
 //! single writer; every record stays separately hashed and located by verify.
@@ -115,6 +115,9 @@ pub struct Builder {
 /// A v2 block's derived values, uncompressed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Derived {
+    /// The columns' summary (stored raw).
+    pub summary: Vec<u8>,
+    /// The columns' rows (stored compressed).
     pub columns: Vec<u8>,
     pub tokens: Vec<u8>,
 }
@@ -188,8 +191,10 @@ impl Builder {
 
     /// The v2 derived values of the records pushed so far.
     pub fn derived(&mut self) -> Derived {
+        let (summary, columns) = self.columns.encode(self.min_ts_ns);
         Derived {
-            columns: self.columns.encode(self.min_ts_ns),
+            summary,
+            columns,
             tokens: self.tokens.encode(),
         }
     }
@@ -320,11 +325,12 @@ mod tests {
         assert!(b.heads.is_empty());
         assert_eq!(b.end_head, [3; 32]);
         let d = b.derived();
-        let c = columns::Columns::decode(&d.columns, 3, b.min_ts_ns).unwrap();
-        assert_eq!(c.ts_ns, [50, 40, 60]);
-        assert_eq!(c.stream_id, [4, 5, 4]);
-        assert_eq!(c.line_len, [22, 15, 8]);
-        assert_eq!(c.level, [1, 2, 0]);
+        let c = columns::Columns::decode((&d.summary, &d.columns), 3, b.min_ts_ns).unwrap();
+        assert_eq!(c.rows.ts_ns, [50, 40, 60]);
+        assert_eq!(c.rows.stream_id, [4, 5, 4]);
+        assert_eq!(c.rows.line_len, [22, 15, 8]);
+        assert_eq!(c.rows.level, [1, 2, 0]);
+        assert_eq!(c.summary.groups.len(), 3);
         for word in ["alice", "Failed", "level", "info", "warn"] {
             let h = tokens::hash(word.as_bytes());
             assert!(tokens::may_contain(&d.tokens, h), "{word}");

@@ -17,7 +17,7 @@ const SEGMENT_BYTES: u64 = if FORMAT == 1 { 256 * 1024 } else { 64 * 1024 };
 const PAYLOAD: &str = if FORMAT == 1 {
     "records, heads"
 } else {
-    "raw_bytes, end_head, columns, tokens, records"
+    "raw_bytes, end_head, summary, columns, tokens, records"
 };
 const PER_BATCH: usize = 200;
 
@@ -182,17 +182,23 @@ fn every_column_of_a_block_is_covered() {
             0,
         ),
         ("end_head", "", 0),
+        ("summary", "", 0),
         ("columns", "", 0),
         ("tokens", "", 0),
     ] {
         let v1_only = matches!(column, "heads");
-        let v2_only = matches!(column, "raw_bytes" | "end_head" | "columns" | "tokens");
+        let v2_only = matches!(
+            column,
+            "raw_bytes" | "end_head" | "summary" | "columns" | "tokens"
+        );
         if (FORMAT == 1 && v2_only) || (FORMAT == 2 && v1_only) {
             continue;
         }
         let (v, first) = match column {
             "records" if FORMAT == 1 => flip_record_byte(3),
-            "records" | "columns" | "tokens" => flip_blob_byte(column, |b| b.len() / 2),
+            "records" | "summary" | "columns" | "tokens" => {
+                flip_blob_byte(column, |b| b.len() / 2)
+            }
             "heads" => flip_head_byte(5),
             "end_head" => flip_blob_byte(column, |_| 7),
             _ => on_middle_block(sql),
