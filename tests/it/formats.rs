@@ -396,7 +396,7 @@ fn aggregations_read_columns_where_they_answer_and_records_elsewhere_alike() {
 }
 
 #[test]
-fn aggregations_walk_blocks_or_plan_them_through_block_streams_alike() {
+fn queries_walk_blocks_or_plan_them_through_block_streams_alike() {
     // 72 streams: a query of one is planned through block_streams, a query of many walks
     // every block and keeps those whose summary holds one of its streams.
     let hosts: Vec<&'static str> = (0..24)
@@ -411,6 +411,9 @@ fn aggregations_walk_blocks_or_plan_them_through_block_streams_alike() {
         r#"sum(bytes_over_time({host="h11"} [1m]))"#,
         r#"sum by (host) (count_over_time({job=~".+"} [5m]))"#,
         r#"sum by (job) (count_over_time({host=~"h0.*"} |= "root" [5m]))"#,
+        r#"{job="sshd", host="h07"}"#,
+        r#"{host=~"h0.*"} |= "root""#,
+        r#"{job=~".+"} |= "password""#,
     ] {
         let (a, _) = answer(&v1, q);
         let (b, stats) = answer(&v2, q);

@@ -265,6 +265,42 @@ impl Summary {
         })
     }
 
+    /// Whether any group of the summary `bytes` (of a block of `count` records) is of a
+    /// stream `wanted` accepts: what a plan needs of a block, read without allocating.
+    pub fn any_stream(
+        bytes: &[u8],
+        count: usize,
+        wanted: impl Fn(i64) -> bool,
+    ) -> Result<bool, String> {
+        let mut r = Reader { bytes, pos: 0 };
+        if r.varint()? != count as u64 {
+            return Err("record count differs from the block's".into());
+        }
+        let skip = |r: &mut Reader<'_>, n: u64| -> Result<(), String> {
+            for _ in 0..n {
+                let len = r.varint()? as usize;
+                r.take(len)?;
+            }
+            Ok(())
+        };
+        let n = r.varint()?;
+        skip(&mut r, n.min(MAX_LEVELS as u64 + 1))?;
+        match r.varint()? {
+            NAMES_UNLISTED => {}
+            m => skip(&mut r, m.min(MAX_NAMES as u64 + 1))?,
+        }
+        for _ in 0..r.varint()?.min(count as u64) {
+            let stream_id = r.varint()? as i64;
+            for _ in 0..3 {
+                r.varint()?;
+            }
+            if wanted(stream_id) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// The level of index `k`: `Some(None)` for none, `None` when the dictionary does not
     /// hold it.
     pub fn level(&self, k: u64) -> Option<Option<&[u8]>> {
@@ -516,6 +552,19 @@ mod tests {
         long.push(0, 1, 0, None);
         long.note_name(&[b'x'; MAX_NAME_BYTES + 1]);
         assert_eq!(decode(&long, 1, 0).unwrap().summary.names, None);
+    }
+
+    #[test]
+    fn any_stream_finds_a_group_without_decoding_the_rest() {
+        let mut b = ColumnsBuilder::default();
+        b.push(0, 7, 10, Some(b"info"));
+        b.push(0, 9, 20, None);
+        b.note_name(b"trace_id");
+        let (summary, _) = b.encode(0);
+        assert_eq!(Summary::any_stream(&summary, 2, |id| id == 9), Ok(true));
+        assert_eq!(Summary::any_stream(&summary, 2, |id| id == 8), Ok(false));
+        assert!(Summary::any_stream(&summary, 3, |_| true).is_err());
+        assert!(Summary::any_stream(&summary[..summary.len() - 1], 2, |id| id == 9).is_err());
     }
 
     #[test]

@@ -6,8 +6,6 @@
 //! Owns: [`BlockReader`]. Must not: write, or hand a row or record outside the scan's
 //! streams and range.
 
-use std::collections::HashMap;
-
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{BlockFacts, Group, Row, Seg, Tally};
@@ -23,7 +21,7 @@ pub(super) struct BlockReader<'a> {
     pub(super) conn: &'a Connection,
     pub(super) seg: &'a Seg,
     pub(super) scan: &'a Scan,
-    pub(super) wanted: &'a HashMap<Vec<u8>, StreamId>,
+    pub(super) wanted: &'a foldhash::HashMap<Vec<u8>, StreamId>,
     /// Whether the tally may take a block's columns at all.
     pub(super) columns: bool,
 }
@@ -142,16 +140,14 @@ impl BlockReader<'_> {
             stats.blocks_skipped += 1;
             return Ok(true);
         }
-        let summary = Summary::decode(&head.summary, head.count)
-            .map_err(|e| self.corrupt(format!("block {}: summary: {e}", head.first_seq)))?;
+        let corrupt = |e| self.corrupt(format!("block {}: summary: {e}", head.first_seq));
         let ids = &self.seg.ids;
-        if !summary
-            .groups
-            .iter()
-            .any(|g| ids.contains_key(&g.stream_id))
+        if !Summary::any_stream(&head.summary, head.count, |id| ids.contains_key(&id))
+            .map_err(corrupt)?
         {
             return Ok(true);
         }
+        let summary = Summary::decode(&head.summary, head.count).map_err(corrupt)?;
         if self.columns
             && let Some(go_on) = self.fold_columns(head, &summary, tally, stats)?
         {

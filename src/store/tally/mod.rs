@@ -1,14 +1,14 @@
 //! Tallies: the scans behind aggregations (metric queries, volume, stats), on worker threads,
 //! reading a v2 block's summary or columns instead of its records wherever they can answer.
 //!
-//! Owns: [`Reader::tally`] and the plan of its work. Each segment's blocks are found either
-//! as [`Reader::scan`] finds them (the stream index, then `block_streams`), or, when the query
-//! wants a large share of a v2 segment's streams over most of its span, by walking every
-//! block row in key order and keeping those whose summary holds a chosen stream
-//! ([`BLOCK_FIRST_SHARE`]). The work is handed out in chunks to up to `workers` threads,
-//! each with its own [`Tally`] and its own read-only connections in one read transaction;
-//! the caller merges what they folded. How one block is read is [`block`]'s. Order is not
-//! kept: a tally must be a commutative fold.
+//! Owns: [`Reader::tally`] and the hand-out of its work. Each segment's blocks are found as
+//! [`Reader::scan`] finds them (through `block_streams`), or, when the query wants a large
+//! share of a v2 segment's streams over most of its span
+//! ([`BLOCK_FIRST_SHARE`](super::scan::BLOCK_FIRST_SHARE)), walked in key order in ranges of
+//! sequence numbers, each block kept when its summary holds a chosen stream. The work is
+//! handed out in chunks to up to `workers` threads, each with its own [`Tally`] and its own
+//! read-only connections in one read transaction; the caller merges what they folded. How
+//! one block is read is [`block`]'s. Order is not kept: a tally must be a commutative fold.
 //!
 //! Must not: write, or hand a row or record outside the scan's streams and range.
 
@@ -25,7 +25,7 @@ use super::chain::View;
 use super::error::StoreError;
 use super::index::StreamId;
 use super::reader::Reader;
-use super::scan::{Scan, ScanStats, SegPlan, matching_blocks};
+use super::scan::{Scan, ScanStats, matching_blocks, walk_range};
 use super::segment;
 use block::BlockReader;
 
@@ -36,14 +36,6 @@ pub const MAX_SCAN_WORKERS: usize = 4;
 /// Jobs a worker takes from the shared list at a time: few enough that both workers end
 /// together, enough that taking them costs nothing.
 const CHUNK_JOBS: usize = 8;
-
-/// A v2 segment is walked block by block, rather than planned through `block_streams`, when
-/// the query wants at least one in this many of its streams over at least half its span. A
-/// block holds tens of streams, so such a query wants nearly every block anyway, and finding
-/// them through `block_streams` reads one row per stream per block: on 10 M entries over
-/// 24 h (10,000 blocks of 50 streams) that plan took 110 ms, more than reading the blocks'
-/// summaries (BENCHMARKS.md). Key: none (a plan choice; both plans give the same answer).
-pub const BLOCK_FIRST_SHARE: usize = 8;
 
 /// Sequence numbers one walking job covers: a few full blocks.
 const RANGE_SEQS: i64 = (BLOCK_MAX_RECORDS * 8) as i64;
@@ -206,37 +198,6 @@ impl Reader {
     }
 }
 
-/// The first sequence numbers `[lo, hi)` of a v2 segment's blocks, when walking them all is
-/// the cheaper plan ([`BLOCK_FIRST_SHARE`]); `None` to plan through `block_streams`.
-fn walk_range(
-    conn: &Connection,
-    path: &Path,
-    layout: Layout,
-    scan: &Scan,
-    p: &SegPlan,
-) -> Result<Option<(i64, i64)>, StoreError> {
-    let span = p.max_ts.saturating_sub(p.min_ts);
-    let covered = p
-        .max_ts
-        .min(scan.end_ns)
-        .saturating_sub(p.min_ts.max(scan.start_ns));
-    if layout != Layout::V2 || covered < span / 2 {
-        return Ok(None);
-    }
-    let sql = "SELECT (SELECT count(*) FROM streams), \
-               (SELECT min(first_seq) FROM blocks), (SELECT max(first_seq) FROM blocks)";
-    let (streams, lo, hi): (i64, Option<i64>, Option<i64>) = conn
-        .query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .map_err(StoreError::sqlite("tally: plan", path))?;
-    let wanted = p.local_ids.len() as i64;
-    match (lo, hi) {
-        (Some(lo), Some(hi)) if wanted.saturating_mul(BLOCK_FIRST_SHARE as i64) >= streams => {
-            Ok(Some((lo, hi.saturating_add(1))))
-        }
-        _ => Ok(None),
-    }
-}
-
 /// A read-only connection to a segment inside one read transaction, which the worker keeps
 /// until it ends: each block is then one lookup, not a transaction with its locks, and every
 /// block of an open segment is read from the same snapshot.
@@ -252,7 +213,7 @@ struct Shared<'a> {
     scan: &'a Scan,
     segs: &'a [Seg],
     jobs: &'a [Job],
-    wanted: &'a HashMap<Vec<u8>, StreamId>,
+    wanted: &'a foldhash::HashMap<Vec<u8>, StreamId>,
     next: AtomicUsize,
     stop: AtomicBool,
 }
