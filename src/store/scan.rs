@@ -231,11 +231,7 @@ fn scan_segment(
     visitor: &mut dyn Visit,
     stats: &mut ScanStats,
 ) -> Result<bool, StoreError> {
-    let conn = segment::open_read_only(path).map_err(StoreError::sqlite("scan: open", path))?;
-    // One read transaction for the whole segment: each block is then one lookup, not a
-    // transaction with its locks, and an open segment is read from one snapshot.
-    conn.execute_batch("BEGIN")
-        .map_err(StoreError::sqlite("scan: begin", path))?;
+    let conn = segment::open_snapshot(path).map_err(StoreError::sqlite("scan: open", path))?;
     let layout = segment::layout(&conn).map_err(StoreError::sqlite("scan: open", path))?;
     let mut blocks = planned_blocks(&conn, path, layout, scan, plan)?;
     match scan.order {

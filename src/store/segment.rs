@@ -2,7 +2,8 @@
 //!
 //! Owns: `<data>/segments/seg-NNNNNNNNNNNN.sqlite`, how one is created (atomically, through a
 //! temporary name), how one is closed (close row, WAL checkpointed into the file, fsync,
-//! read-only mode, file hash), and how its meta row reads.
+//! read-only mode, file hash), how its meta row reads, and how readers open one (read-only,
+//! or read-only inside one snapshot).
 //!
 //! Must not: assign sequence numbers or hash records (the writer and `chain` do), or ever open
 //! a closed segment for writing.
@@ -331,6 +332,15 @@ pub fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
     );
     let conn = Connection::open_with_flags(uri, flags)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// A read-only connection to a segment ([`open_read_only`]) inside one read transaction,
+/// held until it is dropped: a scan's block lookups then take no file locks each, and every
+/// block of an open segment is read from the same snapshot.
+pub fn open_snapshot(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = open_read_only(path)?;
+    conn.execute_batch("BEGIN")?;
     Ok(conn)
 }
 

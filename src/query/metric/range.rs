@@ -240,14 +240,10 @@ impl Fold for RangeAcc<'_> {
             _ => g.count as f64,
         };
         let bucket = self.bucket_of(g.min_ts_ns);
-        if !self.hold_bucket(sid, bucket) {
-            return false;
+        match self.held_bucket(sid, bucket) {
+            Some(agg) => agg.add_many((g.min_ts_ns, g.max_ts_ns), g.count, sum),
+            None => return false,
         }
-        self.buckets[sid].entry(bucket).or_default().add_many(
-            (g.min_ts_ns, g.max_ts_ns),
-            g.count,
-            sum,
-        );
         true
     }
 
@@ -370,33 +366,31 @@ impl RangeAcc<'_> {
     /// the budget is spent.
     fn add(&mut self, sid: usize, ts: i64, value: f64) -> bool {
         let bucket = self.bucket_of(ts);
-        if !self.hold_bucket(sid, bucket) {
-            return false;
-        }
         let keep_raw = self.keep_raw;
-        self.buckets[sid]
-            .entry(bucket)
-            .or_default()
-            .add(ts, value, keep_raw);
+        match self.held_bucket(sid, bucket) {
+            Some(agg) => agg.add(ts, value, keep_raw),
+            None => return false,
+        }
         true
     }
 
-    /// Counts in the budget what one more sample of series `sid` in `bucket` holds (the
-    /// bucket, if it is new, and the raw sample, if samples are kept); `false` (with the
-    /// error set) when the budget is spent.
-    fn hold_bucket(&mut self, sid: usize, bucket: u32) -> bool {
+    /// Series `sid`'s `bucket`, after counting in the budget what one more sample there
+    /// holds (the bucket, if it is new, and the raw sample, if samples are kept); `None`
+    /// (with the error set) when the budget is spent.
+    fn held_bucket(&mut self, sid: usize, bucket: u32) -> Option<&mut Agg> {
         let raw = if self.keep_raw { RAW_SAMPLE_BYTES } else { 0 };
-        let held = match self.buckets[sid].contains_key(&bucket) {
-            true => raw,
-            false => raw + BUCKET_BYTES,
+        let entry = self.buckets[sid].entry(bucket);
+        let held = match entry {
+            Entry::Occupied(_) => raw,
+            Entry::Vacant(_) => raw + BUCKET_BYTES,
         };
         if held > 0
             && let Err(e) = self.budget.hold(held)
         {
             self.error = Some(e);
-            return false;
+            return None;
         }
-        true
+        Some(entry.or_default())
     }
 
     /// The bucket of a sample at `ts`: how many edges lie before it.

@@ -20,8 +20,10 @@
 //! (a few hundred bytes) and sits before the compressed columns in the row, so reading it
 //! costs the row's first page.
 //!
-//! Owns: [`ColumnsBuilder`], [`Summary::decode`] and [`Columns::decode`]. Must not: compress
-//! or do I/O.
+//! Owns: [`ColumnsBuilder`], [`Summary::decode`] and [`Summary::rows`]. Must not: compress
+//! or do I/O (nor know the varint encoding, which is [`super::varint`]'s).
+
+use super::varint::{Reader, unzigzag, varint, zigzag};
 
 /// The metadata name whose value the level column holds.
 pub const LEVEL_NAME: &[u8] = b"detected_level";
@@ -215,6 +217,7 @@ pub struct Rows {
 }
 
 /// A block's columns, decoded whole.
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Columns {
     pub summary: Summary,
@@ -224,7 +227,7 @@ pub struct Columns {
 impl Summary {
     /// Decodes `bytes`, the summary of a block of `count` records.
     pub fn decode(bytes: &[u8], count: usize) -> Result<Summary, String> {
-        let mut r = Reader { bytes, pos: 0 };
+        let mut r = Reader::new(bytes);
         if r.varint()? != count as u64 {
             return Err("record count differs from the block's".into());
         }
@@ -245,7 +248,7 @@ impl Summary {
             return Err(format!("{k} groups for {count} records"));
         }
         let groups = r.many(k, |r| {
-            let (stream_id, level) = (r.varint()? as i64, r.level(n)?);
+            let (stream_id, level) = (r.varint()? as i64, read_level(r, n)?);
             let (count, line_bytes) = (r.varint()?, r.varint()?);
             Ok(GroupSum {
                 stream_id,
@@ -272,7 +275,7 @@ impl Summary {
         count: usize,
         wanted: impl Fn(i64) -> bool,
     ) -> Result<bool, String> {
-        let mut r = Reader { bytes, pos: 0 };
+        let mut r = Reader::new(bytes);
         if r.varint()? != count as u64 {
             return Err("record count differs from the block's".into());
         }
@@ -303,6 +306,7 @@ impl Summary {
 
     /// The level of index `k`: `Some(None)` for none, `None` when the dictionary does not
     /// hold it.
+    #[cfg(test)]
     pub fn level(&self, k: u64) -> Option<Option<&[u8]>> {
         match k {
             0 => Some(None),
@@ -318,7 +322,7 @@ impl Summary {
 
     /// Decodes `bytes`, the rows of the block this summary was decoded from.
     pub fn rows(&self, bytes: &[u8], count: usize, min_ts_ns: i64) -> Result<Rows, String> {
-        let mut r = Reader { bytes, pos: 0 };
+        let mut r = Reader::new(bytes);
         let mut prev = min_ts_ns;
         let ts_ns = r.many(count, |r| {
             prev = prev.wrapping_add(unzigzag(r.varint()?));
@@ -327,7 +331,7 @@ impl Summary {
         let stream_id = r.many(count, |r| Ok(r.varint()? as i64))?;
         let line_len = r.many(count, Reader::varint)?;
         let n = self.levels.len();
-        let level = r.many(count, |r| r.level(n))?;
+        let level = r.many(count, |r| read_level(r, n))?;
         r.end("rows")?;
         Ok(Rows {
             ts_ns,
@@ -338,6 +342,7 @@ impl Summary {
     }
 }
 
+#[cfg(test)]
 impl Columns {
     /// Decodes a block's summary and rows, which must hold exactly `count` records.
     pub fn decode(
@@ -357,103 +362,11 @@ impl Columns {
     }
 }
 
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
-
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len());
-        let end = end.ok_or("columns end early")?;
-        let out = &self.bytes[self.pos..end];
-        self.pos = end;
-        Ok(out)
-    }
-
-    /// A minimal varint of at most 10 bytes (a non-minimal one is not what the encoder
-    /// writes, so it is refused).
-    fn varint(&mut self) -> Result<u64, String> {
-        // Most values of every column fit one byte.
-        if let Some(&b) = self.bytes.get(self.pos)
-            && b < 0x80
-        {
-            self.pos += 1;
-            return Ok(u64::from(b));
-        }
-        self.long_varint()
-    }
-
-    fn long_varint(&mut self) -> Result<u64, String> {
-        let mut v = 0u64;
-        for shift in (0..70).step_by(7) {
-            let b = self.take(1)?[0];
-            if shift == 63 && b > 1 {
-                return Err("varint overflows 64 bits".into());
-            }
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                if b == 0 && shift > 0 {
-                    return Err("varint not minimal".into());
-                }
-                return Ok(v);
-            }
-        }
-        Err("varint longer than 10 bytes".into())
-    }
-
-    /// Nothing may follow what was read.
-    fn end(&self, what: &str) -> Result<(), String> {
-        match self.bytes.len() - self.pos {
-            0 => Ok(()),
-            n => Err(format!("{n} bytes after the {what}")),
-        }
-    }
-
-    /// A level index given a dictionary of `n` levels.
-    fn level(&mut self, n: usize) -> Result<u64, String> {
-        match self.varint()? {
-            i if i as usize <= n || i == LEVEL_UNLISTED => Ok(i),
-            i => Err(format!("level index {i} past the dictionary")),
-        }
-    }
-
-    /// A length-prefixed byte string of at most `max` bytes.
-    fn bytes(&mut self, max: usize, what: &str) -> Result<Vec<u8>, String> {
-        let len = self.varint()? as usize;
-        if len > max {
-            return Err(format!("{what} of {len} bytes"));
-        }
-        Ok(self.take(len)?.to_vec())
-    }
-
-    fn many<T>(
-        &mut self,
-        n: usize,
-        mut f: impl FnMut(&mut Self) -> Result<T, String>,
-    ) -> Result<Vec<T>, String> {
-        // Each item takes a byte at least: a count larger than what is left is refused before
-        // anything is allocated for it.
-        if n > self.bytes.len() - self.pos {
-            return Err("columns end early".into());
-        }
-        (0..n).map(|_| f(self)).collect()
+/// A level index given a dictionary of `n` levels.
+fn read_level(r: &mut Reader<'_>, n: usize) -> Result<u64, String> {
+    match r.varint()? {
+        i if i as usize <= n || i == LEVEL_UNLISTED => Ok(i),
+        i => Err(format!("level index {i} past the dictionary")),
     }
 }
 

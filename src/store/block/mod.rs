@@ -17,6 +17,7 @@
 pub mod columns;
 pub mod frame;
 pub mod tokens;
+mod varint;
 
 use std::borrow::Cow;
 

@@ -15,7 +15,7 @@
 mod block;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rusqlite::Connection;
@@ -198,16 +198,6 @@ impl Reader {
     }
 }
 
-/// A read-only connection to a segment inside one read transaction, which the worker keeps
-/// until it ends: each block is then one lookup, not a transaction with its locks, and every
-/// block of an open segment is read from the same snapshot.
-fn open_snapshot(path: &Path) -> Result<Connection, StoreError> {
-    let conn = segment::open_read_only(path).map_err(StoreError::sqlite("tally: open", path))?;
-    conn.execute_batch("BEGIN")
-        .map_err(StoreError::sqlite("tally: begin", path))?;
-    Ok(conn)
-}
-
 /// What every worker of one tally shares.
 struct Shared<'a> {
     scan: &'a Scan,
@@ -240,7 +230,10 @@ impl Shared<'_> {
                 let conn = match conns.entry(seg) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert(open_snapshot(&self.segs[seg].path)?)
+                        let path = &self.segs[seg].path;
+                        let conn = segment::open_snapshot(path)
+                            .map_err(StoreError::sqlite("tally: open", path))?;
+                        e.insert(conn)
                     }
                 };
                 let reader = BlockReader {
