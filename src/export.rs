@@ -61,6 +61,81 @@ pub struct Progress {
     pub done: AtomicU64,
 }
 
+/// The scan of the streams `selector` chooses over `[from_ns, to_ns)`, oldest first.
+fn chosen(
+    reader: &Reader,
+    selector: Option<&str>,
+    from_ns: i64,
+    to_ns: i64,
+) -> Result<Scan, ExportError> {
+    let matchers = match selector {
+        Some(s) => logql::parse_selector(s).map_err(|e| ExportError::Selector(e.to_string()))?,
+        None => Vec::new(),
+    };
+    let index = reader.index()?;
+    let streams = index.select(from_ns, to_ns, |id, info| {
+        let ok = matchers
+            .iter()
+            .all(|m| m.matches(info.labels.get(&m.name).unwrap_or("")));
+        ok.then_some(id)
+    });
+    Ok(Scan {
+        streams,
+        start_ns: from_ns,
+        end_ns: to_ns,
+        order: Order::Forward,
+        tokens: Vec::new(),
+    })
+}
+
+/// One entry found by [`find`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub seq: u64,
+    pub ts_ns: i64,
+    pub line: String,
+}
+
+/// The entries of the streams `selector` chooses in `[from_ns, to_ns)` whose line contains
+/// `line` (every one when `None`), at most `max` of them, oldest first: how an auditor
+/// finds the sequence number of an entry seen in Grafana.
+pub fn find(
+    reader: &Reader,
+    selector: Option<&str>,
+    (from_ns, to_ns): (i64, i64),
+    line: Option<&str>,
+    max: usize,
+) -> Result<Vec<Found>, ExportError> {
+    struct Finder<'a> {
+        needle: Option<&'a [u8]>,
+        max: usize,
+        out: Vec<Found>,
+    }
+    impl Visit for Finder<'_> {
+        fn visit(&mut self, _stream: StreamId, v: &View<'_>) -> bool {
+            let hit = self
+                .needle
+                .is_none_or(|n| n.is_empty() || v.line.windows(n.len()).any(|w| w == n));
+            if hit {
+                self.out.push(Found {
+                    seq: v.seq,
+                    ts_ns: v.ts_ns,
+                    line: String::from_utf8_lossy(v.line).into_owned(),
+                });
+            }
+            self.out.len() < self.max
+        }
+    }
+    let scan = chosen(reader, selector, from_ns, to_ns)?;
+    let mut f = Finder {
+        needle: line.map(str::as_bytes),
+        max,
+        out: Vec::new(),
+    };
+    reader.scan(&scan, &mut f)?;
+    Ok(f.out)
+}
+
 /// Writes the chosen entries to `out`; returns how many.
 pub fn run(
     reader: &Reader,
@@ -68,24 +143,7 @@ pub fn run(
     out: &mut dyn Write,
     progress: &Progress,
 ) -> Result<u64, ExportError> {
-    let matchers = match &opts.selector {
-        Some(s) => logql::parse_selector(s).map_err(|e| ExportError::Selector(e.to_string()))?,
-        None => Vec::new(),
-    };
-    let index = reader.index()?;
-    let streams = index.select(opts.from_ns, opts.to_ns, |id, info| {
-        let ok = matchers
-            .iter()
-            .all(|m| m.matches(info.labels.get(&m.name).unwrap_or("")));
-        ok.then_some(id)
-    });
-    let scan = Scan {
-        streams,
-        start_ns: opts.from_ns,
-        end_ns: opts.to_ns,
-        order: Order::Forward,
-        tokens: Vec::new(),
-    };
+    let scan = chosen(reader, opts.selector.as_deref(), opts.from_ns, opts.to_ns)?;
     progress
         .total
         .store(reader.estimate(&scan)?.entries, Ordering::Relaxed);

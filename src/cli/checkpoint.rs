@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use daftari::seal::checkpoints::CHECKPOINT_FILE;
-use daftari::seal::note::split_notes;
+use daftari::seal::exported::notes_in;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,7 +21,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             path.display()
         )
     })?;
-    let Some(last) = split_notes(&text).pop() else {
+    let Some(last) = notes_in(&text).pop() else {
         anyhow::bail!("{} holds no checkpoint yet", path.display());
     };
     print!("{last}");

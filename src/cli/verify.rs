@@ -73,7 +73,20 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             return Ok(verify::EXIT_CANNOT_RUN);
         }
         (Some(v), _) => match daftari::seal::note::VKey::parse(v) {
-            Ok(k) => Some((k, args.anchors.clone())),
+            Ok(k) => {
+                let files: Result<Vec<_>, _> = args
+                    .anchors
+                    .iter()
+                    .map(|p| verify::AnchorFile::read(p))
+                    .collect();
+                match files {
+                    Ok(files) => Some((k, files)),
+                    Err(e) => {
+                        eprintln!("daftari verify: --anchors {e}");
+                        return Ok(verify::EXIT_CANNOT_RUN);
+                    }
+                }
+            }
             Err(e) => {
                 eprintln!("daftari verify: --vkey: {e}");
                 return Ok(verify::EXIT_CANNOT_RUN);

@@ -22,6 +22,7 @@ pub mod check;
 pub mod checkpoints;
 pub mod closes;
 mod error;
+pub mod exported;
 pub mod keys;
 pub mod note;
 pub mod record;

@@ -286,22 +286,6 @@ impl VKey {
     }
 }
 
-/// Splits a file of notes (as the export writes them, one after another) into notes.
-pub fn split_notes(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    for line in text.split_inclusive('\n') {
-        if line.trim_end() == HEADER && !cur.is_empty() {
-            out.push(std::mem::take(&mut cur));
-        }
-        cur.push_str(line);
-    }
-    if !cur.trim().is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,9 +322,6 @@ mod tests {
         let (again, created) = NoteSigner::open(dir.path(), "sink.example/log").unwrap();
         assert!(created.is_none());
         assert_eq!(again.vkey(), vkey);
-        // Notes written one after another split back apart.
-        let two = format!("{note}{}", signer.sign(&Checkpoint { size: 2000, ..cp() }));
-        assert_eq!(split_notes(&two).len(), 2);
         assert!(VKey::parse("name+00000000+AAAA").is_err());
     }
 }

@@ -36,6 +36,7 @@ pub mod archive;
 pub mod audit;
 pub mod block;
 pub mod chain;
+pub mod epoch_proof;
 pub mod merkle;
 
 pub mod append;

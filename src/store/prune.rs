@@ -34,6 +34,21 @@ impl Pruner {
         meta_and_close(&file, &path)?;
         drop(file);
         std::fs::remove_file(&path).map_err(StoreError::io("remove segment", &path))?;
+        // Opening it (here, or for a query) may have left SQLite's shared-memory index and an
+        // empty WAL beside it; without the file they are litter.
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.clone().into_os_string();
+            side.push(suffix);
+            match std::fs::remove_file(&side) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(StoreError::io(
+                        "remove segment",
+                        std::path::Path::new(&side),
+                    )(e));
+                }
+                _ => {}
+            }
+        }
         segment::fsync_dir(&segments_dir(&self.data_dir))
     }
 }

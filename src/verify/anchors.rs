@@ -10,12 +10,39 @@
 //! Must not: take the verifier key from the data directory.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::report::{At, Finding, Kind};
 use super::seals::head_before;
 use super::structure::Scan;
-use crate::seal::note::{self, Checkpoint, VKey};
+use crate::seal::exported::notes_in;
+use crate::seal::note::{Checkpoint, VKey};
+
+/// One file of checkpoints exported off the box, read before verify starts.
+#[derive(Debug, Clone)]
+pub struct AnchorFile {
+    pub name: String,
+    /// The notes found in it, in order, not yet checked.
+    pub notes: Vec<String>,
+}
+
+impl AnchorFile {
+    /// Reads the notes of `path` in any form [`notes_in`] knows. A file that cannot be read,
+    /// or holds no note at all, is an error (the operator gave the wrong file), never a
+    /// finding about the ledger.
+    pub fn read(path: &Path) -> Result<AnchorFile, String> {
+        let name = path.display().to_string();
+        let text = std::fs::read(path).map_err(|e| format!("{name}: {e}"))?;
+        let notes = notes_in(&String::from_utf8_lossy(&text));
+        if notes.is_empty() {
+            return Err(format!(
+                "{name}: no checkpoint note in it (give checkpoints.note, the server's \
+                 {{\"daftari_checkpoint\": …}} lines, or a journald export of them)"
+            ));
+        }
+        Ok(AnchorFile { name, notes })
+    }
+}
 
 fn at(name: &str) -> At {
     At {
@@ -27,7 +54,7 @@ fn at(name: &str) -> At {
 /// Findings and notes from the anchor files.
 pub(crate) fn check(
     vkey: &VKey,
-    files: &[PathBuf],
+    files: &[AnchorFile],
     scans: &[Scan],
     next_seq: u64,
     data_dir: &Path,
@@ -40,19 +67,12 @@ pub(crate) fn check(
     let mut by_size: BTreeMap<u64, Checkpoint> = BTreeMap::new();
     let mut all = Vec::new();
     for file in files {
-        let name = file.display().to_string();
-        let text = match std::fs::read_to_string(file) {
-            Ok(t) => t,
-            Err(e) => {
-                findings.push(at(&name).finding(Kind::Anchor, None, "anchor file", "readable", e));
-                continue;
-            }
-        };
-        for n in note::split_notes(&text) {
-            let Some(cp) = open_note(vkey, &n, &origin, &name, &mut findings) else {
+        let name = &file.name;
+        for n in &file.notes {
+            let Some(cp) = open_note(vkey, n, &origin, name, &mut findings) else {
                 continue;
             };
-            check_one(&cp, &name, &by_size, scans, next_seq, &mut findings);
+            check_one(&cp, name, &by_size, scans, next_seq, &mut findings);
             all.push(cp.clone());
             by_size.insert(cp.size, cp);
         }

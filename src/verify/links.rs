@@ -12,12 +12,32 @@ use crate::seal::record::SegmentClose;
 use crate::store::audit::{self, Meta};
 use crate::store::chain;
 
-/// Checks every link; returns findings and notes. `pruned` is the close seal of the last
-/// segment that verified prune seals removed, if any.
-pub(crate) fn check(scans: &[Scan], pruned: Option<&SegmentClose>) -> (Vec<Finding>, Vec<String>) {
+/// Where the oldest segment present must start.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Start<'a> {
+    /// At the genesis: segment 0, seq 0.
+    Genesis,
+    /// Right after the last segment that verified prune seals removed.
+    AfterPruned(&'a SegmentClose),
+    /// Wherever the oldest file is: unverified prune seals say older ones were removed, and
+    /// the caller reports the run as inconclusive instead.
+    Unchecked,
+}
+
+/// Checks every link; returns findings and notes.
+pub(crate) fn check(scans: &[Scan], start: Start<'_>) -> (Vec<Finding>, Vec<String>) {
     let mut findings = Vec::new();
     let mut notes = Vec::new();
-    check_indices(scans, pruned.map_or(0, |c| c.index + 1), &mut findings);
+    let pruned = match start {
+        Start::AfterPruned(c) => Some(c),
+        _ => None,
+    };
+    let first = match start {
+        Start::Genesis => 0,
+        Start::AfterPruned(c) => c.index + 1,
+        Start::Unchecked => scans.first().map_or(0, |s| s.at.segment_index),
+    };
+    check_indices(scans, first, &mut findings);
     let first_meta = scans.iter().find_map(|s| s.meta.as_ref());
     for (i, scan) in scans.iter().enumerate() {
         let Some(meta) = &scan.meta else { continue };

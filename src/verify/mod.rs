@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+pub use anchors::AnchorFile;
 pub use report::{Finding, Kind, Report};
 
 use crate::store;
@@ -50,7 +51,7 @@ pub struct Options {
     /// checked (and the report says so).
     pub pubkey: Option<[u8; 32]>,
     /// The operator's checkpoint verifier key and files of exported checkpoints.
-    pub anchors: Option<(crate::seal::note::VKey, Vec<PathBuf>)>,
+    pub anchors: Option<(crate::seal::note::VKey, Vec<AnchorFile>)>,
     /// The operator's retention policy: segments removed under prune seals must have been
     /// kept at least this long after their close.
     pub retention: Option<std::time::Duration>,
@@ -88,7 +89,12 @@ pub enum VerifyError {
 /// Audits the ledger under `opts.data_dir`.
 pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
     let started = Instant::now();
-    let files = list_segments(opts)?;
+    let files = match list_segments(opts) {
+        Err(e @ (VerifyError::NoLedger(_) | VerifyError::Empty(_))) => {
+            return no_segments_under_seals(opts, started).ok_or(e);
+        }
+        r => r?,
+    };
     let jobs = opts.jobs.max(1);
     let mut scans = pool::run(jobs, &files, |(index, path)| structure::scan(*index, path));
     crate::failpoint::pause(crate::failpoint::at::VERIFY_AFTER_SCAN);
@@ -107,7 +113,12 @@ pub fn run(opts: &Options, progress: &Progress) -> Result<Report, VerifyError> {
     findings.extend(scans.iter().flat_map(|s| s.findings.iter().cloned()));
     let (next_seq, head) = tip(&scans);
     let mut facts = seal_facts(opts, &scans, next_seq, resume.as_ref());
-    let (link_findings, mut notes) = links::check(&scans, facts.pruned_last.as_ref());
+    let start = match (&facts.pruned_last, facts.unchecked_prune) {
+        (Some(c), _) => links::Start::AfterPruned(c),
+        (None, true) => links::Start::Unchecked,
+        (None, false) => links::Start::Genesis,
+    };
+    let (link_findings, mut notes) = links::check(&scans, start);
     notes.extend(scans.iter().flat_map(|s| s.notes.iter().cloned()));
     notes.extend(during_run);
     findings.extend(link_findings);
@@ -151,6 +162,43 @@ fn list_segments(opts: &Options) -> Result<Vec<(u64, PathBuf)>, VerifyError> {
     Ok(files)
 }
 
+/// No segment file is left but seals remain: the seals say entries existed, so the segments
+/// were removed (a break, never an operator's mistake). `None` when there are no seals
+/// either (then this is not a ledger's directory).
+fn no_segments_under_seals(opts: &Options, started: Instant) -> Option<Report> {
+    let seals = crate::seal::chain_db::read_all(&opts.data_dir).ok()??;
+    let last = seals.last()?;
+    let covered = crate::seal::record::Seal::decode(&last.body)
+        .map(|s| (s.first_seq + s.count).to_string())
+        .unwrap_or_else(|_| "an unreadable number of".into());
+    let at = report::At {
+        segment: audit::file_name(0),
+        segment_index: 0,
+    };
+    let what = format!(
+        "segment files (seals.sqlite holds {} seals, the newest covering {covered} records)",
+        seals.len()
+    );
+    let mut findings = vec![at.finding(
+        Kind::SegmentMissing,
+        Some(0),
+        &what,
+        "segment files from 0",
+        "none",
+    )];
+    let mut facts = seal_facts(opts, &[], 0, None);
+    findings.append(&mut facts.findings);
+    let tally = Tally {
+        segments: 0,
+        entries: 0,
+        bytes: 0,
+        seconds: started.elapsed().as_secs_f64(),
+        next_seq: 0,
+        head: String::new(),
+    };
+    Some(report(tally, findings, facts.notes, facts.inconclusive))
+}
+
 /// Drops the scans of segments gone during the run, and says so.
 fn forget_gone(
     scans: &mut Vec<structure::Scan>,
@@ -192,14 +240,37 @@ fn seal_facts(
             };
             facts = seals::check(&opts.data_dir, policy, scans, next_seq);
         }
-        None if crate::seal::chain_db::seals_path(&opts.data_dir).exists() => facts.notes.push(
-            "seals present but not checked: pass --pubkey with your off-box copy of the \
-             epoch-0 public key"
-                .into(),
-        ),
+        None if crate::seal::chain_db::seals_path(&opts.data_dir).exists() => {
+            facts.notes.push(
+                "seals present but not checked: pass --pubkey with your off-box copy of the \
+                 epoch-0 public key"
+                    .into(),
+            );
+            unchecked_prune(opts, scans, &mut facts);
+        }
         None => {}
     }
     facts
+}
+
+/// Without the key, oldest segments absent under prune seals cannot be judged either way:
+/// the run is inconclusive (exit 2), not broken. Absent segments with no prune seal at all
+/// stay a finding.
+fn unchecked_prune(opts: &Options, scans: &[structure::Scan], facts: &mut seals::SealFacts) {
+    let oldest = scans.first().map_or(0, |s| s.at.segment_index);
+    let prunes = crate::seal::chain_db::read_kind(
+        &opts.data_dir,
+        crate::seal::record::SealKind::Prune as u8,
+    );
+    if oldest == 0 || !matches!(prunes, Ok(Some(p)) if !p.is_empty()) {
+        return;
+    }
+    facts.unchecked_prune = true;
+    facts.inconclusive.push(format!(
+        "segments before {} are absent and seals.sqlite holds prune seals, which only \
+         --pubkey can check: pass --pubkey with your off-box copy of the epoch-0 public key",
+        audit::file_name(oldest)
+    ));
 }
 
 /// Writes the state file for the next incremental run, only after an intact run.

@@ -29,6 +29,8 @@ pub(crate) struct SealFacts {
     pub inconclusive: Vec<String>,
     /// The close seal of the newest segment that verified prune seals removed.
     pub pruned_last: Option<SegmentClose>,
+    /// Without the key: the oldest segments are absent and prune seals, unchecked, say why.
+    pub unchecked_prune: bool,
     /// Where the next incremental run starts, when the chain verified to its end.
     pub resume: Option<Resume>,
 }

@@ -41,6 +41,15 @@ impl Server {
 
     /// [`Server::start`] with extra environment variables.
     pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::spawn(data, extra, env, Stdio::null())
+    }
+
+    /// [`Server::start`] with the server's stdout (its checkpoint lines) written to `stdout`.
+    pub fn start_to(data: &Path, extra: &[&str], stdout: std::fs::File) -> Server {
+        Server::spawn(data, extra, &[], Stdio::from(stdout))
+    }
+
+    fn spawn(data: &Path, extra: &[&str], env: &[(&str, &str)], stdout: Stdio) -> Server {
         let mut child = Command::new(BIN)
             .arg("serve")
             .arg("--data-dir")
@@ -55,7 +64,7 @@ impl Server {
             .env("DAFTARI_LOG", "debug")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();

@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod audit_tools;
 mod checkpoint_push;
 mod crash_points;
 mod deploy;

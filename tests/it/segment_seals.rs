@@ -97,6 +97,15 @@ fn retention_removes_only_under_a_prune_seal_and_verify_holds_it_to_the_policy()
     assert!(kinds.contains(&2), "a prune seal was written: {kinds:?}");
     let present = segment_indices(&data);
     assert_ne!(present[0], 0, "the oldest segments are gone: {present:?}");
+    // Nothing of a removed segment is left beside the others.
+    for f in std::fs::read_dir(data.join("segments")).unwrap() {
+        let name = f.unwrap().file_name().into_string().unwrap();
+        let base = name.trim_end_matches("-wal").trim_end_matches("-shm");
+        assert!(
+            data.join("segments").join(base).exists(),
+            "{name} outlived its segment"
+        );
+    }
     let admin: Vec<String> = records(&data)
         .iter()
         .filter(|r| r.labels.get("__daftari__") == Some("admin"))
@@ -136,10 +145,52 @@ fn retention_removes_only_under_a_prune_seal_and_verify_holds_it_to_the_policy()
     assert_eq!(v.code, 1, "{}", v.json);
     assert_eq!(v.first_break()["kind"], "segment_missing", "{}", v.json);
 
-    // Without the pinned key the removal cannot be told from deletion.
+    // Without the pinned key an honest removal cannot be told from a deletion either way: a
+    // forgotten key is no tamper alarm, and the report says what to pass.
     let v = verify_with(&data, &[]);
-    assert_eq!(v.code, 1);
-    assert_eq!(v.first_break()["kind"], "segment_missing");
+    assert_eq!(v.code, 2, "{}", v.json);
+    assert_eq!(v.json["verdict"], "inconclusive");
+    let why = v.json["inconclusive"].to_string();
+    assert!(
+        why.contains("prune seals") && why.contains("--pubkey"),
+        "{why}"
+    );
+    // ... but a segment missing between two present ones is a break with or without it.
+    let gap = root.path().join("gap");
+    copy_dir(&data, &gap);
+    std::fs::remove_file(common::segment_files(&gap).remove(1)).unwrap();
+    for extra in [&[][..], &["--pubkey", &pk, "--retention", "3s"]] {
+        let v = verify_with(&gap, extra);
+        assert_eq!(v.code, 1, "{extra:?}: {}", v.json);
+        assert_eq!(v.first_break()["kind"], "segment_missing");
+    }
+}
+
+#[test]
+fn every_segment_file_deleted_under_seals_is_a_break_not_a_mistake() {
+    let root = tempfile::tempdir().unwrap();
+    let (data, pk, _) = ledger(root.path(), "", 2);
+    for f in common::segment_files(&data) {
+        std::fs::remove_file(f).unwrap();
+    }
+    let emptied = root.path().join("emptied");
+    copy_dir(&data, &emptied);
+    let gone = root.path().join("gone");
+    copy_dir(&data, &gone);
+    std::fs::remove_dir_all(gone.join("segments")).unwrap();
+    for dir in [&emptied, &gone] {
+        for extra in [&[][..], &["--pubkey", &pk]] {
+            let v = verify_with(dir, extra);
+            assert_eq!(v.code, 1, "{extra:?}: {} {}", v.json, v.stderr);
+            assert_eq!(v.json["verdict"], "broken");
+            assert_eq!(v.first_break()["kind"], "segment_missing", "{}", v.json);
+            assert!(!v.stderr.contains("Try:"), "{}", v.stderr);
+        }
+    }
+    // A directory with neither segments nor seals is not a ledger at all.
+    let v = verify_with(root.path(), &[]);
+    assert_eq!(v.code, 2);
+    assert!(v.stderr.contains("Try:"), "{}", v.stderr);
 }
 
 #[test]
@@ -228,7 +279,11 @@ fn one_entry_proves_without_the_ledger_and_a_changed_proof_does_not() {
         out.contains("one of the anchors exported off the box"),
         "{out}"
     );
-    assert!(out.contains("Accepted publickey for admin 2"), "{out}");
+    assert!(
+        out.contains("entry (decoded from the proved record): ")
+            && out.contains("Accepted publickey for admin 2"),
+        "{out}"
+    );
 
     let pc = root.path().join("chain.json");
     assert_eq!(prove(&data, entry.seq, &["--chain"], &pc), 0);
@@ -275,6 +330,26 @@ fn one_entry_proves_without_the_ledger_and_a_changed_proof_does_not() {
         assert_eq!(code, 1, "a changed {what} must fail: {out}");
         assert!(out.contains("PROOF FAILS"), "{what}: {out}");
     }
+    // The informational copy of the entry is never shown, and must agree with the record.
+    let forged = tampered(&p, &bad, |v| {
+        let line = v["entry"]["line"]
+            .as_str()
+            .unwrap()
+            .replace("Accepted", "Rejected");
+        v["entry"]["line"] = line.into();
+    });
+    let (code, out) = check(&forged, &["--vkey", &vkey, "--anchors", anchors]);
+    assert_eq!(code, 1, "a forged entry copy must fail: {out}");
+    assert!(
+        out.contains("PROOF FAILS") && out.contains("`line`"),
+        "{out}"
+    );
+    assert!(!out.contains("Rejected publickey"), "{out}");
+    let forged = tampered(&p, &bad, |v| v["entry"]["labels"]["host"] = "web1".into());
+    let (code, out) = check(&forged, &["--vkey", &vkey, "--anchors", anchors]);
+    assert_eq!(code, 1, "an added label in the copy must fail: {out}");
+    assert!(out.contains("`labels`"), "{out}");
+
     let chained = tampered(&pc, &bad, |v| flip_b64(&mut v["chain"][0]["sig"], 3));
     let (code, out) = check(&chained, &["--pubkey", &pk]);
     assert_eq!(
@@ -291,16 +366,30 @@ fn one_entry_proves_without_the_ledger_and_a_changed_proof_does_not() {
     assert_eq!(check(&p, &["--vkey", &other_vkey]).0, 1);
     assert_eq!(check(&pc, &["--pubkey", &other_pk]).0, 1);
 
-    // Entries of the open segment are not provable yet.
+    // An entry of the open segment proves through its epoch's seal (here the shutdown's).
     let last = records(&data).last().unwrap().seq;
+    let open = root.path().join("open.json");
+    assert_eq!(prove(&data, last, &["--chain"], &open), 0);
+    let (code, out) = check(&open, &["--vkey", &vkey, "--anchors", anchors]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("later records of its epoch"), "{out}");
+    assert_eq!(check(&open, &["--pubkey", &pk]).0, 0);
+    let moved = tampered(&open, &bad, |v| flip_b64(&mut v["prev_head"], 0));
+    let (code, out) = check(&moved, &["--vkey", &vkey]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("does not reach its epoch's sealed head"),
+        "{out}"
+    );
+    // Past the newest seal there is nothing to prove yet, and prove says why.
     let (code, _, err) = run(&[
         "prove",
-        &last.to_string(),
+        &(last + 1).to_string(),
         "--data-dir",
         data.to_str().unwrap(),
     ]);
-    assert_ne!(code, 0);
-    assert!(err.contains("not in a close-sealed segment yet"), "{err}");
+    assert_eq!(code, 2);
+    assert!(err.contains("not sealed yet"), "{err}");
 }
 
 #[test]

@@ -42,8 +42,9 @@ fn utf8(bytes: &[u8], what: &'static str) -> Result<String, FormatError> {
     String::from_utf8(bytes.to_vec()).map_err(|_| FormatError::Utf8(what))
 }
 
-/// Decodes an `ENTRY_V1` record. Checks structure, sortedness and uniqueness of names, and
-/// that nothing trails the record; string contents are checked by [`View::to_record`].
+/// Decodes an `ENTRY_V1` record. Checks structure, that `source`, `tenant` and every pair
+/// name and value are UTF-8, sortedness and uniqueness of names, and that nothing trails the
+/// record: whatever it accepts, the encoder could have produced.
 pub fn decode(bytes: &[u8]) -> Result<View<'_>, FormatError> {
     let mut cur = Cursor { bytes, pos: 0 };
     let version = cur.take(1, "version")?[0];
@@ -53,8 +54,8 @@ pub fn decode(bytes: &[u8]) -> Result<View<'_>, FormatError> {
     let seq = cur.u64("seq")?;
     let recv_ns = cur.u64("recv_ns")? as i64;
     let ts_ns = cur.u64("ts_ns")? as i64;
-    let source = cur.bstr("source")?;
-    let tenant = cur.bstr("tenant")?;
+    let source = cur.text("source")?;
+    let tenant = cur.text("tenant")?;
     let labels = cur.pairs("labels")?;
     let metadata = cur.pairs("metadata")?;
     let line = cur.bstr("line")?;
@@ -140,14 +141,22 @@ impl<'a> Cursor<'a> {
         self.take(len, what)
     }
 
-    /// Reads a pairs section, checking strictly increasing names; returns the section's bytes.
+    /// A `bstr` that must be UTF-8 (checked in place, without copying).
+    fn text(&mut self, what: &'static str) -> Result<&'a [u8], FormatError> {
+        let b = self.bstr(what)?;
+        std::str::from_utf8(b).map_err(|_| FormatError::Utf8(what))?;
+        Ok(b)
+    }
+
+    /// Reads a pairs section, checking UTF-8 and strictly increasing names; returns the
+    /// section's bytes.
     fn pairs(&mut self, what: &'static str) -> Result<&'a [u8], FormatError> {
         let start = self.pos;
         let n = self.u32(what)?;
         let mut prev: Option<&[u8]> = None;
         for _ in 0..n {
-            let name = self.bstr(what)?;
-            self.bstr(what)?;
+            let name = self.text(what)?;
+            self.text(what)?;
             if let Some(p) = prev {
                 if p == name {
                     return Err(FormatError::DuplicateName(

@@ -342,6 +342,37 @@ mod tests {
     }
 
     #[test]
+    fn decode_refuses_non_utf8_wherever_the_format_has_strings() {
+        let mut r = record();
+        r.metadata = Pairs::new(vec![("user".into(), "root".into())]).unwrap();
+        let bytes = encode(&r).unwrap().bytes;
+        // Each string of the record, found by its bytes: source, a label name, a label
+        // value, a metadata name, a metadata value.
+        let cases = [
+            (&b"host-a"[..], "source"),
+            (b"job", "labels"),
+            (b"sshd", "labels"),
+            (b"user", "metadata"),
+            (b"root", "metadata"),
+        ];
+        for (text, field) in cases {
+            let at = bytes.windows(text.len()).position(|w| w == text).unwrap();
+            let mut bad = bytes.clone();
+            bad[at] = 0xff;
+            assert_eq!(
+                decode(&bad).unwrap_err(),
+                FormatError::Utf8(field),
+                "{field}"
+            );
+        }
+        // The line is bytes.
+        let at = bytes.len() - 1;
+        let mut line = bytes.clone();
+        line[at] = 0xff;
+        assert!(decode(&line).is_ok());
+    }
+
+    #[test]
     fn decode_rejects_trailing_and_truncated_bytes() {
         let mut bytes = encode(&record()).unwrap().bytes;
         bytes.push(0);
