@@ -156,3 +156,68 @@ fn read_where(data_dir: &Path, filter: &str) -> Result<Option<Vec<Stored>>, Seal
     let rows = stmt.query_map([], row).map_err(err)?;
     rows.collect::<Result<Vec<_>, _>>().map(Some).map_err(err)
 }
+
+/// What differs between `seals.sqlite` and the schema its `user_version` names, as
+/// (expected, found); `None` when the file is exactly that schema (no other table, index,
+/// trigger or view) and its rows are numbered `n` = 1, 2, 3, ... without a gap.
+pub fn schema_mismatch(data_dir: &Path) -> Result<Option<(String, String)>, SealError> {
+    let path = seals_path(data_dir);
+    let err = |e: rusqlite::Error| SealError::Db(format!("{}: {e}", path.display()));
+    let conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(err)?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(err)?;
+    if !(1..=MIGRATIONS.len() as i64).contains(&version) {
+        let expected = format!("user_version 1 to {}", MIGRATIONS.len());
+        return Ok(Some((expected, format!("user_version {version}"))));
+    }
+    let want = Connection::open_in_memory().map_err(err)?;
+    for sql in &MIGRATIONS[..version as usize] {
+        want.execute_batch(sql).map_err(err)?;
+    }
+    let (want, found) = (objects(&want).map_err(err)?, objects(&conn).map_err(err)?);
+    if want != found {
+        let extra = found.iter().find(|o| !want.contains(o));
+        let missing = want.iter().find(|o| !found.contains(o));
+        let show = |o: Option<&String>| o.cloned().unwrap_or_else(|| "nothing".into());
+        return Ok(Some((show(missing), show(extra))));
+    }
+    let (rows, max): (i64, Option<i64>) = conn
+        .query_row("SELECT count(*), max(n) FROM seals", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(err)?;
+    let min: Option<i64> = conn
+        .query_row("SELECT min(n) FROM seals", [], |r| r.get(0))
+        .map_err(err)?;
+    if rows > 0 && (min != Some(1) || max != Some(rows)) {
+        let found = format!(
+            "{rows} rows numbered {} to {}",
+            min.unwrap_or(0),
+            max.unwrap_or(0)
+        );
+        return Ok(Some((format!("rows numbered 1 to {rows}"), found)));
+    }
+    Ok(None)
+}
+
+/// Every schema object but SQLite's own, as "type name: sql", sorted.
+fn objects(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT type, name, coalesce(sql, '') FROM sqlite_master \
+         WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type, name",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(format!(
+            "{} {}: {}",
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?
+        ))
+    })?;
+    rows.collect()
+}

@@ -250,7 +250,38 @@ fn seal_facts(
         }
         None => {}
     }
+    seals_schema(opts, &mut facts);
     facts
+}
+
+/// `seals.sqlite`, when there is one, holds exactly its schema (with or without the key: an
+/// extra table there is a place to hide things, whatever the signatures say).
+fn seals_schema(opts: &Options, facts: &mut seals::SealFacts) {
+    use crate::seal::chain_db;
+    if !chain_db::seals_path(&opts.data_dir).exists() {
+        return;
+    }
+    let at = report::At {
+        segment: chain_db::SEALS_FILE.into(),
+        segment_index: u64::MAX,
+    };
+    match chain_db::schema_mismatch(&opts.data_dir) {
+        Ok(None) => {}
+        Ok(Some((expected, found))) => facts.findings.push(at.finding(
+            Kind::SchemaChanged,
+            None,
+            "seals.sqlite schema",
+            expected,
+            found,
+        )),
+        Err(e) => facts.findings.push(at.finding(
+            Kind::Corrupt,
+            None,
+            "seals.sqlite",
+            "a readable SQLite file",
+            e,
+        )),
+    }
 }
 
 /// Without the key, oldest segments absent under prune seals cannot be judged either way:

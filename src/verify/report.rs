@@ -58,6 +58,7 @@ impl Kind {
         }
     }
 
+    /// The kind's identifier, the same in text and JSON output.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Modified => "modified",
@@ -65,12 +66,12 @@ impl Kind {
             Kind::Inserted => "inserted",
             Kind::Reordered => "reordered",
             Kind::Duplicated => "duplicated",
-            Kind::SegmentMissing => "segment missing",
-            Kind::SegmentReplaced => "segment replaced or reordered",
-            Kind::SchemaChanged => "schema changed",
-            Kind::Corrupt => "corrupt file",
-            Kind::SealChain => "seal chain broken",
-            Kind::Anchor => "anchor mismatch",
+            Kind::SegmentMissing => "segment_missing",
+            Kind::SegmentReplaced => "segment_replaced",
+            Kind::SchemaChanged => "schema_changed",
+            Kind::Corrupt => "corrupt",
+            Kind::SealChain => "seal_chain",
+            Kind::Anchor => "anchor",
         }
     }
 }
@@ -81,7 +82,9 @@ pub struct Finding {
     pub kind: Kind,
     /// Segment file name (for a missing segment, the name it should have).
     pub segment: String,
-    /// Index of that segment, from its name.
+    /// Index of that segment, from its name; `null` in JSON for findings about
+    /// `seals.sqlite` or an anchors file, which name that file in `segment` instead.
+    #[serde(serialize_with = "index_or_null")]
     pub segment_index: u64,
     /// The sequence number at fault, where one is.
     pub seq: Option<u64>,
@@ -89,6 +92,14 @@ pub struct Finding {
     pub what: String,
     pub expected: String,
     pub found: String,
+}
+
+/// Findings outside any segment carry `u64::MAX` (so they sort last); JSON says `null`.
+fn index_or_null<S: serde::Serializer>(index: &u64, s: S) -> Result<S::Ok, S::Error> {
+    match *index {
+        u64::MAX => s.serialize_none(),
+        i => s.serialize_u64(i),
+    }
 }
 
 impl fmt::Display for Finding {

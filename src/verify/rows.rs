@@ -320,13 +320,14 @@ fn chain_record(
     if let Some(prev) = &cur.prev {
         let computed = hasher.link(prev, &leaf);
         if computed != stored_head {
+            // Expected is what the records say (recomputed), found what is stored.
             let what = "record or head (the record does not chain from its predecessor)";
             out.push(at.finding(
                 Kind::Modified,
                 Some(seq),
                 what,
-                hex::encode(stored_head),
                 hex::encode(computed),
+                hex::encode(stored_head),
             ));
         }
     }

@@ -67,8 +67,9 @@ fn a_rehashed_record_with_a_non_utf8_source_fails_verify() {
 }
 
 /// A served ledger sealed for a few epochs, with its stdout (the checkpoint lines) kept;
-/// returns the data directory, the verifier key and what the server printed on stdout.
-fn served_with_stdout(root: &std::path::Path) -> (std::path::PathBuf, String, String) {
+/// returns the data directory, the verifier key, what the server printed on stdout and the
+/// epoch-0 public key.
+fn served_with_stdout(root: &std::path::Path) -> (std::path::PathBuf, String, String, String) {
     let data = root.join("data");
     let out = root.join("stdout");
     let s = Server::start_to(
@@ -77,6 +78,7 @@ fn served_with_stdout(root: &std::path::Path) -> (std::path::PathBuf, String, St
         std::fs::File::create(&out).unwrap(),
     );
     let vkey = s.printed("verifier key: ");
+    let pk = s.printed("epoch-0 public key: ");
     for i in 0..4 {
         let ts = daftari::clock::now_ns();
         let body =
@@ -86,13 +88,13 @@ fn served_with_stdout(root: &std::path::Path) -> (std::path::PathBuf, String, St
     common::wait_for_seals(&data, 3);
     s.stop();
     let stdout = std::fs::read_to_string(&out).unwrap();
-    (data, vkey, stdout)
+    (data, vkey, stdout, pk)
 }
 
 #[test]
 fn anchors_are_read_in_every_form_checkpoints_leave_the_box_in() {
     let root = tempfile::tempdir().unwrap();
-    let (data, vkey, stdout) = served_with_stdout(root.path());
+    let (data, vkey, stdout, _) = served_with_stdout(root.path());
     let lines: Vec<&str> = stdout
         .lines()
         .filter(|l| l.contains("daftari_checkpoint"))
@@ -275,4 +277,182 @@ fn an_entry_proves_within_an_epoch_of_its_push_found_by_what_grafana_shows() {
     assert_eq!(code, 2);
     assert!(err.contains("RFC 3339"), "{err}");
     s.stop();
+}
+
+#[test]
+fn findings_say_expected_for_what_the_evidence_requires_and_found_for_what_is_stored() {
+    // A changed stored head: expected is the head the records chain to, found the stored one.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    one_block_v1(&data);
+    let conn = open_rw(&segment_files(&data)[0]);
+    let mut heads: Vec<u8> = conn
+        .query_row("SELECT heads FROM blocks", [], |r| r.get(0))
+        .unwrap();
+    let n = heads.len() / 32;
+    heads[(n - 1) * 32] ^= 1;
+    let stored = hex::encode(&heads[(n - 1) * 32..]);
+    conn.execute("UPDATE blocks SET heads = ?1", [&heads])
+        .unwrap();
+    drop(conn);
+    let v = verify(&data);
+    assert_eq!(v.code, 1);
+    let f = v.first_break();
+    assert!(f["what"].as_str().unwrap().contains("head"), "{f}");
+    assert_eq!(f["found"], stored, "{f}");
+    assert_ne!(f["expected"], stored, "{f}");
+
+    // A seal's epoch column changed (its signed body still says the right one): named as
+    // that column, with different figures on each side, and no segment index in JSON.
+    let root = tempfile::tempdir().unwrap();
+    let (data, _, _, pk) = served_with_stdout(root.path());
+    let seals = rusqlite::Connection::open(data.join("seals.sqlite")).unwrap();
+    seals
+        .execute("UPDATE seals SET epoch = epoch + 100 WHERE n = 2", [])
+        .unwrap();
+    drop(seals);
+    let v = verify_with(&data, &["--pubkey", &pk]);
+    assert_eq!(v.code, 1, "{:#}", v.json);
+    let f = v.first_break();
+    assert_eq!(f["kind"], "seal_chain", "{f}");
+    assert!(
+        f["what"].as_str().unwrap().contains("seals.epoch column"),
+        "{f}"
+    );
+    assert_ne!(f["expected"], f["found"], "{f}");
+    assert!(f["segment_index"].is_null(), "{f}");
+    // The text report names kinds as the JSON does.
+    let out = std::process::Command::new(common::BIN)
+        .args(["verify", "--pubkey", &pk, "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FIRST BREAK: seal_chain: seals.sqlite"),
+        "{text}"
+    );
+}
+
+#[test]
+fn seals_sqlite_must_hold_exactly_its_schema_and_rows_numbered_from_one() {
+    let root = tempfile::tempdir().unwrap();
+    let (data, _, _, pk) = served_with_stdout(root.path());
+    assert_eq!(verify_with(&data, &["--pubkey", &pk]).code, 0);
+    let cases = [
+        (
+            "an extra table",
+            "CREATE TABLE hidden (x BLOB)",
+            "table hidden",
+        ),
+        (
+            "an extra index",
+            "CREATE INDEX by_sig ON seals (sig)",
+            "index by_sig",
+        ),
+        (
+            "renumbered rows",
+            "UPDATE seals SET n = n + 10",
+            "rows numbered 11",
+        ),
+    ];
+    for (what, sql, named) in cases {
+        let copy = root.path().join(what.replace(' ', "-"));
+        common::copy_dir(&data, &copy);
+        let conn = rusqlite::Connection::open(copy.join("seals.sqlite")).unwrap();
+        conn.execute_batch(sql).unwrap();
+        drop(conn);
+        for extra in [&[][..], &["--pubkey", &pk]] {
+            let v = verify_with(&copy, extra);
+            assert_eq!(v.code, 1, "{what} {extra:?}: {:#}", v.json);
+            let f = v.json["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["what"] == "seals.sqlite schema")
+                .cloned()
+                .unwrap_or_else(|| panic!("{what}: {:#}", v.json));
+            assert_eq!(f["kind"], "schema_changed");
+            assert!(f["found"].as_str().unwrap().contains(named), "{what}: {f}");
+        }
+    }
+}
+
+/// VERIFY.md's appendix of schema objects, as the migrations produce them.
+fn schema_appendix() -> String {
+    use daftari::store::audit::{SchemaObject, expected_objects};
+    let block = |objects: &[SchemaObject]| {
+        let mut s = String::from("```sql\n");
+        for o in objects {
+            s.push_str(&format!("-- {} {} on {}\n", o.kind, o.name, o.table));
+            s.push_str(o.sql.as_deref().unwrap_or("(no sql)"));
+            s.push_str(";\n");
+        }
+        s.push_str("```\n");
+        s
+    };
+    let mut out = String::new();
+    for (version, closed) in [(1, false), (1, true), (2, false), (2, true)] {
+        let objects = expected_objects(version, closed).unwrap();
+        let state = if closed { "closed" } else { "open" };
+        out.push_str(&format!(
+            "\n**Segment, `user_version` {version}, {state}:**\n\n{}",
+            block(&objects)
+        ));
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/seals");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    for (i, f) in files.iter().enumerate() {
+        conn.execute_batch(&std::fs::read_to_string(f).unwrap())
+            .unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT type, name, tbl_name, sql FROM sqlite_master \
+                 WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type, name",
+            )
+            .unwrap();
+        let objects: Vec<SchemaObject> = stmt
+            .query_map([], |r| {
+                Ok(SchemaObject {
+                    kind: r.get(0)?,
+                    name: r.get(1)?,
+                    table: r.get(2)?,
+                    sql: r.get(3)?,
+                })
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        out.push_str(&format!(
+            "\n**`seals.sqlite`, `user_version` {}:**\n\n{}",
+            i + 1,
+            block(&objects)
+        ));
+    }
+    out
+}
+
+#[test]
+fn verify_md_gives_every_schema_object_exactly() {
+    const BEGIN: &str = "<!-- schema objects: begin -->\n";
+    const END: &str = "<!-- schema objects: end -->";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("VERIFY.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let start = doc.find(BEGIN).expect("VERIFY.md has the schema appendix") + BEGIN.len();
+    let end = doc.find(END).unwrap();
+    let want = schema_appendix();
+    if std::env::var_os("DAFTARI_BLESS").is_some() {
+        std::fs::write(&path, format!("{}{want}{}", &doc[..start], &doc[end..])).unwrap();
+        return;
+    }
+    assert_eq!(
+        doc[start..end],
+        want,
+        "VERIFY.md's schema appendix differs from the migrations (DAFTARI_BLESS=1 rewrites it)"
+    );
 }
