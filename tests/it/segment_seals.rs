@@ -554,3 +554,136 @@ fn verify_on_a_live_ledger_judges_segments_retention_removes_during_the_run() {
     let v = verify_with(&copy, &["--pubkey", &pk, "--retention", "4s"]);
     assert_eq!(v.code, 1, "{}", v.json);
 }
+
+/// `tests/spec/audit.py` (a verifier written from VERIFY.md alone) on `data`: (exit code,
+/// output).
+fn spec_audit(data: &Path, extra: &[&str]) -> (i32, String) {
+    let python = common::python_venv(
+        "pyaudit-venv",
+        "blake3 zstandard pynacl",
+        "blake3, zstandard, nacl",
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/spec/audit.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(data)
+        .args(extra)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn a_second_implementation_from_verify_md_agrees_with_verify_on_a_pruned_ledger() {
+    let root = tempfile::tempdir().unwrap();
+    let (data, pk, vkey) = ledger(root.path(), "retention = \"3s\"\n", 7);
+    assert!(seal_kinds(&data).contains(&2), "the ledger was pruned");
+    let anchors = root.path().join("anchors.note");
+    std::fs::copy(data.join("checkpoints.note"), &anchors).unwrap();
+    let a = anchors.to_str().unwrap();
+    let daftari_args = [
+        "--pubkey",
+        &pk,
+        "--retention",
+        "3s",
+        "--vkey",
+        &vkey,
+        "--anchors",
+        a,
+    ];
+    let spec_args = [
+        "--pubkey",
+        &pk,
+        "--retention",
+        "3",
+        "--vkey",
+        &vkey,
+        "--anchors",
+        a,
+    ];
+    let v = verify_with(&data, &daftari_args);
+    assert_eq!(v.code, 0, "{:#}", v.json);
+    let (code, out) = spec_audit(&data, &spec_args);
+    assert_eq!(code, 0, "{out}");
+    let want = format!(
+        "intact records {} head {}",
+        v.json["next_seq"],
+        v.json["head"].as_str().unwrap()
+    );
+    assert!(out.starts_with(&want), "{out} vs {want}");
+    // Without the key, both cannot conclude on the pruned ledger.
+    assert_eq!(verify_with(&data, &[]).code, 2);
+    assert_eq!(spec_audit(&data, &[]).0, 2);
+
+    type Change = Box<dyn Fn(&Path)>;
+    let sql = |file: &'static str, stmt: &'static str| -> Change {
+        Box::new(move |d: &Path| {
+            let path = if file == "seals" {
+                d.join("seals.sqlite")
+            } else {
+                let files = common::segment_files(d);
+                if file == "newest" {
+                    files.last().unwrap().clone()
+                } else {
+                    files[1].clone()
+                }
+            };
+            let conn = common::open_rw(&path);
+            conn.execute_batch(stmt).unwrap();
+        })
+    };
+    let cases: Vec<(&str, Change)> = vec![
+        (
+            "a seal's signature",
+            sql(
+                "seals",
+                "UPDATE seals SET sig = zeroblob(64) WHERE epoch = 3",
+            ),
+        ),
+        (
+            "a deleted seal",
+            sql("seals", "DELETE FROM seals WHERE epoch = 5"),
+        ),
+        (
+            "the newest block cut off",
+            sql(
+                "newest",
+                "DELETE FROM blocks WHERE first_seq = (SELECT max(first_seq) FROM blocks)",
+            ),
+        ),
+        (
+            "a block's end head",
+            sql("newest", "UPDATE blocks SET end_head = zeroblob(32)"),
+        ),
+        (
+            "a meta's prev_head",
+            sql("newest", "UPDATE meta SET prev_head = zeroblob(32)"),
+        ),
+        (
+            "a closed segment's record count",
+            sql("second", "UPDATE close SET count = count + 1"),
+        ),
+        (
+            "the oldest present segment removed",
+            Box::new(|d: &Path| std::fs::remove_file(&common::segment_files(d)[0]).unwrap()),
+        ),
+        (
+            "a middle segment removed",
+            Box::new(|d: &Path| std::fs::remove_file(&common::segment_files(d)[1]).unwrap()),
+        ),
+    ];
+    for (what, change) in &cases {
+        let copy = root.path().join(what.replace(' ', "-"));
+        copy_dir(&data, &copy);
+        change(&copy);
+        let v = verify_with(&copy, &daftari_args);
+        assert_eq!(v.code, 1, "daftari verify on {what}: {:#}", v.json);
+        let (code, out) = spec_audit(&copy, &spec_args);
+        assert_eq!(code, 1, "the second implementation on {what}: {out}");
+    }
+}
