@@ -21,7 +21,10 @@ use crate::store::audit::{
 #[derive(Debug)]
 pub(crate) struct Scan {
     pub at: At,
+    /// The file read: the listed one, or a recovered private copy of it.
     pub path: PathBuf,
+    /// The file as listed in `segments/` (whether it is still there tells a removal).
+    pub listed: PathBuf,
     pub bytes: u64,
     /// Present when the meta row could be read.
     pub meta: Option<Meta>,
@@ -65,6 +68,7 @@ pub(crate) fn scan(index: u64, path: &std::path::Path) -> Scan {
     let mut scan = Scan {
         at,
         path: path.to_owned(),
+        listed: path.to_owned(),
         bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
         meta: None,
         close: None,

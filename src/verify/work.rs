@@ -81,11 +81,12 @@ pub(super) fn heavy_work(
 /// Listed segments whose file is gone now. On a live ledger retention may remove the oldest
 /// segments while this run reads them; such a segment is judged as if it had been removed
 /// before the run: what was read of it is dropped, and the prune seals (read after the
-/// removal) and the links must account for its absence like for any other.
+/// removal) and the links must account for its absence like for any other. Judged by the
+/// listed file, never by a recovered copy of it (which outlives the original).
 pub(super) fn gone_since_listed(scans: &[structure::Scan]) -> BTreeSet<u64> {
     scans
         .iter()
-        .filter(|s| !s.path.exists())
+        .filter(|s| !s.listed.exists())
         .map(|s| s.at.segment_index)
         .collect()
 }

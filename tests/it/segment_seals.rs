@@ -39,6 +39,20 @@ fn ledger(root: &Path, store_toml: &str, secs: u64) -> (PathBuf, String, String)
         // finds its segment a second old and closes it.
         if i % 4 == 3 {
             s.end_epoch();
+            // Queries read the closed segments as retention comes to remove them.
+            let q = request(
+                s.local,
+                "GET",
+                "/loki/api/v1/query_range?query=%7Bjob%3D%22sshd%22%7D&limit=10&since=1h",
+                &[],
+                Vec::new(),
+            );
+            assert_eq!(q.status, 200, "{}", q.body);
+            // And so does an audit of the live ledger (its read-only connections leave
+            // SQLite's -shm and -wal files beside the closed segments).
+            if i == 11 {
+                verify_with(&data, &[]);
+            }
         }
     }
     push("the last entry of a closed segment");
