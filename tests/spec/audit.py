@@ -23,7 +23,7 @@ import nacl.exceptions
 import nacl.signing
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from recompute import blocks, bstr, derive, fail  # noqa: E402
+from recompute import blocks, bstr, derive, fail, open_segment  # noqa: E402
 
 SEAL_PREFIX = b"daftari v1 seal"
 
@@ -61,10 +61,9 @@ def walk_segments(data):
         if pos > 0 and index != prev["index"] + 1:
             fail(f"segment_missing: segment {prev['index'] + 1}")
         path = os.path.join(seg_dir, name)
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        origin, log_id, meta_index, first_seq, prev_head, prev_file_hash = db.execute(
-            "SELECT origin, log_id, segment_index, first_seq, prev_head, prev_file_hash FROM meta"
-        ).fetchone()
+        db, (origin, log_id, meta_index, first_seq, prev_head, prev_file_hash) = open_segment(
+            seg_dir, name
+        )
         if meta_index != index:
             fail(f"segment_replaced: {name} holds segment {meta_index}")
         if pos == 0:

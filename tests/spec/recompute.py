@@ -203,6 +203,17 @@ def blocks(name, db):
         yield row[0], records, heads, end_head
 
 
+def open_segment(seg_dir, name):
+    """A segment read-only, with its meta row: (db, (origin, log_id, segment_index,
+    first_seq, prev_head, prev_file_hash))."""
+    path = os.path.join(seg_dir, name)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    meta = db.execute(
+        "SELECT origin, log_id, segment_index, first_seq, prev_head, prev_file_hash FROM meta"
+    ).fetchone()
+    return db, meta
+
+
 def main(data):
     seg_dir = os.path.join(data, "segments")
     names = sorted(n for n in os.listdir(seg_dir) if re.fullmatch(r"seg-\d{12}\.sqlite", n))
@@ -211,10 +222,9 @@ def main(data):
         if int(name[4:16]) != expected_index:
             fail(f"segment {expected_index} missing")
         path = os.path.join(seg_dir, name)
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        origin, log_id, index, first_seq, prev_head, prev_file_hash = db.execute(
-            "SELECT origin, log_id, segment_index, first_seq, prev_head, prev_file_hash FROM meta"
-        ).fetchone()
+        db, (origin, log_id, index, first_seq, prev_head, prev_file_hash) = open_segment(
+            seg_dir, name
+        )
         if index != expected_index or first_seq != next_seq:
             fail(f"{name}: meta does not continue the log")
         if head is None:
