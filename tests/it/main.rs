@@ -22,6 +22,7 @@ mod logql;
 mod loki_golden;
 mod metrics;
 mod mutation;
+mod pruned_audit;
 mod push;
 mod push_crash;
 mod push_disk_full;
