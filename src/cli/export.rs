@@ -2,7 +2,8 @@
 //! [--format jsonl|loki-json]`: streams entries out of the ledger on stdout, read-only (it
 //! works while the server runs), with a progress bar on a terminal.
 //!
-//! Times take Loki's forms: RFC 3339, Unix seconds or nanoseconds. Exit codes: 0 done,
+//! Times take Loki's forms: RFC 3339, Unix seconds or nanoseconds, `now`, or a duration
+//! before now (`24h`). Exit codes: 0 done,
 //! 2 bad arguments or an unreadable ledger.
 
 use std::io::{BufWriter, IsTerminal, Write};
@@ -10,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use daftari::export::{self, Format, Options, Progress};
-use daftari::query::params::parse_timestamp;
 use daftari::store::Reader;
 use daftari::verify::EXIT_CANNOT_RUN;
 
@@ -18,10 +18,11 @@ use daftari::verify::EXIT_CANNOT_RUN;
 pub struct Args {
     #[arg(long, default_value = "./data")]
     data_dir: PathBuf,
-    /// Earliest timestamp (inclusive) [default: the beginning].
+    /// Earliest timestamp (inclusive): RFC 3339, Unix seconds or nanoseconds, `now`, or a
+    /// duration before now such as 24h [default: the beginning].
     #[arg(long)]
     from: Option<String>,
-    /// Latest timestamp (exclusive) [default: now].
+    /// Latest timestamp (exclusive), in the same forms [default: now].
     #[arg(long)]
     to: Option<String>,
     /// A LogQL stream selector, e.g. '{job="sshd", host=~"web-.*"}' [default: every stream].
@@ -42,12 +43,13 @@ fn parse_format(s: &str) -> Result<Format, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
+    let now = daftari::clock::now_ns();
     let time = |flag: &str, v: &Option<String>, default: i64| match v {
         None => Ok(default),
-        Some(t) => parse_timestamp(t).ok_or_else(|| format!("{flag}: {t:?} is not a timestamp")),
+        Some(t) => super::parse_time(flag, t, now),
     };
     let range = time("--from", &args.from, 0)
-        .and_then(|from| Ok((from, time("--to", &args.to, daftari::clock::now_ns() + 1)?)));
+        .and_then(|from| Ok((from, time("--to", &args.to, now + 1)?)));
     let (from_ns, to_ns) = match range {
         Ok(r) => r,
         Err(e) => {
@@ -78,9 +80,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         done.store(true, Ordering::Release);
         r
     });
-    out.flush()?;
+    // A reader that closed the pipe (`| head`) wanted no more: that ends the export quietly.
+    let closed = |e: &std::io::Error| e.kind() == std::io::ErrorKind::BrokenPipe;
+    let flushed = out.flush();
     match result {
+        Err(export::ExportError::Write(e)) if closed(&e) => Ok(0),
+        Ok(_) if flushed.as_ref().is_err_and(closed) => Ok(0),
         Ok(n) => {
+            flushed?;
             eprintln!("daftari export: {n} entries");
             Ok(0)
         }

@@ -40,7 +40,8 @@ enum Command {
     Checkpoint(checkpoint::Args),
     /// Stream entries out of the ledger (read-only; works while the server runs).
     Export(export::Args),
-    /// Print a self-contained proof that one entry is in a sealed segment.
+    /// Print a self-contained proof that one entry is in the sealed ledger (by its seq, or
+    /// found by --selector and --line), for an auditor.
     Prove(prove::ProveArgs),
     /// Check an inclusion proof without the ledger, with your off-box keys.
     VerifyProof(prove::CheckArgs),
@@ -119,4 +120,42 @@ fn progress_bar(
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     bar.finish_and_clear();
+}
+
+/// The forms a time argument (`--from`, `--to`) takes, as Loki's tools take them.
+const TIME_FORMS: &str = "RFC 3339 (2026-11-01T00:00:00Z), Unix seconds or nanoseconds, \
+                          `now`, or a duration before now (24h, 7d, 90m)";
+
+/// A time argument, in ns since the Unix epoch; `now_ns` anchors relative ones.
+fn parse_time(flag: &str, v: &str, now_ns: i64) -> Result<i64, String> {
+    if v == "now" {
+        return Ok(now_ns);
+    }
+    if let Some(t) = daftari::query::params::parse_timestamp(v) {
+        return Ok(t);
+    }
+    if let Some(d) = daftari::config::parse_duration(v) {
+        let ago = i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        return Ok(now_ns.saturating_sub(ago));
+    }
+    Err(format!("{flag}: {v:?} is not a time: give {TIME_FORMS}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_take_loki_forms_and_errors_name_them() {
+        let now = 1_800_000_000_000_000_000;
+        assert_eq!(parse_time("--from", "now", now), Ok(now));
+        assert_eq!(parse_time("--from", "24h", now), Ok(now - 86_400_000_000_000));
+        assert_eq!(parse_time("--from", "1700000000", now), Ok(1_700_000_000_000_000_000));
+        assert_eq!(
+            parse_time("--from", "2026-11-01T00:00:00Z", now),
+            Ok(1_793_491_200_000_000_000)
+        );
+        let e = parse_time("--from", "yesterday", now).unwrap_err();
+        assert!(e.contains("RFC 3339") && e.contains("24h"), "{e}");
+    }
 }

@@ -7,7 +7,6 @@
 use std::path::PathBuf;
 
 use daftari::proof::{self, Proof, Trust};
-use daftari::query::params::parse_timestamp;
 use daftari::seal::note::VKey;
 use daftari::verify::AnchorFile;
 use daftari::verify::{EXIT_BROKEN, EXIT_CANNOT_RUN, EXIT_INTACT};
@@ -30,7 +29,8 @@ pub struct ProveArgs {
     /// Find the entry whose line contains this text.
     #[arg(long, conflicts_with = "seq")]
     line: Option<String>,
-    /// Find the entry at or after this time (RFC 3339, Unix seconds or nanoseconds).
+    /// Find the entry at or after this time (RFC 3339, Unix seconds or nanoseconds, or a
+    /// duration before now such as 1h).
     #[arg(long, conflicts_with = "seq")]
     from: Option<String>,
     /// Find the entry before this time.
@@ -66,15 +66,14 @@ pub fn prove(args: ProveArgs) -> anyhow::Result<u8> {
 
 /// The seq of the one entry the search options match.
 fn find(args: &ProveArgs) -> Result<u64, String> {
+    let now = daftari::clock::now_ns();
     let time = |flag: &str, v: &Option<String>, default: i64| match v {
         None => Ok(default),
-        Some(t) => parse_timestamp(t).ok_or_else(|| {
-            format!("{flag}: {t:?} is not a timestamp (RFC 3339, Unix seconds or nanoseconds)")
-        }),
+        Some(t) => super::parse_time(flag, t, now),
     };
     let range = (
         time("--from", &args.from, 0)?,
-        time("--to", &args.to, daftari::clock::now_ns() + 1)?,
+        time("--to", &args.to, now + 1)?,
     );
     if !daftari::store::segments_dir(&args.data_dir).is_dir() {
         return Err(format!("no ledger at {}", args.data_dir.display()));

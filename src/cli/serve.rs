@@ -110,6 +110,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     // Handlers go in before any listener line is printed: a SIGTERM sent as soon as a
     // listener is announced must drain and close, not kill the process.
     let signals = Signals::install().context("install the signal handlers")?;
+    server::preflight(&cfg)?;
     let listeners = Listeners::bind(&cfg).await?;
     let push_addr = listeners.push.local_addr()?;
     let local_addr = listeners.local.local_addr()?;

@@ -53,7 +53,28 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     Ok((k.to_string(), v.to_string()))
 }
 
+/// The data directory a token command names, which must hold a log: tokens made beside no
+/// log belong to no server.
+fn data_dir_of(cmd: &Cmd) -> &PathBuf {
+    match cmd {
+        Cmd::Create { data_dir, .. } | Cmd::List { data_dir, .. } | Cmd::Revoke { data_dir, .. } => {
+            data_dir
+        }
+    }
+}
+
 pub fn run(cmd: Cmd) -> anyhow::Result<u8> {
+    let dir = data_dir_of(&cmd);
+    let segments = daftari::store::segments_dir(dir);
+    if !segments.is_dir() {
+        eprintln!(
+            "daftari token: no log in {} (there is no {}): pass --data-dir with the server's \
+             data directory, or create a log there with `daftari init`",
+            dir.display(),
+            segments.display()
+        );
+        return Ok(daftari::verify::EXIT_CANNOT_RUN);
+    }
     match cmd {
         Cmd::Create {
             name,

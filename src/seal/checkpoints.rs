@@ -80,11 +80,24 @@ impl Exporter {
             let line =
                 serde_json::json!({"daftari_checkpoint": note, "size": cp.size, "epoch": cp.epoch});
             let mut out = std::io::stdout().lock();
-            if writeln!(out, "{line}").and_then(|()| out.flush()).is_ok() {
-                stats.exports_stdout.fetch_add(1, Ordering::Relaxed);
-            } else {
-                stats.export_failures_stdout.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("checkpoint: stdout closed");
+            match writeln!(out, "{line}").and_then(|()| out.flush()) {
+                Ok(()) => {
+                    stats.exports_stdout.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    stats.export_failures_stdout.fetch_add(1, Ordering::Relaxed);
+                    // A closed stdout stays closed: say so once, and stop printing (the
+                    // checkpoints still go to the file and the push channel).
+                    if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        self.stdout = false;
+                        tracing::warn!(
+                            "checkpoint: stdout is closed; checkpoints are no longer printed \
+                             there (they still go to checkpoints.note)"
+                        );
+                    } else {
+                        tracing::warn!(error = %e, "checkpoint: cannot write to stdout");
+                    }
+                }
             }
         }
         if let Some(p) = &self.push {

@@ -110,6 +110,16 @@ impl Listeners {
     }
 }
 
+/// Checks what the configuration names on disk (the TLS certificates, keys and client CAs
+/// of the push and remote listeners) before anything is created or announced: a server
+/// that cannot serve must not print a listener line or leave a new log behind.
+pub fn preflight(cfg: &Config) -> anyhow::Result<()> {
+    use anyhow::Context;
+    load_tls(&cfg.tls).context("[tls]")?;
+    load_tls(&cfg.query.remote_tls).context("[query] remote TLS")?;
+    Ok(())
+}
+
 /// Runs the server until a [`Control::Shutdown`] arrives (or the channel closes).
 pub async fn run(
     cfg: Config,

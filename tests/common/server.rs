@@ -49,6 +49,11 @@ impl Server {
         Server::spawn(data, extra, &[], Stdio::from(stdout))
     }
 
+    /// [`Server::start`] with the server's stdout a pipe (in `child.stdout`).
+    pub fn start_piped(data: &Path, extra: &[&str]) -> Server {
+        Server::spawn(data, extra, &[], Stdio::piped())
+    }
+
     fn spawn(data: &Path, extra: &[&str], env: &[(&str, &str)], stdout: Stdio) -> Server {
         let mut child = Command::new(BIN)
             .arg("serve")

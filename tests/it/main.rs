@@ -12,6 +12,7 @@ mod crash_points;
 mod deploy;
 mod disk_full;
 mod export;
+mod first_hour;
 mod formats;
 mod golden_chain;
 mod hostile_connections;
