@@ -48,8 +48,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         None => Ok(default),
         Some(t) => super::parse_time(flag, t, now),
     };
-    let range = time("--from", &args.from, 0)
-        .and_then(|from| Ok((from, time("--to", &args.to, now + 1)?)));
+    let range =
+        time("--from", &args.from, 0).and_then(|from| Ok((from, time("--to", &args.to, now + 1)?)));
     let (from_ns, to_ns) = match range {
         Ok(r) => r,
         Err(e) => {

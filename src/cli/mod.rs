@@ -149,8 +149,14 @@ mod tests {
     fn times_take_loki_forms_and_errors_name_them() {
         let now = 1_800_000_000_000_000_000;
         assert_eq!(parse_time("--from", "now", now), Ok(now));
-        assert_eq!(parse_time("--from", "24h", now), Ok(now - 86_400_000_000_000));
-        assert_eq!(parse_time("--from", "1700000000", now), Ok(1_700_000_000_000_000_000));
+        assert_eq!(
+            parse_time("--from", "24h", now),
+            Ok(now - 86_400_000_000_000)
+        );
+        assert_eq!(
+            parse_time("--from", "1700000000", now),
+            Ok(1_700_000_000_000_000_000)
+        );
         assert_eq!(
             parse_time("--from", "2026-11-01T00:00:00Z", now),
             Ok(1_793_491_200_000_000_000)

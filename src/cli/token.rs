@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use daftari::clock::{now_ns, rfc3339};
 use daftari::token::{Kind, Manager, TokenInfo};
 
+use super::serve::{BOOTSTRAP_FILE, BOOTSTRAP_NAME};
+
 #[derive(Debug, clap::Subcommand)]
 pub enum Cmd {
     /// Create a push token (or with --read, a read token) and print its secret (once).
@@ -57,9 +59,9 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 /// log belong to no server.
 fn data_dir_of(cmd: &Cmd) -> &PathBuf {
     match cmd {
-        Cmd::Create { data_dir, .. } | Cmd::List { data_dir, .. } | Cmd::Revoke { data_dir, .. } => {
-            data_dir
-        }
+        Cmd::Create { data_dir, .. }
+        | Cmd::List { data_dir, .. }
+        | Cmd::Revoke { data_dir, .. } => data_dir,
     }
 }
 
@@ -87,6 +89,9 @@ pub fn run(cmd: Cmd) -> anyhow::Result<u8> {
             let kind = if read { Kind::Read } else { Kind::Push };
             let secret = m.create(&name, kind, &labels, cert_identity.as_deref(), now_ns())?;
             println!("{secret}");
+            if kind == Kind::Push && name != BOOTSTRAP_NAME {
+                retire_bootstrap(&m, &data_dir)?;
+            }
         }
         Cmd::List {
             all,
@@ -106,9 +111,37 @@ pub fn run(cmd: Cmd) -> anyhow::Result<u8> {
         Cmd::Revoke { name, data_dir } => {
             Manager::open(&data_dir)?.revoke(&name, now_ns())?;
             eprintln!("daftari: token {name:?} revoked");
+            if name == BOOTSTRAP_NAME {
+                remove_bootstrap_file(&data_dir)?;
+            }
         }
     }
     Ok(0)
+}
+
+/// The bootstrap token lives until the operator's first own push token: then it is revoked
+/// and its secret file removed, so that no secret stays on disk past its use.
+fn retire_bootstrap(m: &Manager, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    if m.list(false)?.iter().any(|t| t.name == BOOTSTRAP_NAME) {
+        m.revoke(BOOTSTRAP_NAME, now_ns())?;
+        eprintln!(
+            "daftari: the first-start token {BOOTSTRAP_NAME:?} is revoked now that you have your \
+             own push token (the running server refuses it within a second)"
+        );
+    }
+    remove_bootstrap_file(data_dir)
+}
+
+fn remove_bootstrap_file(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let path = data_dir.join(BOOTSTRAP_FILE);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {
+            eprintln!("daftari: removed {}", path.display());
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("remove {}", path.display()))),
+    }
 }
 
 fn print_table(tokens: &[TokenInfo]) {

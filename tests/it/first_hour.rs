@@ -31,7 +31,10 @@ fn export_into_a_pipe_that_closes_ends_quietly() {
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(!err.contains("Broken pipe") && !err.contains("Error"), "{err}");
+    assert!(
+        !err.contains("Broken pipe") && !err.contains("Error"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -73,7 +76,11 @@ fn time_arguments_take_loki_forms_and_name_them_when_refused() {
             .output()
             .unwrap();
         let lines = String::from_utf8_lossy(&out.stdout).lines().count();
-        (out.status.code(), lines, String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            lines,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     // The fixture's entries are from 2025-08-05: inside a relative range of ten years, and
     // outside one of an hour.
@@ -106,7 +113,10 @@ fn token_commands_beside_no_log_refuse_and_name_the_directory() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains("not-the-data-dir"), "{err}");
-        assert!(out.stdout.is_empty(), "no secret for a server that never hears of it");
+        assert!(
+            out.stdout.is_empty(),
+            "no secret for a server that never hears of it"
+        );
         assert!(!elsewhere.exists(), "nothing is created there");
     }
 }
@@ -122,12 +132,54 @@ fn serve_checks_its_files_before_it_creates_a_log_or_announces_a_listener() {
         .arg(&config)
         .arg("--data-dir")
         .arg(&data)
-        .args(["--push-listen", "127.0.0.1:0", "--local-listen", "127.0.0.1:0"])
+        .args([
+            "--push-listen",
+            "127.0.0.1:0",
+            "--local-listen",
+            "127.0.0.1:0",
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("/etc/daftari/tls/server.pem"), "{err}");
     assert!(!err.contains("listener on"), "{err}");
-    assert!(!data.exists(), "no log is created by a server that cannot serve");
+    assert!(
+        !data.exists(),
+        "no log is created by a server that cannot serve"
+    );
+}
+
+#[test]
+fn the_first_start_token_lives_until_the_operators_own_first_push_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let s = Server::start(&data, &[]);
+    let file = data.join("bootstrap-token");
+    assert!(file.exists(), "the first start writes the secret for the quick start");
+    let body = |line: &str| {
+        let ts = daftari::clock::now_ns();
+        format!(r#"{{"streams":[{{"stream":{{"job":"a"}},"values":[["{ts}","{line}"]]}}]}}"#)
+    };
+    assert_eq!(s.push_json(&s.token, &body("quick start")).status, 204);
+    // A read token (Grafana) changes nothing for the pushers.
+    s.create_token("grafana", &["--read"]);
+    assert!(file.exists());
+    assert_eq!(s.push_json(&s.token, &body("still")).status, 204);
+    // The first push token of the operator's own retires it: revoked, its file removed.
+    let web = s.create_token("web-1", &["--label", "host=web-1"]);
+    assert!(!file.exists(), "no secret stays on disk past its use");
+    let started = std::time::Instant::now();
+    while s.push_json(&s.token, &body("after")).status != 401 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "never refused");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(s.push_json(&web, &body("web-1")).status, 204);
+    let list = s.token_cmd(&["list", "--all", "--json"]);
+    let bootstrap = list
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|t| t["name"] == "bootstrap")
+        .unwrap();
+    assert!(bootstrap["revoked_ns"].is_i64(), "{bootstrap}");
 }

@@ -62,11 +62,11 @@ fn assert_peak_within_bound(s: &Server, base: u64, what: &str) {
 
 /// While the attack runs: the honest host's pushes keep getting 204, each within `within`.
 /// Returns the slowest.
-fn honest_pushes_pass(s: &Server, within: Duration, rounds: usize) -> Duration {
+fn honest_pushes_pass(s: &Server, token: &str, within: Duration, rounds: usize) -> Duration {
     let mut slowest = Duration::ZERO;
     for i in 0..rounds {
         let t = Instant::now();
-        let r = push_from(s, HOST, &s.token, &format!("honest {i}"));
+        let r = push_from(s, HOST, token, &format!("honest {i}"));
         let took = t.elapsed();
         assert_eq!(
             r.status, 204,
@@ -114,13 +114,15 @@ fn stalled_uploads_from_one_token_do_not_starve_the_others() {
     // the whole in-flight budget; every other host got 503 for the 30 s body timeout.
     let (_tmp, s) = start();
     let base = s.rss();
+    // Every host has its own token (the first of them retires the bootstrap one).
+    let honest = s.create_token("honest-host", &[]);
     let evil = s.create_token("rooted-host", &[]);
     let t = Instant::now();
     let stalled: Vec<_> = (0..16u8)
         .map(|i| open_push(&s, attacker(1 + i % 4), &evil, 16 << 20, b""))
         .collect();
     std::thread::sleep(Duration::from_millis(100));
-    let slowest = honest_pushes_pass(&s, Duration::from_secs(2), 5);
+    let slowest = honest_pushes_pass(&s, &honest, Duration::from_secs(2), 5);
     eprintln!("stalled uploads: slowest honest push {slowest:?}");
     assert_peak_within_bound(&s, base, "stalled uploads");
     // Each stalled upload is answered: cut off for its rate, or refused its share at once.
@@ -145,6 +147,7 @@ fn trickling_uploads_are_cut_off_and_do_not_starve_the_others() {
     // Regression: 64 slow uploads of 1 KB held every in-flight permit.
     let (_tmp, s) = start();
     let base = s.rss();
+    let honest = s.create_token("honest-host", &[]);
     let evil = s.create_token("trickler", &[]);
     let mut slow: Vec<_> = (0..64u8)
         .map(|i| open_push(&s, attacker(1 + i % 8), &evil, 1024, b"{"))
@@ -161,7 +164,7 @@ fn trickling_uploads_are_cut_off_and_do_not_starve_the_others() {
         slow
     });
     std::thread::sleep(Duration::from_millis(100));
-    let slowest = honest_pushes_pass(&s, Duration::from_secs(2), 8);
+    let slowest = honest_pushes_pass(&s, &honest, Duration::from_secs(2), 8);
     eprintln!("trickling uploads: slowest honest push {slowest:?}");
     assert_peak_within_bound(&s, base, "trickling uploads");
     let slow = feeder.join().unwrap();
@@ -188,7 +191,7 @@ fn idle_sockets_from_one_address_do_not_lock_out_the_others() {
                 c
             })
             .collect();
-        let slowest = honest_pushes_pass(&s, Duration::from_secs(1), 3);
+        let slowest = honest_pushes_pass(&s, &s.token, Duration::from_secs(1), 3);
         eprintln!("idle wave {wave}: slowest honest push {slowest:?}");
         assert_peak_within_bound(&s, base, "idle sockets");
         // Every idle socket is closed by the server: at once beyond the per-peer cap, or at
