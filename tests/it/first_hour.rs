@@ -156,7 +156,10 @@ fn the_first_start_token_lives_until_the_operators_own_first_push_token() {
     let data = tmp.path().join("data");
     let s = Server::start(&data, &[]);
     let file = data.join("bootstrap-token");
-    assert!(file.exists(), "the first start writes the secret for the quick start");
+    assert!(
+        file.exists(),
+        "the first start writes the secret for the quick start"
+    );
     let body = |line: &str| {
         let ts = daftari::clock::now_ns();
         format!(r#"{{"streams":[{{"stream":{{"job":"a"}},"values":[["{ts}","{line}"]]}}]}}"#)
@@ -171,7 +174,10 @@ fn the_first_start_token_lives_until_the_operators_own_first_push_token() {
     assert!(!file.exists(), "no secret stays on disk past its use");
     let started = std::time::Instant::now();
     while s.push_json(&s.token, &body("after")).status != 401 {
-        assert!(started.elapsed() < std::time::Duration::from_secs(5), "never refused");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "never refused"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert_eq!(s.push_json(&web, &body("web-1")).status, 204);
