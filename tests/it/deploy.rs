@@ -25,7 +25,7 @@ const MAX_EXPOSURE: f64 = 2.0;
 fn unit_for_test(dir: &Path) -> std::path::PathBuf {
     let text = std::fs::read_to_string(format!("{DEPLOY}/daftari.service")).unwrap();
     let unit = dir.join("daftari.service");
-    std::fs::write(&unit, text.replace("/usr/local/bin/daftari", common::BIN)).unwrap();
+    std::fs::write(&unit, text.replace("/usr/bin/daftari", common::BIN)).unwrap();
     unit
 }
 
