@@ -189,3 +189,26 @@ fn the_first_start_token_lives_until_the_operators_own_first_push_token() {
         .unwrap();
     assert!(bootstrap["revoked_ns"].is_i64(), "{bootstrap}");
 }
+
+#[test]
+fn after_init_the_first_start_still_makes_the_quick_start_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let init = Command::new(common::BIN)
+        .args(["init", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(init.status.code(), Some(0));
+    let keys = String::from_utf8_lossy(&init.stdout);
+    assert!(
+        keys.contains("epoch-0 public key: ") && keys.contains("checkpoint verifier key: "),
+        "{keys}"
+    );
+    let s = Server::start(&data, &[]);
+    s.wait_for_log("first start: created push token");
+    assert!(data.join("bootstrap-token").exists());
+    let ts = daftari::clock::now_ns();
+    let body = format!(r#"{{"streams":[{{"stream":{{"job":"a"}},"values":[["{ts}","hello"]]}}]}}"#);
+    assert_eq!(s.push_json(&s.token, &body).status, 204);
+}
