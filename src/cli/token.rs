@@ -55,7 +55,8 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     Ok((k.to_string(), v.to_string()))
 }
 
-/// The data directory a token command names, which must hold a log: tokens made beside no
+/// The data directory a token command names, which must hold a log (its segments, or the
+/// token database a starting server makes before its first segment): tokens made beside no
 /// log belong to no server.
 fn data_dir_of(cmd: &Cmd) -> &PathBuf {
     match cmd {
@@ -68,7 +69,7 @@ fn data_dir_of(cmd: &Cmd) -> &PathBuf {
 pub fn run(cmd: Cmd) -> anyhow::Result<u8> {
     let dir = data_dir_of(&cmd);
     let segments = daftari::store::segments_dir(dir);
-    if !segments.is_dir() {
+    if !segments.is_dir() && !dir.join(daftari::token::TOKENS_FILE).exists() {
         eprintln!(
             "daftari token: no log in {} (there is no {}): pass --data-dir with the server's \
              data directory, or create a log there with `daftari init`",
