@@ -126,7 +126,9 @@ pub fn find(
             self.out.len() < self.max
         }
     }
-    let scan = chosen(reader, selector, from_ns, to_ns)?;
+    let mut scan = chosen(reader, selector, from_ns, to_ns)?;
+    // A v2 block whose token filter lacks a word of the text cannot hold a match.
+    scan.tokens = line.map(crate::store::needle_hashes).unwrap_or_default();
     let mut f = Finder {
         needle: line.map(str::as_bytes),
         max,

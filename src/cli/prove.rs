@@ -1,6 +1,7 @@
 //! `daftari prove SEQ [--data-dir DIR] [--chain]` prints a self-contained inclusion proof of
-//! one entry, found by its seq or by `--selector`, `--line`, `--from` and `--to`; `daftari verify-proof FILE [--vkey VKEY [--anchors FILE...]] [--pubkey KEY]`
-//! checks one without the ledger.
+//! one entry, found by its seq or by `--selector`, `--line`, `--from` and `--to`;
+//! `daftari verify-proof FILE [--vkey VKEY [--anchors FILE...]] [--pubkey KEY]` checks one
+//! without the ledger.
 //!
 //! Exit codes of verify-proof: 0 the proof holds, 1 it does not, 2 it could not be checked.
 

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::SealError;
+use super::exported::JSON_FIELD;
 use super::note::{Checkpoint, NoteSigner};
 use super::remote::Pusher;
 use crate::metrics::Metrics;
@@ -77,8 +78,7 @@ impl Exporter {
         }
         let note = self.signer.sign(cp);
         if self.stdout {
-            let line =
-                serde_json::json!({"daftari_checkpoint": note, "size": cp.size, "epoch": cp.epoch});
+            let line = serde_json::json!({ JSON_FIELD: note, "size": cp.size, "epoch": cp.epoch });
             let mut out = std::io::stdout().lock();
             match writeln!(out, "{line}").and_then(|()| out.flush()) {
                 Ok(()) => {

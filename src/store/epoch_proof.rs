@@ -46,20 +46,25 @@ pub fn prove(data_dir: &Path, seq: u64, end_seq: u64) -> Result<EpochInclusion, 
             ),
         });
     }
-    let files = segment::list(&dir)?;
-    let mut opened = Vec::with_capacity(files.len());
-    for (_, path) in files {
+    // Newest first, and only as far back as the segment that holds `seq`: an entry not yet
+    // close-sealed lies in the newest segment or the one before it, not in a year of them.
+    let mut opened = Vec::new();
+    for (_, path) in segment::list(&dir)?.into_iter().rev() {
         let conn =
             segment::open_read_only(&path).map_err(StoreError::sqlite("open segment", &path))?;
         let meta = segment::read_meta(&conn)
             .map_err(StoreError::sqlite("read meta", &path))?
             .ok_or_else(|| corrupt(&path, "no meta row".into()))?;
+        let holds = meta.first_seq <= seq;
         opened.push((path, conn, meta));
+        if holds {
+            break;
+        }
     }
-    let start = opened
-        .iter()
-        .rposition(|(_, _, m)| m.first_seq <= seq)
-        .ok_or_else(|| corrupt(&dir, format!("no segment holds seq {seq}")))?;
+    if opened.last().is_none_or(|(_, _, m)| m.first_seq > seq) {
+        return Err(corrupt(&dir, format!("no segment holds seq {seq}")));
+    }
+    opened.reverse();
     let mut out = EpochInclusion {
         record: Vec::new(),
         prev_head: [0; 32],
@@ -67,7 +72,7 @@ pub fn prove(data_dir: &Path, seq: u64, end_seq: u64) -> Result<EpochInclusion, 
     };
     let hasher = chain::Hasher::default();
     let mut next = seq;
-    for (i, (path, conn, meta)) in opened[start..].iter().enumerate() {
+    for (i, (path, conn, meta)) in opened.iter().enumerate() {
         let from = if i == 0 { seq } else { meta.first_seq };
         if from != next {
             return Err(corrupt(path, format!("starts at seq {from}, not {next}")));
