@@ -1,6 +1,7 @@
 //! The push load generator: batches like Alloy's (protobuf + raw snappy, many streams,
-//! realistic security lines), sent over N concurrent keep-alive connections, closed-loop or
-//! at a fixed rate, with the figures that matter: durable entries/s, MB/s, push latency
+//! realistic security lines), or the same records as OTLP/HTTP logs (protobuf + gzip, as an
+//! OpenTelemetry Collector sends them), sent over N concurrent keep-alive connections,
+//! closed-loop or at a fixed rate, with the figures that matter: durable entries/s, MB/s, push latency
 //! percentiles, and the server's peak RSS.
 //!
 //! Must not: assert anything; it measures and prints.
@@ -31,6 +32,41 @@ pub struct Options {
     pub streams: usize,
     /// Entries per second over all connections; 0 sends as fast as acknowledgements allow.
     pub rate: u64,
+    pub protocol: Protocol,
+}
+
+/// Which push API the load uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Protocol {
+    /// `POST /loki/api/v1/push`, protobuf + snappy, as Alloy's `loki.write`.
+    #[default]
+    Loki,
+    /// `POST /otlp/v1/logs`, protobuf + gzip, as an OpenTelemetry Collector's `otlphttp`.
+    Otlp,
+}
+
+impl Protocol {
+    fn path(self) -> &'static str {
+        match self {
+            Protocol::Loki => "/loki/api/v1/push",
+            Protocol::Otlp => "/otlp/v1/logs",
+        }
+    }
+
+    fn encoding(self) -> &'static str {
+        match self {
+            Protocol::Loki => "snappy",
+            Protocol::Otlp => "gzip",
+        }
+    }
+
+    /// The status of a durable push.
+    fn stored(self) -> u16 {
+        match self {
+            Protocol::Loki => 204,
+            Protocol::Otlp => 200,
+        }
+    }
 }
 
 /// What happened.
@@ -159,10 +195,10 @@ async fn connection(
         let Some(tx) = sender.as_mut() else { continue };
         let body = &bodies[i % bodies.len()];
         i += 1;
-        let req = http::Request::post("/loki/api/v1/push")
+        let req = http::Request::post(opts.protocol.path())
             .header("host", opts.addr.to_string())
             .header("content-type", "application/x-protobuf")
-            .header("content-encoding", "snappy")
+            .header("content-encoding", opts.protocol.encoding())
             .header("authorization", format!("Bearer {token}"))
             .body(Full::new(body.bytes.clone()));
         let Ok(req) = req else { break };
@@ -183,7 +219,7 @@ async fn connection(
             continue;
         }
         tally.requests += 1;
-        if status == 204 {
+        if status == opts.protocol.stored() {
             tally.entries += body.entries;
             tally.line_bytes += body.line_bytes;
             tally.body_bytes += body.bytes.len() as u64;
@@ -241,15 +277,82 @@ fn make_body(opts: &Options, seed: usize) -> Body {
         });
     }
     streams.retain(|s| !s.entries.is_empty());
-    let bytes = encode_snappy(&PushRequest {
-        streams,
-        format: Bytes::new(),
-    });
+    let bytes = match opts.protocol {
+        Protocol::Loki => encode_snappy(&PushRequest {
+            streams,
+            format: Bytes::new(),
+        }),
+        Protocol::Otlp => otlp_gzip(streams),
+    };
     Body {
         bytes: Bytes::from(bytes),
         entries: opts.batch_entries as u64,
         line_bytes,
     }
+}
+
+/// The same streams as OTLP: a resource per stream (`service.name` its job, `host.name` its
+/// host), one scope, the lines as string bodies; protobuf, then gzip.
+fn otlp_gzip(streams: Vec<StreamAdapter>) -> Vec<u8> {
+    use crate::push::otlp::proto::{
+        AnyValue, ExportLogsServiceRequest, KeyValue, LogRecord, Resource, ResourceLogs, ScopeLogs,
+        Value,
+    };
+    let text = |v: &str| {
+        Some(AnyValue {
+            value: Some(Value::StringValue(v.to_owned())),
+        })
+    };
+    let resource_logs = streams
+        .into_iter()
+        .map(|s| {
+            let labels = String::from_utf8_lossy(&s.labels).into_owned();
+            let value = |name: &str| {
+                labels
+                    .split(&format!("{name}=\""))
+                    .nth(1)
+                    .and_then(|v| v.split('"').next())
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            let attributes = vec![
+                KeyValue {
+                    key: "service.name".into(),
+                    value: text(&value("job")),
+                },
+                KeyValue {
+                    key: "host.name".into(),
+                    value: text(&value("host")),
+                },
+            ];
+            let log_records = s
+                .entries
+                .into_iter()
+                .map(|e| {
+                    let ts = e.timestamp.unwrap_or_default();
+                    LogRecord {
+                        time_unix_nano: (ts.seconds * 1_000_000_000 + i64::from(ts.nanos)) as u64,
+                        body: text(&String::from_utf8_lossy(&e.line)),
+                        ..Default::default()
+                    }
+                })
+                .collect();
+            ResourceLogs {
+                resource: Some(Resource {
+                    attributes,
+                    dropped_attributes_count: 0,
+                }),
+                scope_logs: vec![ScopeLogs {
+                    scope: None,
+                    log_records,
+                }],
+            }
+        })
+        .collect();
+    let raw = prost::Message::encode_to_vec(&ExportLogsServiceRequest { resource_logs });
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let _ = std::io::Write::write_all(&mut gz, &raw);
+    gz.finish().unwrap_or_default()
 }
 
 const JOBS: [&str; 5] = ["sshd", "sudo", "auditd", "fail2ban", "kernel"];

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use daftari::config::parse_duration;
-use daftari::loadgen::{self, Options, Report};
+use daftari::loadgen::{self, Options, Protocol, Report};
 
 use super::spawn::Spawned;
 
@@ -57,6 +57,9 @@ pub struct Args {
     /// Segment layout of the spawned server (1 or 2; default: the server's).
     #[arg(long)]
     segment_format: Option<u32>,
+    /// The push API: Loki's push (protobuf + snappy) or OTLP/HTTP logs (protobuf + gzip).
+    #[arg(long, value_enum, default_value_t = Protocol::Loki)]
+    protocol: Protocol,
 }
 
 pub(super) fn duration(s: &str) -> Result<Duration, String> {
@@ -95,9 +98,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         batch_entries: args.batch_entries.max(1),
         streams: args.streams.max(1),
         rate: args.rate,
+        protocol: args.protocol,
     };
     eprintln!(
-        "loadgen: {} connections, {} entries/request, {} streams, {} s measured after {} s warm-up, rate {}",
+        "loadgen: {:?} pushes, {} connections, {} entries/request, {} streams, {} s measured after {} s warm-up, rate {}",
+        opts.protocol,
         opts.connections,
         opts.batch_entries,
         opts.streams,

@@ -138,6 +138,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         batch_entries: args.batch_entries.max(1),
         streams: 100,
         rate: args.rate,
+        protocol: Default::default(),
     };
     let (rows, live_verify) = run_windows(&args, &rt, &opts, &s, &query_stats, &pubkey)?;
     stop.store(true, Ordering::Release);

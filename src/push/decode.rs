@@ -65,7 +65,7 @@ fn media_type(content_type: Option<&str>) -> Result<MediaType, PushError> {
     })
 }
 
-fn decompress(
+pub(super) fn decompress(
     encoding: Option<&str>,
     body: Bytes,
     cap: usize,

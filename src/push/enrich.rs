@@ -4,7 +4,8 @@
 //!
 //! Owns: Loki's discovery rules: `service_name` from the first present label of
 //! [`SERVICE_NAME_SOURCES`] (else `unknown_service`); `detected_level` from a level label,
-//! then level metadata, then a `level`-like field of a JSON or logfmt line, then the earliest
+//! then level metadata, then an OTLP `severity_number`, then a `level`-like field of a JSON
+//! or logfmt line, then the earliest
 //! level word in the line, normalised to `trace debug info warn error critical fatal` or
 //! `unknown` (a label or metadata value that names no level is kept as it is).
 //!
@@ -50,6 +51,8 @@ pub const LEVEL_FIELDS: &[&str] = &[
 
 pub const SERVICE_NAME: &str = "service_name";
 pub const DETECTED_LEVEL: &str = "detected_level";
+/// The metadata an OTLP record's severity number is kept in.
+pub const SEVERITY_NUMBER: &str = "severity_number";
 const UNKNOWN_SERVICE: &str = "unknown_service";
 
 /// JSON nesting searched for a level field: Loki's `log_level_from_json_max_depth` default
@@ -82,13 +85,30 @@ pub fn apply(streams: &mut [Stream]) {
             }
             let level = label_level.clone().unwrap_or_else(|| {
                 let meta = LEVEL_FIELDS.iter().find_map(|k| e.metadata.get(k));
-                match meta {
-                    Some(v) => normalise(v),
-                    None => from_line(&e.line),
+                match (meta, e.metadata.get(SEVERITY_NUMBER)) {
+                    (Some(v), _) => normalise(v),
+                    (None, Some(n)) => from_severity_number(n).to_owned(),
+                    (None, None) => from_line(&e.line),
                 }
             });
             e.metadata = with(&e.metadata, DETECTED_LEVEL, level);
         }
+    }
+}
+
+/// The level of an OTLP severity number (1–4 trace, 5–8 debug, 9–12 info, 13–16 warn,
+/// 17–20 error, 21–24 fatal), as Loki reads it; text that is no number reads as info.
+fn from_severity_number(n: &str) -> &'static str {
+    match n.parse::<i64>() {
+        Err(_) => "info",
+        Ok(0) => "unknown",
+        Ok(n) if n <= 4 => "trace",
+        Ok(n) if n <= 8 => "debug",
+        Ok(n) if n <= 12 => "info",
+        Ok(n) if n <= 16 => "warn",
+        Ok(n) if n <= 20 => "error",
+        Ok(n) if n <= 24 => "fatal",
+        Ok(_) => "unknown",
     }
 }
 

@@ -33,6 +33,9 @@ pub enum PushError {
     /// The body is over a size limit; nothing was stored.
     #[error("{0}")]
     TooLarge(String),
+    /// The body's media type is not one the endpoint takes; nothing was stored.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// The request holds no stream at all.
     #[error("error at least one valid stream is required for ingestion")]
     NoStreams,
@@ -109,6 +112,7 @@ impl PushError {
             PushError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             PushError::BadRequest(_) | PushError::Rejected { .. } => StatusCode::BAD_REQUEST,
             PushError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            PushError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PushError::BodyTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
             PushError::NoStreams => StatusCode::UNPROCESSABLE_ENTITY,
             PushError::AuthThrottled(_) | PushError::RateLimited { .. } => {
@@ -123,7 +127,7 @@ impl PushError {
     }
 
     /// Seconds a client should wait before retrying, for retryable statuses.
-    fn retry_after(&self) -> Option<u64> {
+    pub fn retry_after(&self) -> Option<u64> {
         match self {
             PushError::AuthThrottled(s) => Some(*s),
             PushError::RateLimited { retry_after, .. } | PushError::Busy { retry_after, .. } => {
@@ -143,6 +147,7 @@ impl PushError {
             PushError::AuthThrottled(_) => "auth_throttled",
             PushError::BadRequest(_) => "bad_request",
             PushError::TooLarge(_) => "too_large",
+            PushError::UnsupportedMediaType(_) => "unsupported_media_type",
             PushError::NoStreams => "no_streams",
             PushError::Rejected { .. } => "invalid_entries",
             PushError::RateLimited { .. } => "rate_limited",
@@ -157,11 +162,18 @@ impl PushError {
     }
 }
 
-impl IntoResponse for PushError {
-    fn into_response(self) -> Response {
-        if let PushError::Storage(cause) = &self {
+impl PushError {
+    /// Logs what the client is not told: the cause of a failed commit.
+    pub fn log_cause(&self) {
+        if let PushError::Storage(cause) = self {
             tracing::error!(%cause, "push: the ledger could not commit");
         }
+    }
+}
+
+impl IntoResponse for PushError {
+    fn into_response(self) -> Response {
+        self.log_cause();
         let status = self.status();
         let retry = self.retry_after();
         let mut resp = (status, format!("{self}\n")).into_response();

@@ -1,4 +1,5 @@
-//! The push plane: `POST /loki/api/v1/push` and `GET /ready`, and nothing else.
+//! The push plane: `POST /loki/api/v1/push`, `POST /otlp/v1/logs` and `GET /ready`, and
+//! nothing else.
 //!
 //! Owns: the push router, the request path (authenticate, take the token's share, read the
 //! body within its limits and minimum rate, decode, validate, rate-limit, append, answer
@@ -11,7 +12,8 @@
 //! - `auth`: credentials, the per-peer failure throttle, per-token rate limits;
 //! - `memory`: the memory all pushes in flight may hold together, and each token's share;
 //! - `decode`: content encodings and body formats, with every size check before allocation;
-//! - `proto`, `json`: the two body formats;
+//! - `proto`, `json`: the two body formats of a Loki push;
+//! - `otlp`: OTLP/HTTP logs, its formats and answers, mapped to streams as Loki maps them;
 //! - `raw`: what both decoders hand to `validate`;
 //! - `labels`: the label string;
 //! - `validate`: Loki's per-stream and per-entry rules and the partial-failure rule;
@@ -25,6 +27,7 @@ mod error;
 mod json;
 pub mod labels;
 pub mod memory;
+pub mod otlp;
 pub mod proto;
 mod raw;
 mod validate;
@@ -220,6 +223,7 @@ impl PushState {
 pub fn router(state: Arc<PushState>) -> Router {
     Router::new()
         .route("/loki/api/v1/push", post(push))
+        .route("/otlp/v1/logs", post(otlp_logs))
         .route("/ready", get(ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -249,32 +253,124 @@ async fn push(
     body: Body,
 ) -> Response {
     let start = Instant::now();
-    let conn = conn.map(|c| c.0).unwrap_or_else(|| ConnInfo {
-        peer: SocketAddr::from(([0, 0, 0, 0], 0)),
-        client_names: Arc::new([]),
-    });
-    let result = handle(&st, &conn, &headers, body).await;
+    let conn = conn_info(conn);
+    let ct = header_str(&headers, header::CONTENT_TYPE).map(str::to_owned);
+    let ce = header_str(&headers, header::CONTENT_ENCODING).map(str::to_owned);
+    let result = handle(&st, &conn, &headers, body, |body, limits, charge| {
+        let decoded = decode::decode(ct.as_deref(), ce.as_deref(), body, limits, charge)?;
+        if decoded.streams.is_empty() {
+            return Err(PushError::NoStreams);
+        }
+        Ok(decoded)
+    })
+    .await
+    .and_then(Outcome::all_stored);
     let status = match &result {
-        Ok(()) => StatusCode::NO_CONTENT,
+        Ok(_) => StatusCode::NO_CONTENT,
         Err(e) => e.status(),
     };
     st.metrics.push_done(status.as_u16(), start.elapsed());
     match result {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => {
-            st.metrics.push_failed(e.reason());
-            tracing::debug!(peer = %conn.peer, status = status.as_u16(), reason = e.reason(), "push refused");
+            refused(&st, &conn, &e, status);
             e.into_response()
         }
     }
 }
 
-async fn handle(
+/// `POST /otlp/v1/logs`: the same path as a Loki push, with OTLP's bodies and answers.
+async fn otlp_logs(
+    State(st): State<Arc<PushState>>,
+    conn: Option<axum::Extension<ConnInfo>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let start = Instant::now();
+    let conn = conn_info(conn);
+    let format = otlp::Format::of(header_str(&headers, header::CONTENT_TYPE));
+    let fmt = *format.as_ref().unwrap_or(&otlp::Format::Protobuf);
+    let ce = header_str(&headers, header::CONTENT_ENCODING).map(str::to_owned);
+    let result = match format {
+        Err(e) => Err(e),
+        Ok(f) => {
+            handle(&st, &conn, &headers, body, |body, limits, charge| {
+                let now = crate::clock::now_ns();
+                otlp::decode(f, ce.as_deref(), body, limits, charge, now)
+            })
+            .await
+        }
+    };
+    // Some records stored: a partial success. None stored and some refused: a 400.
+    let result = result.and_then(|o| {
+        if o.rejected > 0 && o.entries == 0 {
+            o.all_stored()
+        } else {
+            Ok(o)
+        }
+    });
+    let status = match &result {
+        Ok(_) => StatusCode::OK,
+        Err(e) => otlp::status(e),
+    };
+    st.metrics.push_done(status.as_u16(), start.elapsed());
+    match result {
+        Ok(o) => otlp::accepted(fmt, o.rejected, o.lines.join("\n")),
+        Err(e) => {
+            refused(&st, &conn, &e, status);
+            otlp::refused(fmt, e)
+        }
+    }
+}
+
+fn conn_info(conn: Option<axum::Extension<ConnInfo>>) -> ConnInfo {
+    conn.map(|c| c.0).unwrap_or_else(|| ConnInfo {
+        peer: SocketAddr::from(([0, 0, 0, 0], 0)),
+        client_names: Arc::new([]),
+    })
+}
+
+fn refused(st: &PushState, conn: &ConnInfo, e: &PushError, status: StatusCode) {
+    st.metrics.push_failed(e.reason());
+    tracing::debug!(peer = %conn.peer, status = status.as_u16(), reason = e.reason(), "push refused");
+}
+
+/// What one push stored and what it refused.
+#[derive(Debug, Default)]
+struct Outcome {
+    entries: usize,
+    rejected: usize,
+    /// The first refusals, one line each.
+    lines: Vec<String>,
+}
+
+impl Outcome {
+    /// Ok only if nothing was refused; else the 400 that lists the refusals.
+    fn all_stored(self) -> Result<Outcome, PushError> {
+        if self.rejected == 0 {
+            return Ok(self);
+        }
+        Err(PushError::Rejected {
+            stored: self.entries,
+            total: self.rejected,
+            lines: self.lines,
+        })
+    }
+}
+
+/// The push path both protocols share: a slot, credentials, the token's share of the
+/// budget, the body within its limits, `decode` (which charges what it builds), validation,
+/// enrichment, the token's rate, and the append, which returns once the entries are durable.
+async fn handle<D>(
     st: &PushState,
     conn: &ConnInfo,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(), PushError> {
+    decode: D,
+) -> Result<Outcome, PushError>
+where
+    D: FnOnce(Bytes, &Limits, &mut memory::Charge<'_>) -> Result<raw::Decoded, PushError>,
+{
     let _permit = st.inflight.try_acquire().map_err(|_| PushError::Busy {
         msg: "too many pushes in flight; nothing was stored, retry".into(),
         retry_after: 1,
@@ -290,16 +386,7 @@ async fn handle(
                 tracing::info!(peer = %conn.peer, token = %who.name, "push body too slow; cut off");
             }
         })?;
-    let decoded = decode::decode(
-        header_str(headers, header::CONTENT_TYPE),
-        header_str(headers, header::CONTENT_ENCODING),
-        body,
-        &st.limits,
-        &mut charge,
-    )?;
-    if decoded.streams.is_empty() {
-        return Err(PushError::NoStreams);
-    }
+    let decoded = decode(body, &st.limits, &mut charge)?;
     charge.take_for_copies(decoded.raw_bytes)?;
     let mut checked = validate::check(decoded, &who.labels, &st.limits, crate::clock::now_ns());
     enrich::apply(&mut checked.streams);
@@ -318,13 +405,12 @@ async fn handle(
     }
     if checked.rejected > 0 {
         st.metrics.rejected_entries(checked.rejected);
-        return Err(PushError::Rejected {
-            stored: checked.entries,
-            total: checked.rejected,
-            lines: checked.reject_lines,
-        });
     }
-    Ok(())
+    Ok(Outcome {
+        entries: checked.entries,
+        rejected: checked.rejected,
+        lines: checked.reject_lines,
+    })
 }
 
 fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {

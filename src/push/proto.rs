@@ -121,7 +121,7 @@ fn walk(
     Ok(())
 }
 
-fn varint(buf: &mut &[u8]) -> Result<u64, &'static str> {
+pub(crate) fn varint(buf: &mut &[u8]) -> Result<u64, &'static str> {
     let mut v = 0u64;
     for i in 0..10 {
         let (&b, rest) = buf.split_first().ok_or("truncated varint")?;

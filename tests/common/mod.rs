@@ -197,6 +197,29 @@ pub fn python_venv(name: &str, requirement: &str, import: &str) -> PathBuf {
     python
 }
 
+/// A directory under the target directory, named `name`, with the npm `packages` installed
+/// in it from the npm registry on first use (checked by the first package's directory).
+/// Scripts that import them must run from this directory (copy them in): Node resolves an
+/// ES module's imports from the module's own location.
+pub fn node_modules(name: &str, packages: &[&str]) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let first = packages[0].rsplit_once('@').map_or(packages[0], |(p, _)| p);
+    if !dir.join("node_modules").join(first).is_dir() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let npm = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+            .arg(&dir)
+            .args(packages)
+            .status()
+            .expect("npm is needed (Node.js)");
+        assert!(
+            npm.success(),
+            "npm install {packages:?} failed (the npm registry must be reachable)"
+        );
+    }
+    dir
+}
+
 /// A tmpfs mounted for a test, unmounted on drop.
 pub struct Mount(PathBuf);
 

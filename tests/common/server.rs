@@ -342,6 +342,8 @@ pub struct Resp {
     pub status: u16,
     pub headers: http::HeaderMap,
     pub body: String,
+    /// The body as it came (a binary body is lossy in `body`).
+    pub bytes: Vec<u8>,
     /// The HTTP version the exchange used.
     pub version: http::Version,
 }
@@ -474,6 +476,7 @@ async fn collect(resp: http::Response<hyper::body::Incoming>) -> Result<Resp, St
         status,
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
+        bytes: body.to_vec(),
         version,
     })
 }
@@ -558,6 +561,7 @@ pub fn parse_response(raw: &[u8]) -> Resp {
         status,
         headers,
         body: body.to_string(),
+        bytes: body.as_bytes().to_vec(),
         version: http::Version::HTTP_11,
     }
 }

@@ -179,9 +179,10 @@ fn the_alert_rules_parse_and_use_only_metrics_daftari_exports() {
     }
 }
 
-#[test]
-fn the_alloy_config_is_well_formed_and_sends_with_a_push_token_over_tls() {
-    let text = std::fs::read_to_string(format!("{DEPLOY}/alloy/config.alloy")).unwrap();
+/// An Alloy config without its comments, checked for balanced blocks and for every
+/// component it references being defined in it.
+fn alloy_code(file: &str) -> String {
+    let text = std::fs::read_to_string(format!("{DEPLOY}/alloy/{file}")).unwrap();
     // Comments run from a `//` at the start or after white space (a URL's `://` is not one).
     let comment = regex::Regex::new(r"(^|\s)//.*$").unwrap();
     let code: String = text
@@ -201,18 +202,39 @@ fn the_alloy_config_is_well_formed_and_sends_with_a_push_token_over_tls() {
     }
     assert_eq!(depth, 0, "a block is left open");
     // Every component referenced (`a.b.c.receiver`, `a.b.c.rules`, `a.b.c.targets`) is defined.
-    let re = regex::Regex::new(r#"\b([a-z_]+\.[a-z_]+)\.([a-z_]+)\.(receiver|rules|targets)\b"#)
-        .unwrap();
+    let re = regex::Regex::new(
+        r#"\b([a-z_]+\.[a-z_]+(?:\.[a-z_]+)?)\.([a-z_]+)\.(receiver|rules|targets|input|handler|content)\b"#,
+    )
+    .unwrap();
     for cap in re.captures_iter(&code) {
         let block = format!("{} \"{}\" {{", &cap[1], &cap[2]);
         assert!(code.contains(&block), "{} is used but not defined", &cap[0]);
     }
+    code
+}
+
+#[test]
+fn the_alloy_config_is_well_formed_and_sends_with_a_push_token_over_tls() {
+    let code = alloy_code("config.alloy");
     let daftari = code.split("loki.write \"daftari\"").nth(1).unwrap();
     assert!(daftari.contains("https://") && daftari.contains("bearer_token_file"));
     assert!(daftari.contains("ca_file"));
     for job in ["auditd", "fail2ban", "aide"] {
         assert!(code.contains(&format!("job = \"{job}\"")), "{job}");
     }
+}
+
+#[test]
+fn the_alloy_otlp_pipeline_sends_to_the_otlp_path_with_a_push_token_over_tls() {
+    let code = alloy_code("otlp.alloy");
+    let daftari = code
+        .split("otelcol.exporter.otlphttp \"daftari\"")
+        .nth(1)
+        .unwrap();
+    assert!(daftari.contains("endpoint    = \"https://") && daftari.contains("/otlp\""));
+    assert!(daftari.contains("otelcol.auth.bearer.daftari.handler"));
+    assert!(daftari.contains("ca_file"));
+    assert!(code.contains("filename  = \"/etc/alloy/daftari-token\""));
 }
 
 #[test]

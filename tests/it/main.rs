@@ -23,6 +23,7 @@ mod logql;
 mod loki_golden;
 mod metrics;
 mod mutation;
+mod otlp;
 mod pruned_audit;
 mod push;
 mod push_crash;

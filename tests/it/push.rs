@@ -629,7 +629,6 @@ const LOKI_PATHS: &[&str] = &[
     "/api/prom/query",
     "/api/prom/label",
     "/api/prom/tail",
-    "/otlp/v1/logs",
     "/compactor/ring",
     "/ingester/flush",
     "/ingester/shutdown",
@@ -642,7 +641,7 @@ const LOKI_PATHS: &[&str] = &[
 ];
 
 #[test]
-fn the_push_listener_serves_push_and_ready_and_nothing_else() {
+fn the_push_listener_serves_push_otlp_and_ready_and_nothing_else() {
     let (_tmp, s) = start();
     let auth = [("authorization", format!("Bearer {}", s.token))];
     for path in LOKI_PATHS {
@@ -655,9 +654,11 @@ fn the_push_listener_serves_push_and_ready_and_nothing_else() {
             );
         }
     }
-    for method in ["GET", "PUT", "DELETE", "PATCH"] {
-        let r = request(s.push, method, "/loki/api/v1/push", &auth, Vec::new());
-        assert_eq!(r.status, 405, "{method} /loki/api/v1/push");
+    for path in ["/loki/api/v1/push", "/otlp/v1/logs"] {
+        for method in ["GET", "PUT", "DELETE", "PATCH"] {
+            let r = request(s.push, method, path, &auth, Vec::new());
+            assert_eq!(r.status, 405, "{method} {path}");
+        }
     }
     assert_eq!(
         request(s.push, "GET", "/ready", &[], Vec::new()).status,
