@@ -45,14 +45,19 @@ enum MediaType {
     Protobuf,
 }
 
-fn media_type(content_type: Option<&str>) -> Result<MediaType, PushError> {
-    let essence = content_type
+/// A `Content-Type`'s media type without its parameters, in lower case; empty when absent.
+pub(super) fn essence(content_type: Option<&str>) -> String {
+    content_type
         .unwrap_or("")
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
-        .to_ascii_lowercase();
+        .to_ascii_lowercase()
+}
+
+fn media_type(content_type: Option<&str>) -> Result<MediaType, PushError> {
+    let essence = essence(content_type);
     if essence.is_empty() {
         return Err(PushError::BadRequest(
             "missing Content-Type: send application/x-protobuf (snappy) or application/json".into(),

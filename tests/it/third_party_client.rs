@@ -11,6 +11,28 @@ use std::process::Command;
 
 use common::server::{Server, pushed, request};
 
+/// A file of `tests/spec/`.
+fn spec(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/spec")
+        .join(name)
+}
+
+/// Runs `client` with the URL of `path` on the push listener and `token` as its last two
+/// arguments; a failure fails the test with the client's stderr.
+fn run_client(mut client: Command, s: &Server, path: &str, token: &str) {
+    let out = client
+        .arg(format!("http://{}{path}", s.push))
+        .arg(token)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn python_logging_loki_pushes_into_the_ledger() {
     let python = common::python_venv(
@@ -20,19 +42,9 @@ fn python_logging_loki_pushes_into_the_ledger() {
     );
     let tmp = tempfile::tempdir().unwrap();
     let s = Server::start(&tmp.path().join("data"), &[]);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/spec/python_loki_client.py");
-    let url = format!("http://{}/loki/api/v1/push", s.push);
-    let out = Command::new(python)
-        .arg(script)
-        .arg(&url)
-        .arg(&s.token)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut client = Command::new(python);
+    client.arg(spec("python_loki_client.py"));
+    run_client(client, &s, "/loki/api/v1/push", &s.token);
     let data = s.data.clone();
     assert!(s.stop().success());
     let got = pushed(&data);
@@ -69,19 +81,9 @@ fn opentelemetry_python_sdk_exports_into_a_query() {
     let tmp = tempfile::tempdir().unwrap();
     let s = Server::start(&tmp.path().join("data"), &[]);
     let token = s.create_token("app-1", &["--label", "host=app-1"]);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/spec/otel_python_client.py");
-    let url = format!("http://{}/otlp/v1/logs", s.push);
-    let out = Command::new(python)
-        .arg(script)
-        .arg(&url)
-        .arg(&token)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut client = Command::new(python);
+    client.arg(spec("otel_python_client.py"));
+    run_client(client, &s, "/otlp/v1/logs", &token);
     let q = "/loki/api/v1/query_range?query=%7Bservice_name%3D%22otel-python%22%7D&since=1h&direction=forward";
     let r = request(s.local, "GET", q, &[], Vec::new());
     assert_eq!(r.status, 200, "{}", r.body);
@@ -132,27 +134,13 @@ fn opentelemetry_js_sdk_exports_json_into_a_query() {
         ],
     );
     let script = dir.join("otel_js_client.mjs");
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/spec/otel_js_client.mjs"),
-        &script,
-    )
-    .unwrap();
+    std::fs::copy(spec("otel_js_client.mjs"), &script).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let s = Server::start(&tmp.path().join("data"), &[]);
     let token = s.create_token("app-2", &["--label", "host=app-2"]);
-    let url = format!("http://{}/otlp/v1/logs", s.push);
-    let out = Command::new("node")
-        .arg(&script)
-        .arg(&url)
-        .arg(&token)
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut client = Command::new("node");
+    client.arg(&script).current_dir(&dir);
+    run_client(client, &s, "/otlp/v1/logs", &token);
     let q = "/loki/api/v1/query_range?query=%7Bservice_name%3D%22otel-js%22%2C%20host%3D%22app-2%22%7D%20%7C%20detected_level%3D%22warn%22&since=1h";
     let r = request(s.local, "GET", q, &[], Vec::new());
     assert_eq!(r.status, 200, "{}", r.body);

@@ -47,14 +47,7 @@ pub enum Format {
 impl Format {
     /// The format of a `Content-Type`, or 415.
     pub fn of(content_type: Option<&str>) -> Result<Format, PushError> {
-        let essence = content_type
-            .unwrap_or("")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        match essence.as_str() {
+        match super::decode::essence(content_type).as_str() {
             "application/x-protobuf" => Ok(Format::Protobuf),
             "application/json" => Ok(Format::Json),
             _ => Err(PushError::UnsupportedMediaType(format!(
