@@ -13,7 +13,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use daftari::config::{Config, LogFormat, Overrides};
-use daftari::server::{self, Control, LOCAL_BANNER, Listeners, PUSH_BANNER, REMOTE_BANNER};
+use daftari::server::{
+    self, Control, LOCAL_BANNER, Listeners, PUSH_BANNER, REMOTE_BANNER, SYSLOG_TCP_BANNER,
+    SYSLOG_TLS_BANNER,
+};
 use daftari::token::{self, Kind, Manager};
 use tokio::sync::mpsc;
 
@@ -125,6 +128,12 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             "http"
         };
         eprintln!("{REMOTE_BANNER}{scheme}://{}", remote.local_addr()?);
+    }
+    if let Some(l) = &listeners.syslog_tls {
+        eprintln!("{SYSLOG_TLS_BANNER}tls://{}", l.local_addr()?);
+    }
+    if let Some(l) = &listeners.syslog_tcp {
+        eprintln!("{SYSLOG_TCP_BANNER}tcp://{}", l.local_addr()?);
     }
     let (tx, rx) = mpsc::channel(8);
     tokio::spawn(signals.forward(tx));

@@ -21,6 +21,7 @@ mod duration;
 mod limits;
 mod query;
 mod seal;
+mod syslog;
 
 pub use connections::{
     DEFAULT_BODY_TIMEOUT, DEFAULT_FIRST_BYTE_TIMEOUT, DEFAULT_HEADER_TIMEOUT,
@@ -29,6 +30,7 @@ pub use connections::{
 };
 pub use duration::parse_duration;
 pub use query::QueryConfig;
+pub use syslog::SyslogConfig;
 
 /// Where a fresh server keeps its ledger and token database. Key `data_dir`.
 pub const DEFAULT_DATA_DIR: &str = "./data";
@@ -83,6 +85,7 @@ pub struct Config {
     pub limits: Limits,
     pub store: StoreConfig,
     pub query: QueryConfig,
+    pub syslog: SyslogConfig,
     /// How long an epoch lasts before it is sealed.
     pub epoch_interval: Duration,
     /// Print each checkpoint on stdout as a JSON line.
@@ -135,6 +138,8 @@ struct File {
     query: query::QueryFile,
     #[serde(default)]
     seal: seal::SealFile,
+    #[serde(default)]
+    syslog: syslog::SyslogFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -249,6 +254,7 @@ fn build(f: File, flags: &Overrides) -> Result<Config, ConfigError> {
         limits,
         store,
         query: query::build(&f.query)?,
+        syslog: syslog::build(&f.syslog)?,
         epoch_interval: seal::epoch_interval(&f.seal, flags.epoch_interval)?,
         checkpoint_stdout: seal::checkpoint_stdout(&f.seal),
         checkpoint_every: seal::checkpoint_every(&f.seal)?,
@@ -439,6 +445,19 @@ mod tests {
         );
         assert_eq!(c.query, QueryConfig::default());
         assert_eq!(c.disk_reserve, crate::store::DEFAULT_DISK_RESERVE);
+        assert_eq!(c.syslog, syslog::build(&Default::default()).unwrap());
+        assert!(c.syslog.listen.is_none() && c.syslog.tcp_listen.is_none());
+        // Every syslog key, uncommented, parses into a working section.
+        let syslog = text.split("[syslog]").nth(1).unwrap();
+        let key = regex::Regex::new(r#"^# (("[^"]+"|[a-z_]+) = |\[syslog\.sources\]$)"#).unwrap();
+        let on: String = syslog
+            .lines()
+            .map(|l| if key.is_match(l) { &l[2..] } else { l })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::from_toml(&format!("[syslog]{on}"), &Overrides::default()).unwrap();
+        assert_eq!(c.syslog.listen.map(|a| a.port()), Some(6514));
+        assert_eq!(c.syslog.sources.len(), 1);
     }
 
     #[test]

@@ -11,8 +11,10 @@
 //! scrape time from the disk and from the ledger's writer.
 
 mod scrape;
+mod syslog;
 
 pub use scrape::{render_disk, render_writer};
+pub use syslog::SyslogStats;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -90,6 +92,9 @@ pub struct Metrics {
     pub push: ListenerStats,
     pub local: ListenerStats,
     pub remote: ListenerStats,
+    /// The syslog listeners (TLS and plain TCP together).
+    pub syslog_conns: ListenerStats,
+    pub syslog: SyslogStats,
     /// Successful and failed certificate reloads.
     pub tls_reloads: AtomicU64,
     pub tls_reload_failures: AtomicU64,
@@ -254,16 +259,18 @@ impl Metrics {
             let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
         }
         self.seal.render(&mut out);
+        self.syslog.render(&mut out);
         out
     }
 }
 
 impl Metrics {
-    /// The figures of the listener named `name` (`push`, `local` or `remote`).
+    /// The figures of the listener named `name` (`push`, `local`, `remote` or `syslog`).
     pub fn listener(&self, name: &str) -> &ListenerStats {
         match name {
             "local" => &self.local,
             "remote" => &self.remote,
+            "syslog" => &self.syslog_conns,
             _ => &self.push,
         }
     }
@@ -296,6 +303,7 @@ impl Metrics {
                 ("push", &self.push),
                 ("local", &self.local),
                 ("remote", &self.remote),
+                ("syslog", &self.syslog_conns),
             ] {
                 let v = field(l).load(Ordering::Relaxed);
                 let _ = writeln!(out, "{name}{{listener=\"{listener}\"}} {v}");

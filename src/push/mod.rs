@@ -14,6 +14,7 @@
 //! - `decode`: content encodings and body formats, with every size check before allocation;
 //! - `proto`, `json`: the two body formats of a Loki push;
 //! - `otlp`: OTLP/HTTP logs, its formats and answers, mapped to streams as Loki maps them;
+//! - `syslog`: syslog connections (their own listener), framed, parsed and mapped to streams;
 //! - `raw`: what both decoders hand to `validate`;
 //! - `labels`: the label string;
 //! - `validate`: Loki's per-stream and per-entry rules and the partial-failure rule;
@@ -30,6 +31,7 @@ pub mod memory;
 pub mod otlp;
 pub mod proto;
 mod raw;
+pub mod syslog;
 mod validate;
 
 use std::net::SocketAddr;
@@ -387,6 +389,19 @@ where
             }
         })?;
     let decoded = decode(body, &st.limits, &mut charge)?;
+    commit(st, &who, tenant, decoded, &mut charge).await
+}
+
+/// What every protocol does with a decoded request: charge the copies validation and
+/// encoding make, validate with the token's forced labels, enrich, take the token's rate,
+/// and append, which returns once the entries are durable.
+async fn commit(
+    st: &PushState,
+    who: &crate::token::Identity,
+    tenant: String,
+    decoded: raw::Decoded,
+    charge: &mut memory::Charge<'_>,
+) -> Result<Outcome, PushError> {
     charge.take_for_copies(decoded.raw_bytes)?;
     let mut checked = validate::check(decoded, &who.labels, &st.limits, crate::clock::now_ns());
     enrich::apply(&mut checked.streams);

@@ -131,18 +131,18 @@ fn http_builder(limits: &ServerLimits) -> Builder<TokioExecutor> {
 
 /// Open connections per peer address, so one address cannot hold the whole listener.
 #[derive(Debug, Default)]
-struct PeerCounts(Mutex<HashMap<IpAddr, usize>>);
+pub(super) struct PeerCounts(Mutex<HashMap<IpAddr, usize>>);
 
 /// One connection's place in its peer's count, given back when dropped.
 #[derive(Debug)]
-struct PeerSlot {
+pub(super) struct PeerSlot {
     counts: Arc<PeerCounts>,
     key: IpAddr,
 }
 
 impl PeerCounts {
     /// A slot for a connection from `ip`, or `None` if its peer holds `max` already.
-    fn take(counts: &Arc<PeerCounts>, ip: IpAddr, max: usize) -> Option<PeerSlot> {
+    pub(super) fn take(counts: &Arc<PeerCounts>, ip: IpAddr, max: usize) -> Option<PeerSlot> {
         let key = crate::token::credentials::peer_key(ip);
         let mut map = counts.0.lock().unwrap_or_else(|p| p.into_inner());
         let n = map.entry(key).or_insert(0);

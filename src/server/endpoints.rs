@@ -1,4 +1,4 @@
-//! The three listeners' endpoints: which router, TLS and connection limits each one gets.
+//! The HTTP listeners' endpoints: which router, TLS and connection limits each one gets.
 //!
 //! Owns: building the push, local and remote endpoints from what they share (config,
 //! metrics, readiness, disk reserve, query state, the appender and the token verifier).
@@ -42,23 +42,29 @@ pub(super) struct Shared<'c> {
 }
 
 impl Shared<'_> {
-    /// The push listener: appends through the disk reserve, authenticated by push tokens.
-    pub(super) fn push_endpoint(
-        &self,
-        listener: TcpListener,
-        tls: Option<Arc<tls::TlsState>>,
-    ) -> accept::Endpoint {
-        let state = PushState::new(
+    /// What every push protocol shares (the push listener's and the syslog listeners'): one
+    /// budget and one rate per token, appending through the disk reserve.
+    pub(super) fn push_state(&self) -> Arc<PushState> {
+        Arc::new(PushState::new(
             self.appender.guarded(Arc::clone(&self.reserve)),
             Arc::clone(&self.verifier),
             Arc::clone(&self.metrics),
             self.cfg.limits.clone(),
             Arc::clone(&self.ready),
-        );
+        ))
+    }
+
+    /// The push listener, authenticated by push tokens.
+    pub(super) fn push_endpoint(
+        &self,
+        listener: TcpListener,
+        tls: Option<Arc<tls::TlsState>>,
+        state: Arc<PushState>,
+    ) -> accept::Endpoint {
         accept::Endpoint {
             name: "push",
             listener,
-            app: push::router(Arc::new(state)),
+            app: push::router(state),
             tls,
             limits: self.cfg.server.clone(),
             metrics: Arc::clone(&self.metrics),

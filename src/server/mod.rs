@@ -24,20 +24,21 @@
 mod accept;
 mod endpoints;
 mod local;
+mod syslog;
 
-/// What `daftari serve` prints on stderr once a listener is bound, before its URL
-/// (`http://` or `https://` and the address): the contract that scripts, the load commands
-/// and the tests read to find a server started on port 0.
+/// What `daftari serve` prints on stderr once a listener is bound, before its URL (a scheme
+/// such as `http://`, `https://`, `tls://` or `tcp://`, and the address): the contract that
+/// scripts, the load commands and the tests read to find a server started on port 0.
 pub const PUSH_BANNER: &str = "daftari: push listener on ";
 pub const LOCAL_BANNER: &str = "daftari: local listener on ";
 pub const REMOTE_BANNER: &str = "daftari: remote read listener on ";
+pub const SYSLOG_TLS_BANNER: &str = "daftari: syslog TLS listener on ";
+pub const SYSLOG_TCP_BANNER: &str = "daftari: syslog TCP listener on ";
 
 /// The address a banner line announces, if `line` is the banner `prefix`.
 pub fn banner_addr(line: &str, prefix: &str) -> Option<std::net::SocketAddr> {
     let url = line.strip_prefix(prefix)?;
-    let addr = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))?;
+    let (_, addr) = url.split_once("://")?;
     addr.parse().ok()
 }
 pub mod read;
@@ -76,6 +77,24 @@ pub struct Listeners {
     pub local: TcpListener,
     /// The remote read listener, when `query.remote_listen` is set.
     pub remote: Option<TcpListener>,
+    /// The syslog listeners, when `syslog.listen` (TLS) or `syslog.tcp_listen` is set.
+    pub syslog_tls: Option<TcpListener>,
+    pub syslog_tcp: Option<TcpListener>,
+}
+
+async fn bind_optional(
+    addr: Option<std::net::SocketAddr>,
+    what: &str,
+) -> anyhow::Result<Option<TcpListener>> {
+    use anyhow::Context;
+    match addr {
+        None => Ok(None),
+        Some(a) => Ok(Some(
+            TcpListener::bind(a)
+                .await
+                .with_context(|| format!("bind {what} {a}"))?,
+        )),
+    }
 }
 
 impl Listeners {
@@ -94,18 +113,12 @@ impl Listeners {
             bound.ip().is_loopback(),
             "local listener bound {bound}, which is not a loopback address"
         );
-        let remote = match cfg.query.remote_listen {
-            None => None,
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("bind remote read listener {addr}"))?,
-            ),
-        };
         Ok(Listeners {
             push,
             local,
-            remote,
+            remote: bind_optional(cfg.query.remote_listen, "remote read listener").await?,
+            syslog_tls: bind_optional(cfg.syslog.listen, "syslog TLS listener").await?,
+            syslog_tcp: bind_optional(cfg.syslog.tcp_listen, "syslog TCP listener").await?,
         })
     }
 }
@@ -117,6 +130,7 @@ pub fn preflight(cfg: &Config) -> anyhow::Result<()> {
     use anyhow::Context;
     load_tls(&cfg.tls).context("[tls]")?;
     load_tls(&cfg.query.remote_tls).context("[query] remote TLS")?;
+    load_tls(&cfg.syslog.tls).context("[syslog] TLS")?;
     Ok(())
 }
 
@@ -138,6 +152,7 @@ pub async fn run(
     } = open(&cfg, Arc::clone(&metrics)).await?;
     let tls = load_tls(&cfg.tls)?;
     let remote_tls = load_tls(&cfg.query.remote_tls)?;
+    let syslog_tls = load_tls(&cfg.syslog.tls)?;
     let q = &cfg.query;
     let shared = Shared {
         cfg: &cfg,
@@ -153,7 +168,23 @@ pub async fn run(
         verifier,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let push_ep = shared.push_endpoint(listeners.push, tls.clone());
+    let push_state = shared.push_state();
+    let push_ep = shared.push_endpoint(listeners.push, tls.clone(), Arc::clone(&push_state));
+    let sys = syslog::Syslog::new(
+        cfg.syslog.clone(),
+        push_state,
+        Arc::clone(&metrics),
+        cfg.server.tls_handshake_timeout,
+        cfg.server.shutdown_grace,
+    );
+    let syslog_tasks: Vec<_> = [
+        listeners.syslog_tls.map(|l| (l, syslog_tls.clone())),
+        listeners.syslog_tcp.map(|l| (l, None)),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|(l, t)| tokio::spawn(syslog::serve(Arc::clone(&sys), l, t, stop_rx.clone())))
+    .collect();
     let local_ep = shared.local_endpoint(listeners.local);
     let remote_task = listeners.remote.map(|listener| {
         let ep = shared.remote_endpoint(listener, remote_tls.clone());
@@ -174,7 +205,7 @@ pub async fn run(
     follow_control(
         &mut control,
         tls.as_deref(),
-        remote_tls.as_deref(),
+        [remote_tls.as_deref(), syslog_tls.as_deref()],
         &metrics,
     )
     .await;
@@ -188,7 +219,7 @@ pub async fn run(
         remote_task,
         Some(space_task),
     ];
-    for t in tasks.into_iter().flatten() {
+    for t in tasks.into_iter().flatten().chain(syslog_tasks) {
         let _ = t.await;
     }
     let threads = Threads {
@@ -248,19 +279,19 @@ async fn open(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Opened> {
 }
 
 /// Reloads certificates on `Reload` (the push listener's, saying so if it has none, and the
-/// remote listener's if it has any) until `Shutdown` or the sender is gone.
+/// remote and syslog listeners' where they have any) until `Shutdown` or the sender is gone.
 async fn follow_control(
     control: &mut mpsc::Receiver<Control>,
     push: Option<&tls::TlsState>,
-    remote: Option<&tls::TlsState>,
+    others: [Option<&tls::TlsState>; 2],
     metrics: &Metrics,
 ) {
     while let Some(msg) = control.recv().await {
         match msg {
             Control::Reload => {
                 reload(push, metrics);
-                if remote.is_some() {
-                    reload(remote, metrics);
+                for t in others.into_iter().flatten() {
+                    reload(Some(t), metrics);
                 }
             }
             Control::Shutdown => return,

@@ -72,6 +72,30 @@ impl Verifier {
         found
     }
 
+    /// The live push token bound to one of a verified client certificate's `names` (a token
+    /// made with `--cert-identity`): how a syslog sender over TLS is identified.
+    pub fn by_cert(&self, names: &[String]) -> Option<Identity> {
+        let set = self.snapshot();
+        set.iter()
+            .filter(|e| e.kind == Kind::Push)
+            .find(|e| {
+                e.identity
+                    .cert_identity
+                    .as_deref()
+                    .is_some_and(|c| names.iter().any(|n| n == c))
+            })
+            .map(|e| e.identity.clone())
+    }
+
+    /// The live push token named `name`: how a plain-TCP syslog sender, known by its source
+    /// address, is identified.
+    pub fn by_name(&self, name: &str) -> Option<Identity> {
+        let set = self.snapshot();
+        set.iter()
+            .find(|e| e.kind == Kind::Push && &*e.identity.name == name)
+            .map(|e| e.identity.clone())
+    }
+
     /// Replaces the live set (after the database changed). Last-use times carry over.
     pub(crate) fn replace(&self, live: Vec<LiveToken>) {
         let old = self.snapshot();

@@ -19,10 +19,10 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 const TS: i64 = 1_754_400_000_000_000_000;
 
-struct Ca(CertifiedIssuer<'static, KeyPair>);
+pub(crate) struct Ca(CertifiedIssuer<'static, KeyPair>);
 
 impl Ca {
-    fn new(name: &str) -> Ca {
+    pub(crate) fn new(name: &str) -> Ca {
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         p.distinguished_name.push(DnType::CommonName, name);
@@ -30,7 +30,7 @@ impl Ca {
     }
 
     /// A leaf certificate for `names` (the first is also the common name): (cert PEM, key PEM).
-    fn leaf(&self, names: &[&str]) -> (String, String) {
+    pub(crate) fn leaf(&self, names: &[&str]) -> (String, String) {
         let key = KeyPair::generate().unwrap();
         let mut p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
             .unwrap();
@@ -39,13 +39,13 @@ impl Ca {
         (cert.pem(), key.serialize_pem())
     }
 
-    fn pem(&self) -> String {
+    pub(crate) fn pem(&self) -> String {
         self.0.pem()
     }
 }
 
 /// Writes the server's certificate and key under `dir`; returns (cert path, key path).
-fn write_server_cert(dir: &Path, ca: &Ca) -> (String, String) {
+pub(crate) fn write_server_cert(dir: &Path, ca: &Ca) -> (String, String) {
     let (cert, key) = ca.leaf(&["localhost", "127.0.0.1"]);
     let (cp, kp) = (dir.join("server.pem"), dir.join("server.key"));
     std::fs::write(&cp, cert).unwrap();
@@ -53,7 +53,7 @@ fn write_server_cert(dir: &Path, ca: &Ca) -> (String, String) {
     (cp.to_str().unwrap().into(), kp.to_str().unwrap().into())
 }
 
-fn client(ca: &Ca, alpn: &[&[u8]], identity: Option<(String, String)>) -> ClientTls {
+pub(crate) fn client(ca: &Ca, alpn: &[&[u8]], identity: Option<(String, String)>) -> ClientTls {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots

@@ -27,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 pub use map::INDEX_ATTRIBUTES;
+pub use value::label_name;
 
 use super::Limits;
 use super::error::PushError;
