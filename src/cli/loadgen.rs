@@ -57,7 +57,8 @@ pub struct Args {
     /// Segment layout of the spawned server (1 or 2; default: the server's).
     #[arg(long)]
     segment_format: Option<u32>,
-    /// The push API: Loki's push (protobuf + snappy) or OTLP/HTTP logs (protobuf + gzip).
+    /// The push API: Loki's push (protobuf + snappy), OTLP/HTTP logs (protobuf + gzip), or
+    /// syslog (octet-counted RFC 5424 over TCP; spawned server only).
     #[arg(long, value_enum, default_value_t = Protocol::Loki)]
     protocol: Protocol,
 }
@@ -66,29 +67,76 @@ pub(super) fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration such as 20s"))
 }
 
-pub fn run(args: Args) -> anyhow::Result<u8> {
-    let mut spawned = None;
-    let (addr, token, pid) = match args.addr {
-        Some(addr) => {
-            let file = args
-                .token_file
-                .as_ref()
-                .context("--addr needs --token-file")?;
-            let token = std::fs::read_to_string(file)
-                .with_context(|| format!("read {}", file.display()))?;
-            (addr, token.trim().to_string(), args.server_pid)
-        }
-        None => {
-            let mut config = UNLIMITED_TOKENS.to_owned();
-            if let Some(f) = args.segment_format {
-                config.push_str(&format!("[store]\nsegment_format = {f}\n"));
-            }
-            let s = Spawned::start(args.data_dir.clone(), &config, &[])?;
-            let out = (s.addr, s.token.clone(), Some(s.child.id()));
-            spawned = Some(s);
-            out
-        }
+/// A loopback port free now, for the spawned server's syslog listener.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The spawned server's syslog listener: plain TCP from loopback, as its bootstrap token.
+fn syslog_config(port: u16) -> String {
+    format!(
+        "[syslog]\ntcp_listen = \"127.0.0.1:{port}\"\nmax_connections_per_peer = 64\n\
+         [syslog.sources]\n\"127.0.0.1\" = \"bootstrap\"\n"
+    )
+}
+
+/// The server under load: the one at `--addr`, or a spawned one.
+struct Target {
+    addr: std::net::SocketAddr,
+    token: String,
+    pid: Option<u32>,
+    spawned: Option<Spawned>,
+    /// A spawned server's syslog port and local listener (`--protocol syslog`).
+    syslog: Option<(u16, std::net::SocketAddr)>,
+}
+
+fn target(args: &Args) -> anyhow::Result<Target> {
+    if let Some(addr) = args.addr {
+        let file = args
+            .token_file
+            .as_ref()
+            .context("--addr needs --token-file")?;
+        let token =
+            std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
+        return Ok(Target {
+            addr,
+            token: token.trim().to_string(),
+            pid: args.server_pid,
+            spawned: None,
+            syslog: None,
+        });
+    }
+    let mut config = UNLIMITED_TOKENS.to_owned();
+    if let Some(f) = args.segment_format {
+        config.push_str(&format!("[store]\nsegment_format = {f}\n"));
+    }
+    let port = match args.protocol {
+        Protocol::Syslog => Some(free_port()?),
+        _ => None,
     };
+    if let Some(p) = port {
+        config.push_str(&syslog_config(p));
+    }
+    let s = Spawned::start(args.data_dir.clone(), &config, &[])?;
+    Ok(Target {
+        addr: s.addr,
+        token: s.token.clone(),
+        pid: Some(s.child.id()),
+        syslog: port.map(|p| (p, s.local)),
+        spawned: Some(s),
+    })
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let Target {
+        addr,
+        token,
+        pid,
+        spawned,
+        syslog,
+    } = target(&args)?;
     let opts = Options {
         addr,
         tokens: vec![token],
@@ -127,12 +175,36 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             Some(loadgen::write_bytes(pid)?.saturating_sub(before?))
         })
     });
+    if let Some((port, local)) = syslog {
+        let syslog = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let r = rt.block_on(loadgen::syslog::run(&opts, syslog, local));
+        println!(
+            "entries/s {:.0} committed  MB/s {:.1} on the wire",
+            r.entries as f64 / r.seconds.max(1e-9),
+            r.wire_bytes as f64 / r.seconds / 1e6
+        );
+        print_rss(pid);
+        return finish(written, r.entries, spawned);
+    }
+    anyhow::ensure!(
+        args.protocol != Protocol::Syslog,
+        "--protocol syslog spawns its own server; leave out --addr"
+    );
     let report = rt.block_on(loadgen::run(&opts));
     print(&report, pid);
+    finish(written, report.entries, spawned)
+}
+
+/// Prints the server's bytes written per entry and stops a spawned server.
+fn finish(
+    written: Option<std::thread::JoinHandle<Option<u64>>>,
+    entries: u64,
+    spawned: Option<Spawned>,
+) -> anyhow::Result<u8> {
     if let Some(bytes) = written.and_then(|h| h.join().ok().flatten()) {
         println!(
             "server wrote {:.0} B per entry to disk in the measured window (/proc/PID/io write_bytes)",
-            bytes as f64 / report.entries.max(1) as f64
+            bytes as f64 / entries.max(1) as f64
         );
     }
     if let Some(s) = spawned {
@@ -171,6 +243,10 @@ fn print(r: &Report, pid: Option<u32>) {
             failures.join(", ")
         },
     );
+    print_rss(pid);
+}
+
+fn print_rss(pid: Option<u32>) {
     if let Some((peak, now)) = pid.and_then(loadgen::rss_kib) {
         println!(
             "server RSS peak {:.1} MiB  now {:.1} MiB",

@@ -15,7 +15,7 @@ use anyhow::Context;
 use daftari::config::{Config, LogFormat, Overrides};
 use daftari::server::{
     self, Control, LOCAL_BANNER, Listeners, PUSH_BANNER, REMOTE_BANNER, SYSLOG_TCP_BANNER,
-    SYSLOG_TLS_BANNER,
+    SYSLOG_TLS_BANNER, SYSLOG_UDP_BANNER,
 };
 use daftari::token::{self, Kind, Manager};
 use tokio::sync::mpsc;
@@ -134,6 +134,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     if let Some(l) = &listeners.syslog_tcp {
         eprintln!("{SYSLOG_TCP_BANNER}tcp://{}", l.local_addr()?);
+    }
+    if let Some(l) = &listeners.syslog_udp {
+        eprintln!("{SYSLOG_UDP_BANNER}udp://{}", l.local_addr()?);
     }
     let (tx, rx) = mpsc::channel(8);
     tokio::spawn(signals.forward(tx));

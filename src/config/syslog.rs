@@ -2,7 +2,7 @@
 //!
 //! Owns: its keys, defaults and validation: TLS syslog needs a certificate, a key and the CA
 //! that signs senders' client certificates (a sender is known by its certificate); plain TCP
-//! needs a source-address map, since nothing else can say who a sender is.
+//! and UDP need a source-address map, since nothing else can say who a sender is.
 //!
 //! Must not: open listeners or read certificates.
 
@@ -33,6 +33,8 @@ pub struct SyslogConfig {
     pub tls: Option<TlsConfig>,
     /// Plain TCP (RFC 6587), senders known by source address only.
     pub tcp_listen: Option<SocketAddr>,
+    /// UDP (RFC 5426), senders known by a source address anyone can forge.
+    pub udp_listen: Option<SocketAddr>,
     /// Source address → push token name, for plain TCP.
     pub sources: BTreeMap<IpAddr, String>,
     pub max_message_bytes: usize,
@@ -49,6 +51,7 @@ pub(super) struct SyslogFile {
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
     tcp_listen: Option<String>,
+    udp_listen: Option<String>,
     #[serde(default)]
     sources: BTreeMap<String, String>,
     max_message_bytes: Option<usize>,
@@ -69,6 +72,7 @@ fn addr(key: &'static str, v: &Option<String>) -> Result<Option<SocketAddr>, Con
 pub(super) fn build(f: &SyslogFile) -> Result<SyslogConfig, ConfigError> {
     let listen = addr("syslog.listen", &f.listen)?;
     let tcp_listen = addr("syslog.tcp_listen", &f.tcp_listen)?;
+    let udp_listen = addr("syslog.udp_listen", &f.udp_listen)?;
     let tls = match (&f.tls_cert, &f.tls_key, &f.tls_client_ca) {
         (Some(cert), Some(key), Some(ca)) => Some(TlsConfig {
             cert: cert.clone(),
@@ -98,17 +102,18 @@ pub(super) fn build(f: &SyslogFile) -> Result<SyslogConfig, ConfigError> {
             .map_err(|_| bad("syslog.sources", format!("{ip:?} is not an IP address")))?;
         sources.insert(ip, token.clone());
     }
-    if tcp_listen.is_some() && sources.is_empty() {
+    if (tcp_listen.is_some() || udp_listen.is_some()) && sources.is_empty() {
         return Err(bad(
             "syslog.sources",
-            "plain TCP syslog needs syslog.sources: each sender's address and the push token \
-             it stands for",
+            "plain TCP and UDP syslog need syslog.sources: each sender's address and the push \
+             token it stands for",
         ));
     }
     let out = SyslogConfig {
         listen,
         tls,
         tcp_listen,
+        udp_listen,
         sources,
         max_message_bytes: f.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
         idle_timeout: dur("syslog.idle_timeout", &f.idle_timeout, DEFAULT_IDLE_TIMEOUT)?,
@@ -130,4 +135,45 @@ pub(super) fn build(f: &SyslogFile) -> Result<SyslogConfig, ConfigError> {
         return Err(bad("syslog.idle_timeout", "must be more than zero"));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, Overrides};
+
+    #[test]
+    fn the_annotated_section_is_off_and_every_key_of_it_parses() {
+        let text = include_str!("../../deploy/daftari.toml");
+        let c = Config::from_toml(text, &Overrides::default()).unwrap();
+        assert!(c.syslog.listen.is_none() && c.syslog.tcp_listen.is_none());
+        // Every syslog key, uncommented, parses into a working section.
+        let syslog = text.split("[syslog]").nth(1).unwrap();
+        let key = regex::Regex::new(r#"^# (("[^"]+"|[a-z_]+) = |\[syslog\.sources\]$)"#).unwrap();
+        let on: String = syslog
+            .lines()
+            .map(|l| if key.is_match(l) { &l[2..] } else { l })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::from_toml(&format!("[syslog]{on}"), &Overrides::default()).unwrap();
+        assert_eq!(c.syslog.listen.map(|a| a.port()), Some(6514));
+        assert_eq!(c.syslog.tcp_listen.map(|a| a.port()), Some(601));
+        assert_eq!(c.syslog.sources.len(), 1);
+    }
+
+    #[test]
+    fn listeners_need_what_identifies_their_senders() {
+        let bad = |t: &str| {
+            Config::from_toml(t, &Overrides::default())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad("[syslog]\nlisten = \"127.0.0.1:6514\"").contains("syslog.listen"));
+        let e = bad("[syslog]\nlisten = \"127.0.0.1:6514\"\ntls_cert = \"c\"\ntls_key = \"k\"");
+        assert!(e.contains("tls_client_ca"), "{e}");
+        assert!(bad("[syslog]\ntcp_listen = \"127.0.0.1:601\"").contains("syslog.sources"));
+        assert!(bad("[syslog]\nudp_listen = \"127.0.0.1:514\"").contains("syslog.sources"));
+        let e = bad("[syslog]\ntcp_listen = \"127.0.0.1:601\"\n[syslog.sources]\n\"x\" = \"t\"");
+        assert!(e.contains("not an IP address"), "{e}");
+        assert!(bad("[syslog]\nmax_message_bytes = 100").contains("max_message_bytes"));
+    }
 }

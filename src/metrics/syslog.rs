@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::header;
 
@@ -13,11 +14,14 @@ use super::header;
 #[derive(Debug, Default)]
 pub struct SyslogStats {
     /// (sender, outcome) → messages. Outcomes: `stored`, `refused` (invalid, listed in the
-    /// debug log), `too_large` (over `syslog.max_message_bytes`, skipped unread).
+    /// debug log), `too_large` (over `syslog.max_message_bytes`, skipped unread), `dropped`
+    /// (UDP only: not committed at once).
     messages: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// reason → connections closed by the server: `unknown_sender`, `revoked`, `framing`,
     /// `idle`.
     closed: Mutex<BTreeMap<&'static str, u64>>,
+    /// UDP datagrams from addresses no sender is mapped to.
+    unknown_datagrams: AtomicU64,
 }
 
 impl SyslogStats {
@@ -27,6 +31,10 @@ impl SyslogStats {
         }
         let mut m = self.messages.lock().unwrap_or_else(|p| p.into_inner());
         *m.entry((sender.to_string(), outcome)).or_default() += n as u64;
+    }
+
+    pub fn unknown_datagram(&self) {
+        self.unknown_datagrams.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn closed(&self, reason: &'static str) {
@@ -40,7 +48,7 @@ impl SyslogStats {
             out,
             name,
             "counter",
-            "Syslog messages by sender and outcome (stored, refused, too_large).",
+            "Syslog messages by sender and outcome (stored, refused, too_large, dropped).",
         );
         let m = self.messages.lock().unwrap_or_else(|p| p.into_inner());
         for ((sender, outcome), n) in m.iter() {
@@ -60,5 +68,14 @@ impl SyslogStats {
         for (reason, n) in c.iter() {
             let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {n}");
         }
+        let name = "daftari_syslog_unknown_datagrams_total";
+        header(
+            out,
+            name,
+            "counter",
+            "UDP syslog datagrams from addresses not in syslog.sources.",
+        );
+        let n = self.unknown_datagrams.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name} {n}");
     }
 }

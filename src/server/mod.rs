@@ -34,6 +34,7 @@ pub const LOCAL_BANNER: &str = "daftari: local listener on ";
 pub const REMOTE_BANNER: &str = "daftari: remote read listener on ";
 pub const SYSLOG_TLS_BANNER: &str = "daftari: syslog TLS listener on ";
 pub const SYSLOG_TCP_BANNER: &str = "daftari: syslog TCP listener on ";
+pub const SYSLOG_UDP_BANNER: &str = "daftari: syslog UDP listener on ";
 
 /// The address a banner line announces, if `line` is the banner `prefix`.
 pub fn banner_addr(line: &str, prefix: &str) -> Option<std::net::SocketAddr> {
@@ -80,6 +81,8 @@ pub struct Listeners {
     /// The syslog listeners, when `syslog.listen` (TLS) or `syslog.tcp_listen` is set.
     pub syslog_tls: Option<TcpListener>,
     pub syslog_tcp: Option<TcpListener>,
+    /// The UDP syslog socket, when `syslog.udp_listen` is set.
+    pub syslog_udp: Option<tokio::net::UdpSocket>,
 }
 
 async fn bind_optional(
@@ -119,6 +122,14 @@ impl Listeners {
             remote: bind_optional(cfg.query.remote_listen, "remote read listener").await?,
             syslog_tls: bind_optional(cfg.syslog.listen, "syslog TLS listener").await?,
             syslog_tcp: bind_optional(cfg.syslog.tcp_listen, "syslog TCP listener").await?,
+            syslog_udp: match cfg.syslog.udp_listen {
+                None => None,
+                Some(a) => Some(
+                    tokio::net::UdpSocket::bind(a)
+                        .await
+                        .with_context(|| format!("bind syslog UDP listener {a}"))?,
+                ),
+            },
         })
     }
 }
@@ -140,7 +151,6 @@ pub async fn run(
     listeners: Listeners,
     mut control: mpsc::Receiver<Control>,
 ) -> anyhow::Result<()> {
-    use anyhow::Context;
     let metrics = Arc::new(Metrics::default());
     let Opened {
         ledger,
@@ -170,21 +180,15 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let push_state = shared.push_state();
     let push_ep = shared.push_endpoint(listeners.push, tls.clone(), Arc::clone(&push_state));
-    let sys = syslog::Syslog::new(
-        cfg.syslog.clone(),
-        push_state,
-        Arc::clone(&metrics),
-        cfg.server.tls_handshake_timeout,
-        cfg.server.shutdown_grace,
+    let syslog_tasks = syslog::spawn(
+        syslog::Syslog::new(&cfg, push_state, Arc::clone(&metrics)),
+        syslog::Sockets {
+            tls: listeners.syslog_tls.map(|l| (l, syslog_tls.clone())),
+            tcp: listeners.syslog_tcp,
+            udp: listeners.syslog_udp,
+        },
+        &stop_rx,
     );
-    let syslog_tasks: Vec<_> = [
-        listeners.syslog_tls.map(|l| (l, syslog_tls.clone())),
-        listeners.syslog_tcp.map(|l| (l, None)),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|(l, t)| tokio::spawn(syslog::serve(Arc::clone(&sys), l, t, stop_rx.clone())))
-    .collect();
     let local_ep = shared.local_endpoint(listeners.local);
     let remote_task = listeners.remote.map(|listener| {
         let ep = shared.remote_endpoint(listener, remote_tls.clone());
@@ -194,13 +198,7 @@ pub async fn run(
     let space_task = tokio::spawn(watch_space(reserve, stop_rx.clone()));
     let push_task = tokio::spawn(accept::serve(push_ep, stop_rx.clone()));
     let local_task = tokio::spawn(accept::serve(local_ep, stop_rx));
-    let seal_stop = Arc::new(AtomicBool::new(false));
-    let seal_thread = sealer
-        .spawn(cfg.epoch_interval, Arc::clone(&seal_stop))
-        .context("start the sealer")?;
-    let sync_stop = Arc::new(AtomicBool::new(false));
-    let sync_thread = tokens::spawn(sync, Arc::clone(&sync_stop), cfg.data_dir.clone())
-        .context("start the token sync thread")?;
+    let threads = Threads::start(sealer, sync, &cfg)?;
 
     follow_control(
         &mut control,
@@ -222,10 +220,6 @@ pub async fn run(
     for t in tasks.into_iter().flatten().chain(syslog_tasks) {
         let _ = t.await;
     }
-    let threads = Threads {
-        sync: (sync_stop, sync_thread),
-        seal: (seal_stop, seal_thread),
-    };
     tokio::task::spawn_blocking(move || threads.stop_then_close(ledger)).await??;
     tracing::info!("stopped: the ledger is closed");
     Ok(())
@@ -306,6 +300,22 @@ struct Threads {
 }
 
 impl Threads {
+    /// Starts the sealer and the token sync.
+    fn start(sealer: Sealer, sync: tokens::Sync, cfg: &Config) -> anyhow::Result<Threads> {
+        use anyhow::Context;
+        let seal_stop = Arc::new(AtomicBool::new(false));
+        let seal_thread = sealer
+            .spawn(cfg.epoch_interval, Arc::clone(&seal_stop))
+            .context("start the sealer")?;
+        let sync_stop = Arc::new(AtomicBool::new(false));
+        let sync_thread = tokens::spawn(sync, Arc::clone(&sync_stop), cfg.data_dir.clone())
+            .context("start the token sync thread")?;
+        Ok(Threads {
+            sync: (sync_stop, sync_thread),
+            seal: (seal_stop, seal_thread),
+        })
+    }
+
     /// Stops the token sync, then the sealer (whose shutdown seal covers everything
     /// acknowledged, all of it committed by now), then closes the ledger.
     fn stop_then_close(self, ledger: store::Ledger) -> anyhow::Result<()> {

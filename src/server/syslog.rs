@@ -1,6 +1,6 @@
 //! The syslog listeners: TLS (RFC 5425), where a sender is the push token bound to its
-//! verified client certificate, and plain TCP (RFC 6587), where a sender is the push token
-//! its source address is mapped to in `[syslog] sources`.
+//! verified client certificate, and plain TCP (RFC 6587) and UDP (RFC 5426), where a sender
+//! is the push token its source address is mapped to in `[syslog] sources`.
 //!
 //! Owns: accepting under the listeners' shared connection limit and per-address cap (closed
 //! at accept beyond either, as on the push listener), the TLS handshake deadline, telling the
@@ -19,10 +19,52 @@ use tokio::task::JoinSet;
 
 use super::accept::PeerCounts;
 use super::tls::{self, TlsState};
-use crate::config::SyslogConfig;
+use crate::config::{Config, SyslogConfig};
 use crate::metrics::Metrics;
 use crate::push::PushState;
 use crate::push::syslog::{ConnLimits, Sender, serve as serve_conn};
+
+/// The bound syslog sockets.
+#[derive(Debug)]
+pub struct Sockets {
+    pub tls: Option<(TcpListener, Option<Arc<TlsState>>)>,
+    pub tcp: Option<TcpListener>,
+    pub udp: Option<tokio::net::UdpSocket>,
+}
+
+/// Starts a task for each bound syslog socket; each ends once `stop` turns true.
+pub fn spawn(
+    sys: Arc<Syslog>,
+    sockets: Sockets,
+    stop: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    let listeners = [sockets.tls, sockets.tcp.map(|l| (l, None))];
+    for (l, tls) in listeners.into_iter().flatten() {
+        tasks.push(tokio::spawn(serve(Arc::clone(&sys), l, tls, stop.clone())));
+    }
+    if let Some(sock) = sockets.udp {
+        tasks.push(tokio::spawn(serve_udp(
+            Arc::clone(&sys),
+            sock,
+            stop.clone(),
+        )));
+    }
+    tasks
+}
+
+/// Serves the UDP syslog socket until `stop`.
+pub async fn serve_udp(sys: Arc<Syslog>, sock: tokio::net::UdpSocket, stop: watch::Receiver<bool>) {
+    let sources = Arc::new(sys.cfg.sources.clone());
+    crate::push::syslog::serve_udp(
+        Arc::clone(&sys.push),
+        sock,
+        sources,
+        sys.cfg.max_message_bytes,
+        stop,
+    )
+    .await;
+}
 
 /// What both syslog listeners share.
 #[derive(Debug)]
@@ -37,21 +79,16 @@ pub struct Syslog {
 }
 
 impl Syslog {
-    pub fn new(
-        cfg: SyslogConfig,
-        push: Arc<PushState>,
-        metrics: Arc<Metrics>,
-        handshake_timeout: Duration,
-        grace: Duration,
-    ) -> Arc<Syslog> {
+    /// The syslog listeners of `cfg`, storing through `push`.
+    pub fn new(cfg: &Config, push: Arc<PushState>, metrics: Arc<Metrics>) -> Arc<Syslog> {
         Arc::new(Syslog {
-            permits: Arc::new(Semaphore::new(cfg.max_connections)),
+            permits: Arc::new(Semaphore::new(cfg.syslog.max_connections)),
             peers: Arc::new(PeerCounts::default()),
-            cfg,
+            cfg: cfg.syslog.clone(),
             push,
             metrics,
-            handshake_timeout,
-            grace,
+            handshake_timeout: cfg.server.tls_handshake_timeout,
+            grace: cfg.server.shutdown_grace,
         })
     }
 

@@ -24,6 +24,7 @@ mod loki_golden;
 mod metrics;
 mod mutation;
 mod otlp;
+mod otlp_hostile;
 mod pruned_audit;
 mod push;
 mod push_crash;

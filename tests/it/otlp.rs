@@ -1,8 +1,7 @@
 //! OTLP/HTTP logs on the push listener, through the real server: both encodings map to the
 //! same records as Loki maps them, the answers follow OTLP (a response message, a partial
 //! success, a `google.rpc.Status` with a status OTLP senders retry only when a retry can
-//! help), the token's labels win, and hostile bodies (deep nesting, counts over their
-//! limits, resource attributes copied into every record) are refused within the budget.
+//! help), and the token's labels win. Hostile OTLP bodies are in `otlp_hostile`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::common;
@@ -14,22 +13,20 @@ use daftari::push::otlp::proto::{
     LogRecord, Resource, ResourceLogs, ScopeLogs, Status, Value,
 };
 
-const MIB: u64 = 1 << 20;
-
-fn s(v: &str) -> Option<AnyValue> {
+pub(crate) fn text(v: &str) -> Option<AnyValue> {
     Some(AnyValue {
         value: Some(Value::StringValue(v.into())),
     })
 }
 
-fn kv(k: &str, v: Option<AnyValue>) -> KeyValue {
+pub(crate) fn kv(k: &str, v: Option<AnyValue>) -> KeyValue {
     KeyValue {
         key: k.into(),
         value: v,
     }
 }
 
-fn record(ts: u64, body: Option<AnyValue>) -> LogRecord {
+pub(crate) fn record(ts: u64, body: Option<AnyValue>) -> LogRecord {
     LogRecord {
         time_unix_nano: ts,
         body,
@@ -37,7 +34,7 @@ fn record(ts: u64, body: Option<AnyValue>) -> LogRecord {
     }
 }
 
-fn request_of(
+pub(crate) fn request_of(
     resource: Vec<KeyValue>,
     scope: Option<InstrumentationScope>,
     records: Vec<LogRecord>,
@@ -73,7 +70,7 @@ fn otlp(
     request(s.push, "POST", "/otlp/v1/logs", &headers, body)
 }
 
-fn proto(s: &Server, token: &str, req: &ExportLogsServiceRequest) -> Resp {
+pub(crate) fn proto(s: &Server, token: &str, req: &ExportLogsServiceRequest) -> Resp {
     otlp(
         s,
         token,
@@ -83,7 +80,7 @@ fn proto(s: &Server, token: &str, req: &ExportLogsServiceRequest) -> Resp {
     )
 }
 
-fn json(s: &Server, token: &str, body: &str) -> Resp {
+pub(crate) fn json(s: &Server, token: &str, body: &str) -> Resp {
     otlp(s, token, "application/json", None, body.as_bytes().to_vec())
 }
 
@@ -91,7 +88,7 @@ fn json(s: &Server, token: &str, body: &str) -> Resp {
 fn sshd_request(ts: u64) -> ExportLogsServiceRequest {
     let mut r = record(
         ts,
-        s("Failed password for root from 203.0.113.7 port 50022 ssh2"),
+        text("Failed password for root from 203.0.113.7 port 50022 ssh2"),
     );
     r.observed_time_unix_nano = ts + 5;
     r.severity_number = 13;
@@ -100,13 +97,13 @@ fn sshd_request(ts: u64) -> ExportLogsServiceRequest {
     r.span_id = vec![0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08];
     r.flags = 1;
     r.attributes = vec![
-        kv("client.address", s("203.0.113.7")),
+        kv("client.address", text("203.0.113.7")),
         kv(
             "user",
             Some(AnyValue {
                 value: Some(Value::KvlistValue(KeyValueList {
                     values: vec![
-                        kv("name", s("root")),
+                        kv("name", text("root")),
                         kv(
                             "id",
                             Some(AnyValue {
@@ -123,7 +120,7 @@ fn sshd_request(ts: u64) -> ExportLogsServiceRequest {
     structured.body = Some(AnyValue {
         value: Some(Value::KvlistValue(KeyValueList {
             values: vec![
-                kv("event", s("login")),
+                kv("event", text("login")),
                 kv(
                     "ok",
                     Some(AnyValue {
@@ -145,14 +142,14 @@ fn sshd_request(ts: u64) -> ExportLogsServiceRequest {
     });
     request_of(
         vec![
-            kv("service.name", s("sshd")),
-            kv("host.name", s("bastion-1")),
-            kv("k8s.namespace.name", s("edge")),
+            kv("service.name", text("sshd")),
+            kv("host.name", text("bastion-1")),
+            kv("k8s.namespace.name", text("edge")),
         ],
         Some(InstrumentationScope {
             name: "auth".into(),
             version: "1.2".into(),
-            attributes: vec![kv("scope.attr", s("x"))],
+            attributes: vec![kv("scope.attr", text("x"))],
             dropped_attributes_count: 0,
         }),
         vec![r, structured],
@@ -274,15 +271,15 @@ fn the_tokens_labels_win_and_a_resource_without_labels_is_an_unknown_service() {
     let plain = s.create_token("plain", &[]);
     let ts = daftari::clock::now_ns() as u64 - 1_000_000_000;
     let req = request_of(
-        vec![kv("service.name", s_("spoofed"))],
+        vec![kv("service.name", text("spoofed"))],
         None,
-        vec![record(ts, s_("a"))],
+        vec![record(ts, text("a"))],
     );
     assert_eq!(proto(&s, &forced, &req).status, 200);
     let req = request_of(
-        vec![kv("os.type", s_("linux"))],
+        vec![kv("os.type", text("linux"))],
         None,
-        vec![record(ts, s_("b"))],
+        vec![record(ts, text("b"))],
     );
     assert_eq!(proto(&s, &plain, &req).status, 200);
     let data = s.data.clone();
@@ -293,11 +290,7 @@ fn the_tokens_labels_win_and_a_resource_without_labels_is_an_unknown_service() {
     assert_eq!(got[1].metadata.get("os_type"), Some("linux"));
 }
 
-fn s_(v: &str) -> Option<AnyValue> {
-    s(v)
-}
-
-fn status_of(r: &Resp) -> Status {
+pub(crate) fn status_of(r: &Resp) -> Status {
     prost::Message::decode(&r.bytes[..]).unwrap()
 }
 
@@ -307,9 +300,9 @@ fn answers_follow_otlp() {
     let s = Server::start(&tmp.path().join("data"), &[]);
     let ts = daftari::clock::now_ns() as u64 - 1_000_000_000;
     let ok = request_of(
-        vec![kv("service.name", s_("app"))],
+        vec![kv("service.name", text("app"))],
         None,
-        vec![record(ts, s_("ok"))],
+        vec![record(ts, text("ok"))],
     );
 
     let r = otlp(&s, &s.token, "text/plain", None, b"x".to_vec());
@@ -396,109 +389,4 @@ fn answers_follow_otlp() {
         .map(|r| String::from_utf8_lossy(&r.line).into_owned())
         .collect();
     assert_eq!(lines, ["ok", "kept", "ok"]);
-}
-
-/// A value nested `depth` deep: maps inside maps.
-fn nested(depth: usize) -> Option<AnyValue> {
-    let mut v = s("leaf");
-    for _ in 0..depth {
-        v = Some(AnyValue {
-            value: Some(Value::KvlistValue(KeyValueList {
-                values: vec![kv("k", v)],
-            })),
-        });
-    }
-    v
-}
-
-const SMALL: &str = "[limits]\nmax_body_bytes = 4194304\nmax_decompressed_bytes = 4194304\n\
-    max_entries_per_request = 20000\nmax_streams_per_request = 2000\n\
-    max_inflight_bytes = 67108864\ntoken_max_inflight_bytes = 33554432\n\
-    [store]\nqueue_max_bytes = 16777216\n";
-
-#[test]
-fn hostile_bodies_are_refused_within_the_budget() {
-    let (_tmp, s) = common::server::start_with_config(SMALL, &[]);
-    let ts = daftari::clock::now_ns() as u64 - 1_000_000_000;
-
-    // Nesting: refused on the wire, before a decoder recurses.
-    let deep = request_of(
-        vec![kv("service.name", s_("a")), kv("deep", nested(17))],
-        None,
-        vec![record(ts, s_("x"))],
-    );
-    let r = proto(&s, &s.token, &deep);
-    assert_eq!(r.status, 400);
-    assert!(status_of(&r).message.contains("nested too deep"));
-    let r = json(&s, &s.token, &"[".repeat(100_000));
-    assert_eq!(r.status, 400);
-    assert!(r.body.contains("nested too deep"), "{}", r.body);
-    let fine = request_of(
-        vec![kv("deep", nested(16))],
-        None,
-        vec![record(ts, s_("x"))],
-    );
-    assert_eq!(proto(&s, &s.token, &fine).status, 200);
-
-    // Records over the request's limit, counted on the wire: empty records are two bytes.
-    let many = request_of(
-        vec![],
-        None,
-        (0..20_001).map(|_| LogRecord::default()).collect(),
-    );
-    let r = proto(&s, &s.token, &many);
-    assert_eq!(r.status, 413, "{}", status_of(&r).message);
-
-    // Amplification: 60 KB of resource attributes copied into each of 20,000 tiny records
-    // would be 1.2 GB; the copies are charged before they are made.
-    let attrs = (0..100)
-        .map(|i| kv(&format!("a{i}"), s_(&"v".repeat(600))))
-        .collect();
-    let amp = request_of(
-        attrs,
-        None,
-        (0..20_000).map(|i| record(ts + i, s_("x"))).collect(),
-    );
-    let body = prost::Message::encode_to_vec(&amp);
-    assert!(body.len() < 1 << 20);
-    let r = proto(&s, &s.token, &amp);
-    assert_eq!(r.status, 413, "{}", status_of(&r).message);
-    assert!(status_of(&r).message.contains("token_max_inflight_bytes"));
-    let peak = s.peak_rss();
-    assert!(peak < 64 * MIB + 16 * MIB + 96 * MIB, "peak RSS {peak}");
-
-    // Amplification through names: sixteen nested maps under 60 KB keys, then 20,000 leaves,
-    // would flatten into 20,000 names of 960 KB each; every name is charged before it is built.
-    let leaves = KeyValueList {
-        values: (0..20_000).map(|i| kv(&format!("{i}"), s_("v"))).collect(),
-    };
-    let mut v = Some(AnyValue {
-        value: Some(Value::KvlistValue(leaves)),
-    });
-    for level in 0..15 {
-        let key = format!("{level}{}", "k".repeat(60_000));
-        v = Some(AnyValue {
-            value: Some(Value::KvlistValue(KeyValueList {
-                values: vec![kv(&key, v)],
-            })),
-        });
-    }
-    let names = request_of(
-        vec![kv(&"n".repeat(60_000), v)],
-        None,
-        vec![record(ts, s_("x"))],
-    );
-    assert!(prost::Message::encoded_len(&names) < 2 << 20);
-    let r = proto(&s, &s.token, &names);
-    assert_eq!(r.status, 413, "{}", status_of(&r).message);
-    let peak = s.peak_rss();
-    assert!(peak < 64 * MIB + 16 * MIB + 96 * MIB, "peak RSS {peak}");
-
-    // The server goes on serving.
-    let ok = request_of(
-        vec![kv("service.name", s_("app"))],
-        None,
-        vec![record(ts, s_("after"))],
-    );
-    assert_eq!(proto(&s, &s.token, &ok).status, 200);
 }

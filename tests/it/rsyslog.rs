@@ -1,5 +1,5 @@
 //! rsyslog (from Debian's packages) forwarding over TLS with a client certificate made in the
-//! test, as a syslog relay or a firewall would: every message reaches the ledger under the
+//! test and deploy/rsyslog/daftari.conf, as a syslog relay or a firewall would: every message reaches the ledger under the
 //! token bound to the certificate; then the sink is killed with SIGKILL in the middle of the
 //! stream and restarted, after which every message it had committed is still there, rsyslog's
 //! later messages arrive over its reconnection, and verify passes.
@@ -41,34 +41,64 @@ fn wait_stored(s: &Server, sender: &str, n: u64, limit: Duration) {
 }
 
 /// An rsyslogd in the foreground reading a Unix socket under `dir` and forwarding
-/// everything to `port` over TLS (gtls), octet-counted RFC 5424 with the template
-/// deploy/rsyslog/daftari.conf gives, with a queue that retries forever.
+/// everything to `port` with deploy/rsyslog/daftari.conf, its paths, target and retry
+/// interval replaced by the test's.
 fn rsyslogd(dir: &Path, port: u16, ca: &Path, cert: &Path, key: &Path) -> Child {
     std::fs::create_dir_all(dir.join("work")).unwrap();
+    let snippet = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/rsyslog/daftari.conf"
+    ))
+    .unwrap();
+    let mut forward = snippet;
+    for (from, to) in [
+        (
+            "target=\"sink.mesh.example\"",
+            "target=\"127.0.0.1\"".to_string(),
+        ),
+        ("port=\"6514\"", format!("port=\"{port}\"")),
+        (
+            "PermittedPeers=\"sink.mesh.example\"",
+            "PermittedPeers=\"localhost\"".into(),
+        ),
+        ("/etc/rsyslog.d/daftari-ca.pem", ca.display().to_string()),
+        (
+            "/etc/rsyslog.d/daftari-client.pem",
+            cert.display().to_string(),
+        ),
+        (
+            "/etc/rsyslog.d/daftari-client.key",
+            key.display().to_string(),
+        ),
+        (
+            "action.resumeInterval=\"10\"",
+            "action.resumeInterval=\"1\"".into(),
+        ),
+    ] {
+        assert!(
+            forward.contains(from),
+            "deploy/rsyslog/daftari.conf has no {from}"
+        );
+        forward = forward.replace(from, &to);
+    }
     let conf = format!(
-        r#"global(workDirectory="{d}/work"
-  DefaultNetstreamDriver="gtls"
-  DefaultNetstreamDriverCAFile="{ca}"
-  DefaultNetstreamDriverCertFile="{cert}"
-  DefaultNetstreamDriverKeyFile="{key}")
-template(name="daftari" type="string"
-  string="<%PRI%>1 %TIMESTAMP:::date-rfc3339% %HOSTNAME% %APP-NAME% %PROCID% %MSGID% %STRUCTURED-DATA%%msg:::sp-if-no-1st-sp%%msg:::drop-last-lf%")
-module(load="imuxsock" SysSock.Use="off")
-input(type="imuxsock" Socket="{d}/log.sock")
-action(type="omfwd" target="127.0.0.1" port="{port}" protocol="tcp"
-  StreamDriver="gtls" StreamDriverMode="1" StreamDriverAuthMode="x509/name"
-  StreamDriverPermittedPeers="localhost" TCP_Framing="octet-counted"
-  template="daftari"
-  queue.type="LinkedList" queue.size="100000" action.resumeRetryCount="-1"
-  action.resumeInterval="1")
-"#,
+        "global(workDirectory=\"{d}/work\")\n\
+         module(load=\"imuxsock\" SysSock.Use=\"off\")\n\
+         input(type=\"imuxsock\" Socket=\"{d}/log.sock\")\n{forward}",
         d = dir.display(),
-        ca = ca.display(),
-        cert = cert.display(),
-        key = key.display(),
     );
     let path = dir.join("rsyslog.conf");
     std::fs::write(&path, conf).unwrap();
+    let check = Command::new(RSYSLOGD)
+        .args(["-N1", "-f"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     let child = Command::new(RSYSLOGD)
         .args(["-n", "-i", "NONE", "-f"])
         .arg(&path)

@@ -17,6 +17,8 @@ use super::parse::{self, FACILITIES, SEVERITIES};
 use crate::push::otlp::label_name;
 use crate::push::raw::{Decoded, RawEntry, RawLabels, RawStream};
 
+type Labels = Vec<(String, String)>;
+
 /// The `job` label of every syslog stream.
 pub const JOB: &str = "syslog";
 
@@ -24,7 +26,7 @@ pub const JOB: &str = "syslog";
 /// labels share a stream, so the ledger keeps the order they arrived in. `now_ns` is the
 /// receive time.
 pub fn to_raw(frames: &[Bytes], now_ns: i64) -> Decoded {
-    let mut runs: Vec<(Vec<(String, String)>, Vec<RawEntry>)> = Vec::new();
+    let mut runs: Vec<(Labels, Vec<RawEntry>)> = Vec::new();
     let mut raw_bytes = 0;
     for f in frames {
         let m = parse::parse(f, now_ns);

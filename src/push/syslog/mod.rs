@@ -11,12 +11,18 @@
 //! and TCP holds it back. A sender that gives up and drops its connection loses what it had
 //! sent and daftari had not yet committed; rsyslog's disk-assisted queues resend it.
 //!
+//! Over UDP (RFC 5426, `udp`) there is no connection to hold back: a datagram that arrives
+//! while its batch cannot be committed at once is dropped and counted.
+//!
 //! Must not: answer the sender anything (syslog has no replies), or name the query plane,
 //! token management or deletion.
 
 pub mod frame;
 mod map;
 pub mod parse;
+mod udp;
+
+pub use udp::serve_udp;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,9 +43,12 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 10;
 /// A connection that sends nothing for this long is closed (senders reconnect when they
 /// next have something to say). Key `syslog.idle_timeout`.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
-/// Bytes read from a connection at a time, and so about the most one batch holds besides a
-/// message that straddles two reads.
+/// Bytes read from a connection at a time: what a connection holds besides a message that
+/// straddles two reads.
 pub const READ_CHUNK: usize = 256 << 10;
+/// Messages committed together at most: an agent's batch, so one admission by the token's
+/// rate limit is never far beyond its burst.
+pub const MAX_BATCH_MESSAGES: usize = 1000;
 
 /// How a connection's sender is known.
 #[derive(Debug, Clone)]
@@ -89,8 +98,9 @@ pub async fn serve<S: AsyncRead + Unpin>(
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     loop {
         buf.reserve(READ_CHUNK.saturating_sub(buf.capacity() - buf.len()));
+        let mut chunk = (&mut io).take(READ_CHUNK as u64);
         let read = tokio::select! {
-            r = tokio::time::timeout(limits.idle_timeout, io.read_buf(&mut buf)) => r,
+            r = tokio::time::timeout(limits.idle_timeout, chunk.read_buf(&mut buf)) => r,
             _ = stop.wait_for(|s| *s) => return,
         };
         let eof = match read {
@@ -115,8 +125,10 @@ pub async fn serve<S: AsyncRead + Unpin>(
         st.metrics
             .syslog
             .messages(&who.name, "too_large", too_large);
-        if !messages.is_empty() && !store(&st, &sender, &messages, &mut stop).await {
-            return;
+        for batch in messages.chunks(MAX_BATCH_MESSAGES) {
+            if !store(&st, &sender, batch, &mut stop).await {
+                return;
+            }
         }
         if eof {
             return;
@@ -170,7 +182,11 @@ async fn store(
     }
 }
 
-async fn attempt(st: &PushState, who: &Identity, messages: &[Bytes]) -> Result<(), PushError> {
+pub(super) async fn attempt(
+    st: &PushState,
+    who: &Identity,
+    messages: &[Bytes],
+) -> Result<(), PushError> {
     let mut charge = st.memory.charge(&who.name)?;
     let bytes: usize = messages.iter().map(Bytes::len).sum();
     charge.take(bytes + messages.len() * ENTRY_OVERHEAD)?;

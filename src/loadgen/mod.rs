@@ -13,6 +13,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
+pub mod syslog;
+
 use crate::bench::lines::Rng;
 use crate::push::proto::{EntryAdapter, PushRequest, StreamAdapter, Timestamp, encode_snappy};
 
@@ -43,28 +45,30 @@ pub enum Protocol {
     Loki,
     /// `POST /otlp/v1/logs`, protobuf + gzip, as an OpenTelemetry Collector's `otlphttp`.
     Otlp,
+    /// RFC 5424 in octet-counted frames over plain TCP, as rsyslog forwards (`syslog`).
+    Syslog,
 }
 
 impl Protocol {
     fn path(self) -> &'static str {
         match self {
-            Protocol::Loki => "/loki/api/v1/push",
             Protocol::Otlp => "/otlp/v1/logs",
+            _ => "/loki/api/v1/push",
         }
     }
 
     fn encoding(self) -> &'static str {
         match self {
-            Protocol::Loki => "snappy",
             Protocol::Otlp => "gzip",
+            _ => "snappy",
         }
     }
 
     /// The status of a durable push.
     fn stored(self) -> u16 {
         match self {
-            Protocol::Loki => 204,
             Protocol::Otlp => 200,
+            _ => 204,
         }
     }
 }
@@ -278,11 +282,11 @@ fn make_body(opts: &Options, seed: usize) -> Body {
     }
     streams.retain(|s| !s.entries.is_empty());
     let bytes = match opts.protocol {
-        Protocol::Loki => encode_snappy(&PushRequest {
+        Protocol::Otlp => otlp_gzip(streams),
+        _ => encode_snappy(&PushRequest {
             streams,
             format: Bytes::new(),
         }),
-        Protocol::Otlp => otlp_gzip(streams),
     };
     Body {
         bytes: Bytes::from(bytes),
@@ -355,10 +359,10 @@ fn otlp_gzip(streams: Vec<StreamAdapter>) -> Vec<u8> {
     gz.finish().unwrap_or_default()
 }
 
-const JOBS: [&str; 5] = ["sshd", "sudo", "auditd", "fail2ban", "kernel"];
+pub(crate) const JOBS: [&str; 5] = ["sshd", "sudo", "auditd", "fail2ban", "kernel"];
 const USERS: [&str; 6] = ["root", "admin", "ops", "deploy", "postgres", "ubuntu"];
 
-fn security_line(job: &str, r: &mut Rng) -> String {
+pub(crate) fn security_line(job: &str, r: &mut Rng) -> String {
     let ip = format!("203.0.{}.{}", r.below(256), r.below(256));
     let user = USERS[r.below(USERS.len() as u64) as usize];
     let pid = 1000 + r.below(60_000);
