@@ -218,13 +218,7 @@ impl Conn {
                 return;
             }
         };
-        let names = stream
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .map(tls::client_names)
-            .unwrap_or_default();
+        let names = tls::peer_names(stream.get_ref().1);
         self.http(stream, names, watcher).await;
     }
 

@@ -158,13 +158,7 @@ async fn over_tls(sys: &Syslog, tcp: TcpStream, tls: &TlsState, stop: watch::Rec
             .fetch_add(1, Ordering::Relaxed);
         return;
     };
-    let names = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .map(tls::client_names)
-        .unwrap_or_default();
+    let names = tls::peer_names(stream.get_ref().1);
     let sender = Sender::Cert(names.into());
     serve_conn(Arc::clone(&sys.push), stream, sender, sys.limits(), stop).await;
 }

@@ -93,6 +93,14 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
+/// The names of the client certificate a finished handshake verified, if any.
+pub fn peer_names(conn: &rustls::ServerConnection) -> Vec<String> {
+    conn.peer_certificates()
+        .and_then(|c| c.first())
+        .map(client_names)
+        .unwrap_or_default()
+}
+
 /// The common names and DNS names of a verified client certificate.
 pub fn client_names(cert: &CertificateDer<'_>) -> Vec<String> {
     let Ok((_, x509)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {

@@ -336,6 +336,23 @@ pub fn pushed(data: &Path) -> Vec<Record> {
         .collect()
 }
 
+/// The lines of [`pushed`], as text.
+pub fn pushed_lines(data: &Path) -> Vec<String> {
+    pushed(data)
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.line).into_owned())
+        .collect()
+}
+
+/// The value of `series` (its whole name with labels) in the server's `/metrics`, 0 when
+/// absent.
+pub fn metric(s: &Server, series: &str) -> f64 {
+    let m = request(s.local, "GET", "/metrics", &[], Vec::new()).body;
+    m.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// A response, body as text.
 #[derive(Debug)]
 pub struct Resp {

@@ -12,32 +12,19 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::server::{Server, pushed, request};
+use common::server::{Server, metric, pushed};
 
 use crate::push_tls::{Ca, write_server_cert};
 
 const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
 
-/// Messages `daftari_syslog_messages_total` counts as stored for `sender`.
+/// Messages counted as stored for `sender`.
 fn stored(s: &Server, sender: &str) -> u64 {
-    let series =
-        format!("daftari_syslog_messages_total{{sender=\"{sender}\",outcome=\"stored\"}} ");
-    let m = request(s.local, "GET", "/metrics", &[], Vec::new()).body;
-    m.lines()
-        .find_map(|l| l.strip_prefix(&series)?.parse().ok())
-        .unwrap_or(0)
+    metric(s, &crate::syslog::stored(sender)) as u64
 }
 
 fn wait_stored(s: &Server, sender: &str, n: u64, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while stored(s, sender) < n {
-        assert!(
-            Instant::now() < deadline,
-            "{} of {n} stored",
-            stored(s, sender)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    crate::syslog::wait_metric_for(s, &crate::syslog::stored(sender), n as f64, limit);
 }
 
 /// An rsyslogd in the foreground reading a Unix socket under `dir` and forwarding

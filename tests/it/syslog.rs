@@ -12,7 +12,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::server::{Server, block_on, connect_from, pushed, request, start_with_config};
+use common::server::{
+    Server, block_on, connect_from, metric, pushed, pushed_lines, request, start_with_config,
+};
 use daftari::server::{SYSLOG_TCP_BANNER, SYSLOG_TLS_BANNER, banner_addr};
 
 use crate::push_tls::{Ca, client, write_server_cert};
@@ -21,17 +23,14 @@ fn syslog_addr(s: &Server, banner: &str) -> SocketAddr {
     banner_addr(&format!("{banner}{}", s.printed(banner)), banner).unwrap()
 }
 
-/// The value of `series` in `/metrics`, 0 when absent.
-fn metric(s: &Server, series: &str) -> f64 {
-    let m = request(s.local, "GET", "/metrics", &[], Vec::new()).body;
-    m.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// Waits up to 10 s for `series` to reach `n`.
 fn wait_metric(s: &Server, series: &str, n: f64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    wait_metric_for(s, series, n, Duration::from_secs(10));
+}
+
+/// Waits up to `limit` for `series` to reach `n`.
+pub(crate) fn wait_metric_for(s: &Server, series: &str, n: f64, limit: Duration) {
+    let deadline = Instant::now() + limit;
     while metric(s, series) < n {
         assert!(
             Instant::now() < deadline,
@@ -42,7 +41,8 @@ fn wait_metric(s: &Server, series: &str, n: f64) {
     }
 }
 
-fn stored(sender: &str) -> String {
+/// The series of messages stored for `sender`.
+pub(crate) fn stored(sender: &str) -> String {
     format!("daftari_syslog_messages_total{{sender=\"{sender}\",outcome=\"stored\"}}")
 }
 
@@ -169,6 +169,19 @@ fn hostile_senders_are_closed_or_skipped_and_others_go_on() {
     wait_metric(&s, too_large, 1.0);
     wait_metric(&s, &stored("fw-1"), 1.0);
 
+    // Silent connections from one address hold at most its share of the listener.
+    let idle: Vec<_> = (0..8)
+        .map(|_| connect_from(Ipv4Addr::new(127, 0, 0, 1), addr))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ninth = connect_from(Ipv4Addr::new(127, 0, 0, 1), addr);
+    wait_metric(
+        &s,
+        "daftari_connections_refused_total{listener=\"syslog\"}",
+        1.0,
+    );
+    drop(idle);
+
     // A count that is no count ends the connection.
     c.write_all(b"12x not framed").unwrap();
     wait_metric(
@@ -178,10 +191,7 @@ fn hostile_senders_are_closed_or_skipped_and_others_go_on() {
     );
     let data = s.data.clone();
     assert!(s.stop().success());
-    let lines: Vec<String> = pushed(&data)
-        .iter()
-        .map(|r| String::from_utf8_lossy(&r.line).into_owned())
-        .collect();
+    let lines = pushed_lines(&data);
     assert_eq!(lines, ["after the big one"]);
 }
 
@@ -309,10 +319,7 @@ fn tls_senders_are_known_by_their_client_certificate() {
     let data = s.data.clone();
     assert!(s.stop().success());
     let got = pushed(&data);
-    let lines: Vec<String> = got
-        .iter()
-        .map(|r| String::from_utf8_lossy(&r.line).into_owned())
-        .collect();
+    let lines = pushed_lines(&data);
     assert_eq!(
         lines,
         [r#"{"event_type":"alert","src_ip":"203.0.113.9"}"#, "two"]
