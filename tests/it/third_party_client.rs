@@ -1,7 +1,7 @@
 //! Third-party clients log to the real server: a Loki client from PyPI (python-logging-loki,
 //! JSON push with Basic auth, the secret as the password), and the OpenTelemetry SDKs' OTLP/HTTP
-//! log exporters (Python from PyPI, protobuf; JavaScript from npm, JSON). What each sent is in
-//! the ledger and comes back from a query.
+//! log exporters (Python from PyPI, protobuf and JSON; JavaScript from npm, JSON). What each
+//! sent is in the ledger and comes back from a query.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::common;
@@ -68,24 +68,43 @@ fn python_logging_loki_pushes_into_the_ledger() {
     assert_eq!(got[1].labels.get("unit"), Some("sshd"));
 }
 
-/// The OpenTelemetry Python SDK's OTLP/HTTP log exporter (protobuf, gzip) sends to
+#[test]
+fn opentelemetry_python_sdk_exports_protobuf_into_a_query() {
+    otel_python("protobuf");
+}
+
+#[test]
+fn opentelemetry_python_sdk_exports_json_into_a_query() {
+    otel_python("json");
+}
+
+/// The OpenTelemetry Python SDK's OTLP/HTTP log exporter in `encoding` (gzip) sends to
 /// `/otlp/v1/logs` with a push token; a LogQL query over the local listener reads the lines
 /// back with the labels and metadata Loki would give them.
-#[test]
-fn opentelemetry_python_sdk_exports_into_a_query() {
-    let python = common::python_venv(
-        "otel-python-venv",
-        "opentelemetry-sdk==1.45.2 opentelemetry-exporter-otlp-proto-http==1.45.2",
-        "opentelemetry.exporter.otlp.proto.http._log_exporter",
-    );
+fn otel_python(encoding: &str) {
+    // The two exporters pin different versions of their shared packages: one venv each.
+    let python = match encoding {
+        "json" => common::python_venv(
+            "otel-python-json-venv",
+            "opentelemetry-sdk==1.45.2 opentelemetry-exporter-otlp-json-http==0.66b1",
+            "opentelemetry.exporter.otlp.json.http._log_exporter",
+        ),
+        _ => common::python_venv(
+            "otel-python-venv",
+            "opentelemetry-sdk==1.45.2 opentelemetry-exporter-otlp-proto-http==1.45.2",
+            "opentelemetry.exporter.otlp.proto.http._log_exporter",
+        ),
+    };
     let tmp = tempfile::tempdir().unwrap();
     let s = Server::start(&tmp.path().join("data"), &[]);
     let token = s.create_token("app-1", &["--label", "host=app-1"]);
     let mut client = Command::new(python);
-    client.arg(spec("otel_python_client.py"));
+    client.arg(spec("otel_python_client.py")).arg(encoding);
     run_client(client, &s, "/otlp/v1/logs", &token);
-    let q = "/loki/api/v1/query_range?query=%7Bservice_name%3D%22otel-python%22%7D&since=1h&direction=forward";
-    let r = request(s.local, "GET", q, &[], Vec::new());
+    let q = format!(
+        "/loki/api/v1/query_range?query=%7Bservice_name%3D%22otel-python-{encoding}%22%7D&since=1h"
+    );
+    let r = request(s.local, "GET", &q, &[], Vec::new());
     assert_eq!(r.status, 200, "{}", r.body);
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     let result = v["data"]["result"].as_array().unwrap();

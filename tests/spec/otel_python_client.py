@@ -1,16 +1,25 @@
-"""Logs three lines through the OpenTelemetry Python SDK's OTLP/HTTP (protobuf) log
-exporter to the URL given, with the push token given, gzip-compressed, then flushes.
-Exits 1 if the exporter reported any failure."""
+"""Logs three lines through an OpenTelemetry Python SDK OTLP/HTTP log exporter, protobuf
+(opentelemetry-exporter-otlp-proto-http) or JSON (opentelemetry-exporter-otlp-json-http) as
+the first argument says, to the URL given, with the push token given, gzip-compressed, then
+flushes. Exits 1 if the exporter reported any failure."""
 import logging
 import sys
 
-from opentelemetry.exporter.otlp.proto.http import Compression
-from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
-url, token = sys.argv[1], sys.argv[2]
+encoding, url, token = sys.argv[1], sys.argv[2], sys.argv[3]
+if encoding == "json":
+    from opentelemetry.exporter.otlp.common.http import Compression
+    from opentelemetry.exporter.otlp.json.http._log_exporter import OTLPLogExporter
+
+    GZIP = Compression.GZIP
+else:
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+    GZIP = Compression.Gzip
 
 
 class Failures(logging.Handler):
@@ -27,12 +36,12 @@ class Failures(logging.Handler):
 failures = Failures()
 logging.getLogger("opentelemetry").addHandler(failures)
 
-resource = Resource.create({"service.name": "otel-python", "host.name": "app-1"})
+resource = Resource.create({"service.name": f"otel-python-{encoding}", "host.name": "app-1"})
 provider = LoggerProvider(resource=resource)
 exporter = OTLPLogExporter(
     endpoint=url,
     headers={"Authorization": f"Bearer {token}"},
-    compression=Compression.Gzip,
+    compression=GZIP,
     timeout=10,
 )
 provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
