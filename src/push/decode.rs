@@ -96,6 +96,22 @@ pub(super) fn decompress(
     }
 }
 
+/// Largest zstd window a body may ask its decoder for (`windowLog` 23, 8 MiB): zstd's own
+/// command line compresses with at most this by default, and a frame asking for more (up to
+/// 2 GiB) would make the decoder allocate it outside the budget. Charged before decoding.
+pub const MAX_ZSTD_WINDOW_LOG: u32 = 23;
+
+/// Decompresses a zstd body (OTLP's `Content-Encoding: zstd`) as [`inflate`] does, with the
+/// decoder's window bounded and charged first.
+pub(super) fn unzstd(body: &[u8], cap: usize, charge: &mut Charge<'_>) -> Result<Bytes, PushError> {
+    charge.take(1 << MAX_ZSTD_WINDOW_LOG)?;
+    let mut d = zstd::stream::read::Decoder::new(body)
+        .map_err(|e| PushError::BadRequest(format!("invalid zstd body: {e}")))?;
+    d.window_log_max(MAX_ZSTD_WINDOW_LOG)
+        .map_err(|e| PushError::BadRequest(format!("invalid zstd body: {e}")))?;
+    inflate(d, cap, "zstd", charge)
+}
+
 /// Inflates a step at a time, so memory is taken from the budget before it is filled.
 const INFLATE_STEP: usize = 1 << 20;
 

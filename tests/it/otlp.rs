@@ -327,6 +327,16 @@ fn answers_follow_otlp() {
         gzip(&prost::Message::encode_to_vec(&ok)),
     );
     assert_eq!(r.status, 200, "{}", r.body);
+    let raw = prost::Message::encode_to_vec(&ok);
+    let zst = zstd::stream::encode_all(&raw[..], 3).unwrap();
+    let r = otlp(&s, &s.token, "application/x-protobuf", Some("zstd"), zst);
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A zstd frame that asks for a 64 MiB window (zstd's own decoder allows 128 MiB) is
+    // refused before a decoder allocates it.
+    let greedy = [0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x80, 0x09, 0x00, 0x00, b'x'].to_vec();
+    let r = otlp(&s, &s.token, "application/x-protobuf", Some("zstd"), greedy);
+    assert_eq!(r.status, 400, "{}", status_of(&r).message);
+    assert!(status_of(&r).message.contains("invalid zstd body"));
     let r = otlp(
         &s,
         &s.token,
@@ -388,5 +398,5 @@ fn answers_follow_otlp() {
         .iter()
         .map(|r| String::from_utf8_lossy(&r.line).into_owned())
         .collect();
-    assert_eq!(lines, ["ok", "kept", "ok"]);
+    assert_eq!(lines, ["ok", "ok", "kept", "ok"]);
 }

@@ -4,8 +4,8 @@
 //! pushes with a write-only token as Alloy's `loki.write` does.
 //!
 //! Owns: `Content-Type` (`application/x-protobuf` or `application/json`, anything else 415),
-//! `Content-Encoding` (none, gzip, deflate), every count and nesting bound taken before the
-//! body is decoded, and the answers: `200` with an `ExportLogsServiceResponse` (with
+//! `Content-Encoding` (none, gzip, deflate, zstd with its window bounded), every count and
+//! nesting bound taken before the body is decoded, and the answers: `200` with an `ExportLogsServiceResponse` (with
 //! `partial_success` when some records were refused), or a `google.rpc.Status` in the
 //! request's format. Statuses follow OTLP's retry rules: a sender retries 429, 502, 503 and
 //! 504 only, so a full disk and a failed commit answer 503 (with `Retry-After`), not 507 and
@@ -78,16 +78,18 @@ pub fn decode(
     now_ns: i64,
 ) -> Result<Decoded, PushError> {
     let encoding = content_encoding.unwrap_or("").trim().to_ascii_lowercase();
-    if !matches!(
-        encoding.as_str(),
-        "" | "identity" | "gzip" | "x-gzip" | "deflate"
-    ) {
-        return Err(PushError::BadRequest(format!(
-            "Content-Encoding {encoding:?} not supported: send gzip or none"
-        )));
-    }
-    let body =
-        super::decode::decompress(Some(&encoding), body, limits.max_decompressed_bytes, charge)?;
+    let cap = limits.max_decompressed_bytes;
+    let body = match encoding.as_str() {
+        "" | "identity" | "gzip" | "x-gzip" | "deflate" => {
+            super::decode::decompress(Some(&encoding), body, cap, charge)?
+        }
+        "zstd" => super::decode::unzstd(&body, cap, charge)?,
+        _ => {
+            return Err(PushError::BadRequest(format!(
+                "Content-Encoding {encoding:?} not supported: send gzip, zstd or none"
+            )));
+        }
+    };
     let req = match format {
         Format::Protobuf => protobuf(&body, limits, charge)?,
         Format::Json => json_body(&body, limits, charge)?,
