@@ -49,11 +49,19 @@ fn finish(mut h: u64) -> u64 {
     h ^ (h >> 31)
 }
 
-/// The tokens of a block being gathered.
+/// The distinct token hashes of a block being gathered: an open-addressing set (linear
+/// probing on the hash's own low bits, which the mixer makes uniform; 0 marks an empty slot,
+/// so a hash of 0 is kept aside), so a token repeated on every line costs a lookup, not a
+/// place in a list to sort.
 #[derive(Debug, Default, Clone)]
 pub struct TokensBuilder {
-    hashes: Vec<u64>,
+    slots: Vec<u64>,
+    len: usize,
+    zero: bool,
 }
+
+/// Slots of a new set; it doubles when half full.
+const FIRST_SLOTS: usize = 256;
 
 impl TokensBuilder {
     /// Adds every token of `bytes` (a line or a metadata value).
@@ -66,24 +74,55 @@ impl TokensBuilder {
                 h = fnv(h, b);
                 in_token = true;
             } else if in_token {
-                self.hashes.push(finish(h));
+                self.insert(finish(h));
                 (h, in_token) = (FNV_OFFSET, false);
             }
         }
         if in_token {
-            self.hashes.push(finish(h));
+            self.insert(finish(h));
+        }
+    }
+
+    fn insert(&mut self, h: u64) {
+        if h == 0 {
+            self.zero = true;
+            return;
+        }
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = h as usize & mask;
+        loop {
+            match self.slots[i] {
+                0 => {
+                    self.slots[i] = h;
+                    self.len += 1;
+                    return;
+                }
+                s if s == h => return,
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(FIRST_SLOTS);
+        let old = std::mem::replace(&mut self.slots, vec![0; size]);
+        self.len = 0;
+        for h in old.into_iter().filter(|&h| h != 0) {
+            self.insert(h);
         }
     }
 
     /// The filter bytes.
     pub fn encode(&mut self) -> Vec<u8> {
-        self.hashes.sort_unstable();
-        self.hashes.dedup();
-        let n = self.hashes.len();
+        let n = self.len + usize::from(self.zero);
         let bytes = (n * BITS_PER_TOKEN).div_ceil(8).next_multiple_of(8);
         let mut filter = vec![0u8; bytes];
         let m = bytes as u64 * 8;
-        for &h in &self.hashes {
+        let zero = self.zero.then_some(0);
+        for h in self.slots.iter().copied().filter(|&h| h != 0).chain(zero) {
             for p in probes(h, m) {
                 filter[(p / 8) as usize] |= 1 << (p % 8);
             }
@@ -199,8 +238,61 @@ mod tests {
         for text in texts {
             let mut b = TokensBuilder::default();
             b.add(text);
-            let split: Vec<u64> = tokens(text).map(hash).collect();
-            assert_eq!(b.hashes, split, "{text:?}");
+            let mut split: Vec<u64> = tokens(text).map(hash).collect();
+            split.sort_unstable();
+            split.dedup();
+            assert_eq!(b.distinct(), split, "{text:?}");
+        }
+    }
+
+    impl TokensBuilder {
+        fn distinct(&self) -> Vec<u64> {
+            let mut v: Vec<u64> = self.slots.iter().copied().filter(|&h| h != 0).collect();
+            v.extend(self.zero.then_some(0));
+            v.sort_unstable();
+            v
+        }
+    }
+
+    /// The format's filter, computed the plain way: the sorted distinct hashes, each setting
+    /// its probes.
+    fn reference(hashes: &[u64]) -> Vec<u8> {
+        let mut h = hashes.to_vec();
+        h.sort_unstable();
+        h.dedup();
+        let bytes = (h.len() * BITS_PER_TOKEN).div_ceil(8).next_multiple_of(8);
+        let mut filter = vec![0u8; bytes];
+        let m = bytes as u64 * 8;
+        for &x in &h {
+            let (lo, hi) = (x & 0xffff_ffff, (x >> 32) | 1);
+            for i in 0..HASHES {
+                let p = (lo + i * hi) % m;
+                filter[(p / 8) as usize] |= 1 << (p % 8);
+            }
+        }
+        filter
+    }
+
+    #[test]
+    fn the_set_builds_the_formats_filter_through_growth_and_repeats() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for n in [0usize, 1, 127, 128, 129, 5000] {
+            let mut b = TokensBuilder::default();
+            let mut all = Vec::new();
+            for i in 0..n {
+                state = finish(state.wrapping_add(i as u64));
+                // Every third hash repeats an earlier one; a hash of 0 now and then.
+                let h = match i % 3 {
+                    2 => all[i / 2],
+                    _ if i % 97 == 0 => 0,
+                    _ => state,
+                };
+                b.insert(h);
+                all.push(h);
+            }
+            assert_eq!(b.encode(), reference(&all), "{n} hashes");
+            // Encoding leaves the set as it was: a block that grows is encoded again.
+            assert_eq!(b.encode(), reference(&all));
         }
     }
 
