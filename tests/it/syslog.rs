@@ -365,3 +365,36 @@ fn udp_datagrams_from_mapped_addresses_only() {
     assert_eq!(got[0].labels.get("facility"), Some("daemon"));
     assert_eq!(got[0].labels.get("host"), Some("fw-1"));
 }
+
+#[test]
+fn a_silent_connection_is_closed_at_the_idle_timeout() {
+    use std::io::Read;
+    let config = TCP.replace(
+        "max_message_bytes = 4096",
+        "max_message_bytes = 4096\nidle_timeout = \"1s\"",
+    );
+    let (_tmp, s) = start_with_config(&config, &[]);
+    s.create_token("fw-1", &[]);
+    let addr = syslog_addr(&s, SYSLOG_TCP_BANNER);
+    let mut c = connect_from(Ipv4Addr::new(127, 0, 0, 1), addr);
+    c.write_all(&frame("app", "then nothing")).unwrap();
+    wait_metric(&s, &stored("fw-1"), 1.0);
+    let started = Instant::now();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut b = [0u8; 1];
+    assert_eq!(
+        c.read(&mut b).unwrap(),
+        0,
+        "the server closes the connection"
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    wait_metric(
+        &s,
+        "daftari_syslog_connections_closed_total{reason=\"idle\"}",
+        1.0,
+    );
+}

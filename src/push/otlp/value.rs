@@ -54,6 +54,17 @@ impl<'c, 'b> Meter<'c, 'b> {
 /// At least the length of [`text`] of `value`, computed without building it.
 pub fn text_bound(value: Option<&Value>) -> usize {
     match value {
+        // A string or bytes stand as they are (bytes in base64); only inside JSON do they
+        // take quotes and escapes.
+        Some(Value::StringValue(s)) => s.len(),
+        Some(Value::BytesValue(b)) => b.len().div_ceil(3) * 4,
+        v => json_bound(v),
+    }
+}
+
+/// At least the length of `value` written as JSON.
+fn json_bound(value: Option<&Value>) -> usize {
+    match value {
         None => 4,
         Some(Value::StringValue(s)) => 6 * s.len() + 2,
         Some(Value::BoolValue(_)) => 5,
@@ -63,7 +74,7 @@ pub fn text_bound(value: Option<&Value>) -> usize {
         Some(Value::ArrayValue(a)) => {
             a.values
                 .iter()
-                .map(|v| text_bound(v.value.as_ref()) + 1)
+                .map(|v| json_bound(v.value.as_ref()) + 1)
                 .sum::<usize>()
                 + 2
         }
@@ -73,7 +84,7 @@ pub fn text_bound(value: Option<&Value>) -> usize {
                 .map(|p| {
                     6 * p.key.len()
                         + 4
-                        + text_bound(p.value.as_ref().and_then(|v| v.value.as_ref()))
+                        + json_bound(p.value.as_ref().and_then(|v| v.value.as_ref()))
                 })
                 .sum::<usize>()
                 + 2
@@ -321,6 +332,26 @@ mod tests {
         assert_eq!(text(Some(&map)), r#"{"a":[-3,null,2],"z":"a<b\n\u0001"}"#);
         assert_eq!(text(Some(&Value::BytesValue(vec![1, 2, 3]))), "AQID");
         assert!(text_bound(Some(&map)) >= text(Some(&map)).len());
+        let control = "\u{1}\u{2}\n\"".repeat(50);
+        let array = Value::ArrayValue(ArrayValue {
+            values: vec![
+                AnyValue {
+                    value: Some(Value::StringValue(control.clone())),
+                },
+                AnyValue {
+                    value: Some(Value::BytesValue(vec![0xff; 31])),
+                },
+            ],
+        });
+        for v in [
+            Value::StringValue(control),
+            Value::BytesValue(vec![7; 31]),
+            Value::DoubleValue(-1.234_567_890_123_456_7e-300),
+            Value::IntValue(i64::MIN),
+            array,
+        ] {
+            assert!(text_bound(Some(&v)) >= text(Some(&v)).len(), "{v:?}");
+        }
         let limits = crate::push::Limits::default();
         let budget = crate::push::memory::Budget::new(&limits);
         let mut charge = budget.charge(&std::sync::Arc::from("t")).unwrap();

@@ -43,9 +43,12 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 10;
 /// A connection that sends nothing for this long is closed (senders reconnect when they
 /// next have something to say). Key `syslog.idle_timeout`.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
-/// Bytes read from a connection at a time: what a connection holds besides a message that
-/// straddles two reads.
+/// Most bytes taken from a connection into one round of framing and commits: what a busy
+/// connection holds besides a message that straddles two rounds.
 pub const READ_CHUNK: usize = 256 << 10;
+/// What a connection waits for its next bytes with: a quiet connection (rsyslog keeps one
+/// open for hours) holds this, not a busy round's buffer, which is let go once it is empty.
+pub const QUIET_READ: usize = 4 << 10;
 /// Messages committed together at most: an agent's batch, so one admission by the token's
 /// rate limit is never far beyond its burst.
 pub const MAX_BATCH_MESSAGES: usize = 1000;
@@ -95,21 +98,18 @@ pub async fn serve<S: AsyncRead + Unpin>(
         return;
     };
     let mut framer = Framer::new(limits.max_message_bytes);
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = BytesMut::new();
     loop {
-        buf.reserve(READ_CHUNK.saturating_sub(buf.capacity() - buf.len()));
-        let mut chunk = (&mut io).take(READ_CHUNK as u64);
-        let read = tokio::select! {
-            r = tokio::time::timeout(limits.idle_timeout, chunk.read_buf(&mut buf)) => r,
-            _ = stop.wait_for(|s| *s) => return,
-        };
-        let eof = match read {
-            Err(_) => {
+        if buf.is_empty() && buf.capacity() > QUIET_READ {
+            buf = BytesMut::new();
+        }
+        let eof = match fill(&mut io, &mut buf, limits.idle_timeout, &mut stop).await {
+            Ok(eof) => eof,
+            Err(Ended::Idle) => {
                 st.metrics.syslog.closed("idle");
                 return;
             }
-            Ok(Err(_)) => return,
-            Ok(Ok(n)) => n == 0,
+            Err(Ended::Gone) => return,
         };
         if eof && !buf.is_empty() && !buf.ends_with(b"\n") {
             // The last message of a stream may end with the stream.
@@ -134,6 +134,54 @@ pub async fn serve<S: AsyncRead + Unpin>(
             return;
         }
     }
+}
+
+/// Why a connection stopped being read.
+enum Ended {
+    /// Nothing came within the idle timeout.
+    Idle,
+    /// A read failed, or the server stops.
+    Gone,
+}
+
+/// Waits (within `idle`) for the next bytes, [`QUIET_READ`] at most, then takes what else has
+/// already arrived, up to [`READ_CHUNK`] in all; true at the end of the stream.
+async fn fill<S: AsyncRead + Unpin>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    idle: Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<bool, Ended> {
+    buf.reserve(QUIET_READ);
+    let first = (&mut *io).take(QUIET_READ as u64);
+    let read = tokio::select! {
+        r = tokio::time::timeout(idle, read_into(first, buf)) => r,
+        _ = stop.wait_for(|s| *s) => return Err(Ended::Gone),
+    };
+    match read {
+        Err(_) => return Err(Ended::Idle),
+        Ok(Err(_)) => return Err(Ended::Gone),
+        Ok(Ok(0)) => return Ok(true),
+        Ok(Ok(_)) => {}
+    }
+    let mut taken = buf.len();
+    while taken < READ_CHUNK {
+        let want = READ_CHUNK - taken;
+        buf.reserve(want.min(64 << 10));
+        let more = (&mut *io).take(want as u64);
+        // Polled once: what the socket (or TLS) holds now, without waiting for more.
+        match tokio::time::timeout(Duration::ZERO, read_into(more, buf)).await {
+            Ok(Ok(0)) => return Ok(true),
+            Ok(Ok(n)) => taken += n,
+            Ok(Err(_)) => return Err(Ended::Gone),
+            Err(_) => break,
+        }
+    }
+    Ok(false)
+}
+
+async fn read_into<R: AsyncRead + Unpin>(mut r: R, buf: &mut BytesMut) -> std::io::Result<usize> {
+    r.read_buf(buf).await
 }
 
 fn split(frames: Vec<Frame>) -> (Vec<Bytes>, usize) {

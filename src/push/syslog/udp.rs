@@ -2,13 +2,15 @@
 //! address is mapped to in `[syslog] sources`. A source address in a datagram is whatever the
 //! sender wrote: anyone who can reach the port can send as any mapped address.
 //!
-//! Owns: receiving up to a batch of datagrams at a time, refusing those from unmapped
-//! addresses (counted, never by address: a spoofer must not grow the metrics) and those over
-//! `max_message_bytes`, and committing each sender's messages once. There is no connection to
-//! hold back, so a batch that cannot be committed at once (busy, over its rate, disk low) is
-//! dropped and counted as `dropped`: over UDP a flood costs the flooder its own messages.
+//! Owns: receiving up to a batch of datagrams at a time (1,000, or 256 KiB of them),
+//! refusing those from unmapped addresses (counted, never by address: a spoofer must not grow
+//! the metrics) and those over `max_message_bytes`, and committing each sender's messages
+//! once. There is no connection to hold back, so a batch that cannot be committed at once
+//! (busy, over its rate, disk low) is dropped and counted as `dropped`: over UDP a flood
+//! costs the flooder its own messages.
 //!
-//! Must not: wait for the writer while datagrams queue in the kernel.
+//! Must not: retry a batch: it is committed once or dropped, so the socket is read again
+//! within one commit.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -18,7 +20,7 @@ use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
-use super::{PushState, attempt};
+use super::{PushState, READ_CHUNK, attempt};
 
 /// Datagrams taken into one batch at most, besides the one waited for.
 const UDP_BATCH: usize = 1000;
@@ -39,9 +41,11 @@ pub async fn serve_udp(
         };
         let mut batch: BTreeMap<&str, Vec<Bytes>> = BTreeMap::new();
         let mut next = first.ok();
-        let mut taken = 0;
+        // Copies held before the batch is charged: at most a connection's round of bytes.
+        let (mut taken, mut bytes) = (0, 0);
         while let Some((n, peer)) = next.take() {
             taken += 1;
+            bytes += n;
             match sources.get(&peer.ip()) {
                 None => st.metrics.syslog.unknown_datagram(),
                 Some(token) if n > max_message_bytes => {
@@ -52,7 +56,7 @@ pub async fn serve_udp(
                     .or_default()
                     .push(Bytes::copy_from_slice(&buf[..n])),
             }
-            if taken < UDP_BATCH {
+            if taken < UDP_BATCH && bytes < READ_CHUNK {
                 next = sock.try_recv_from(&mut buf).ok();
             }
         }
